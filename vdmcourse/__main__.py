@@ -1,0 +1,3 @@
+from vdmcourse.cli import main
+
+raise SystemExit(main())
