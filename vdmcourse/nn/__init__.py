@@ -2,6 +2,18 @@
 the spatiotemporal blocks built from them. All attention-level modules work on
 channels-last grids ``(B, T, H, W, D)``."""
 
+from vdmcourse.nn.attention import (
+    FullAttention,
+    SpatialAttention,
+    TemporalAttention,
+    attention,
+    causal_mask,
+    frame_mask,
+    naive_attention,
+    padding_mask,
+    window_mask,
+)
+from vdmcourse.nn.blocks import FeedForward, Full3DBlock, SpatiotemporalBlock
 from vdmcourse.nn.embeddings import (
     LabelEmbedding,
     PositionTable,
@@ -16,14 +28,26 @@ from vdmcourse.nn.embeddings import (
 )
 
 __all__ = [
+    "FeedForward",
+    "Full3DBlock",
+    "FullAttention",
     "LabelEmbedding",
     "PositionTable",
     "RelativePositionBias",
+    "SpatialAttention",
+    "SpatiotemporalBlock",
+    "TemporalAttention",
     "TimestepEmbedding",
     "apply_rope",
+    "attention",
+    "causal_mask",
     "drop_labels",
+    "frame_mask",
+    "naive_attention",
+    "padding_mask",
     "sincos_table_1d",
     "sincos_table_2d",
     "sincos_table_3d",
     "sinusoidal_embedding",
+    "window_mask",
 ]
