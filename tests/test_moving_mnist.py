@@ -132,22 +132,21 @@ def test_same_seed_same_clips_and_different_seed_different_clips():
     assert not torch.equal(a.video, c.video)
 
 
-def test_single_digit_centre_of_mass_matches_its_position():
-    config = MovingMNISTConfig.cpu(frames=4)
+@pytest.mark.parametrize("config", [MovingMNISTConfig.cpu(frames=4), MovingMNISTConfig(digits=1, frames=4)], ids=["16px", "28px"])
+def test_single_digit_centre_of_mass_sits_at_position_plus_half_the_digit(config):
     clips = clips_for(config, n=64)
     video, digits = clips.video[:, :, 0], clips.digits[:, 0]  # (N, T, H, W), (N, S, S)
-    grid = torch.arange(config.canvas, dtype=torch.float32)
+    pasted_at = clips.positions[:, :, 0].round()  # (N, T, 2)
+    # Centres of mass in continuous pixel coordinates: pixel i covers [i, i + 1).
+    grid = torch.arange(config.canvas, dtype=torch.float32) + 0.5
     mass = video.sum(dim=(-2, -1))
-    centre = torch.stack([(video.sum(-1) * grid).sum(-1) / mass, (video.sum(-2) * grid).sum(-1) / mass], dim=-1)
-    # Where the centre of mass sits inside the digit itself, measured on the digit image.
-    local = torch.arange(config.digit_size, dtype=torch.float32)
-    digit_mass = digits.sum(dim=(-2, -1))
-    inside = torch.stack([(digits.sum(-1) * local).sum(-1), (digits.sum(-2) * local).sum(-1)], -1) / digit_mass[:, None]
-    expected = clips.positions[:, :, 0] + inside[:, None]  # (N, T, 2)
-    assert (centre - expected).abs().max() <= 0.5 + 1e-4  # rounding to whole pixels
-    # and, as promised for a centred digit, within 1 px of position + size/2 on average
-    box_centre = clips.positions[:, :, 0] + (config.digit_size - 1) / 2
-    assert (centre - box_centre).abs().mean() < 1.0
+    centre = torch.stack([(video.sum(-1) * grid).sum(-1), (video.sum(-2) * grid).sum(-1)], dim=-1) / mass[..., None]
+    local = torch.arange(config.digit_size, dtype=torch.float32) + 0.5
+    inside = torch.stack([(digits.sum(-1) * local).sum(-1), (digits.sum(-2) * local).sum(-1)], -1) / digits.sum(dim=(-2, -1))[:, None]
+    # Exactly: the frame's centre of mass is the digit's own, moved to where it was pasted.
+    torch.testing.assert_close(centre, pasted_at + inside[:, None], atol=1e-3, rtol=0)
+    # MNIST digits are centred by mass, so that is within 1 px of the box centre.
+    assert (centre - (pasted_at + config.digit_size / 2)).abs().max() <= 1.0
 
 
 def test_max_and_sum_combination_differ_exactly_where_digits_overlap():
