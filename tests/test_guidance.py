@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from vdmcourse.diffusion import NULL_LABEL, sample
+from vdmcourse.diffusion.guidance import classifier_free_guidance, drop_labels, guided_output
+
+
+class LabelModel(torch.nn.Module):
+    """Output depends on the label in every channel; counts its forward passes."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.randn(11, 3, generator=torch.Generator().manual_seed(0)))
+        self.calls = 0
+
+    def forward(self, x, t, cond=None):
+        self.calls += 1
+        if cond is None:
+            cond = torch.full((x.shape[0],), NULL_LABEL)
+        rows = self.table[cond]  # (B, C) or (B, K, C)
+        if rows.ndim == 3:
+            rows = rows.sum(1)
+        return 0.5 * x + t[:, None, None, None, None] * rows[:, None, :, None, None]  # (B, T, C, H, W)
+
+
+def inputs(batch=4):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(batch, 2, 3, 4, 4, generator=g), torch.rand(batch, generator=g)
+
+
+def test_null_label_is_ten():
+    assert NULL_LABEL == 10
+
+
+def test_scale_one_is_exactly_the_conditional_model():
+    model, (x, t) = LabelModel(), inputs()
+    cond = torch.tensor([3, 1, 4, 1])
+    assert torch.equal(guided_output(model, x, t, cond, 1.0), model(x, t, cond=cond))
+
+
+def test_scale_zero_is_the_unconditional_model_and_scale_s_is_the_formula_on_all_channels():
+    model, (x, t) = LabelModel(), inputs()
+    cond = torch.tensor([[3, 5], [1, 2], [4, 4], [1, 0]])
+    conditional = model(x, t, cond=cond)
+    unconditional = model(x, t, cond=torch.full_like(cond, NULL_LABEL))
+    torch.testing.assert_close(guided_output(model, x, t, cond, 0.0), unconditional)
+    guided = guided_output(model, x, t, cond, 4.0)
+    torch.testing.assert_close(guided, unconditional + 4.0 * (conditional - unconditional))
+    for channel in range(3):  # public DiT guides 3 of 4 channels; every channel moves here
+        moved = (guided - conditional)[:, :, channel].abs().max()
+        assert moved > 1e-3, f"channel {channel} was not guided"
+
+
+def test_guidance_is_one_batched_forward():
+    model, (x, t) = LabelModel(), inputs()
+    guided_output(model, x, t, torch.tensor([3, 1, 4, 1]), 2.5)
+    assert model.calls == 1
+
+
+def test_classifier_free_guidance_combination_and_shape_check():
+    c, u = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0])
+    torch.testing.assert_close(classifier_free_guidance(c, u, 3.0), torch.tensor([3.0, 4.0]))
+    with pytest.raises(ValueError, match="same shape"):
+        classifier_free_guidance(c, u[:1], 2.0)
+
+
+def test_guided_sampling_at_scale_one_equals_plain_conditional_sampling():
+    model = LabelModel()
+    cond = torch.tensor([7, 2])
+    kwargs = dict(steps=3, progress=False)
+    a = sample(model, (2, 2, 3, 4, 4), cond=cond, guidance_scale=1.0, generator=torch.Generator().manual_seed(0), **kwargs)
+    b = sample(model, (2, 2, 3, 4, 4), cond=cond, generator=torch.Generator().manual_seed(0), **kwargs)
+    c = sample(model, (2, 2, 3, 4, 4), cond=cond, guidance_scale=3.0, generator=torch.Generator().manual_seed(0), **kwargs)
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_drop_labels_is_seeded_and_all_or_nothing_per_sample():
+    cond = torch.randint(0, 10, (1000, 3), generator=torch.Generator().manual_seed(0))
+    a = drop_labels(cond, 0.3, torch.Generator().manual_seed(1))
+    b = drop_labels(cond, 0.3, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    dropped = (a == NULL_LABEL).all(1)
+    assert torch.all(dropped | (a == cond).all(1))
+    assert dropped.float().mean().item() == pytest.approx(0.3, abs=0.05)
+
+
+def test_bad_labels_are_refused():
+    model, (x, t) = LabelModel(), inputs()
+    with pytest.raises(ValueError, match="needs labels"):
+        guided_output(model, x, t, None, 2.0)
+    with pytest.raises(TypeError, match="LongTensor"):
+        guided_output(model, x, t, torch.zeros(4), 2.0)
+    with pytest.raises(ValueError, match=r"\(B,\) or \(B, K\) with B = 4"):
+        guided_output(model, x, t, torch.zeros(4, 2, 2, dtype=torch.long), 2.0)
+    with pytest.raises(ValueError, match="p_uncond"):
+        drop_labels(torch.zeros(4, dtype=torch.long), -0.1)

@@ -1,0 +1,48 @@
+"""The diffusion core: noise schedules, training objectives and their conversions,
+samplers, and classifier-free guidance.
+
+Conventions: time ``t`` in ``[0, 1]`` with ``t = 1`` pure noise (discrete step ``i``
+of ``N`` is ``t = i / N``); flow matching uses ``x_t = (1 - t) x0 + t eps`` with
+velocity target ``eps - x0``; samples live in ``[-1, 1]``; videos are ``(B, T, C, H, W)``.
+"""
+
+from vdmcourse.diffusion.guidance import NULL_LABEL, classifier_free_guidance, drop_labels, guided_output
+from vdmcourse.diffusion.objectives import (
+    OBJECTIVES,
+    convert,
+    model_target,
+    predict_x0_eps,
+    resolve_schedule,
+    sample_timesteps,
+    training_loss,
+)
+from vdmcourse.diffusion.samplers import SAMPLERS, model_evaluations, sample
+from vdmcourse.diffusion.schedules import (
+    FlowSchedule,
+    Schedule,
+    VPSchedule,
+    cosine_schedule,
+    linear_schedule,
+)
+
+__all__ = [
+    "NULL_LABEL",
+    "classifier_free_guidance",
+    "drop_labels",
+    "guided_output",
+    "OBJECTIVES",
+    "convert",
+    "model_target",
+    "predict_x0_eps",
+    "resolve_schedule",
+    "sample_timesteps",
+    "training_loss",
+    "SAMPLERS",
+    "model_evaluations",
+    "sample",
+    "FlowSchedule",
+    "Schedule",
+    "VPSchedule",
+    "cosine_schedule",
+    "linear_schedule",
+]

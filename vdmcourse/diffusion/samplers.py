@@ -1,0 +1,204 @@
+"""Samplers: from pure noise at ``t = 1`` to a clean sample at ``t = 0``, one interface.
+
+:func:`sample` walks the time grid ``t_k = k / steps`` from 1 down to 0. At each
+step the model's output -- whatever its objective -- is turned into predictions
+``(x0_hat, eps_hat)`` (:func:`~vdmcourse.diffusion.objectives.predict_x0_eps`), and
+the sampler moves from ``t`` to the next time ``s < t``:
+
+* ``"ddpm"`` -- ancestral sampling (Ho et al. 2020): draw from the posterior
+  ``q(x_s | x_t, x0 = x0_hat)``; fresh noise every step.
+* ``"ddim"`` -- Song et al. 2021: ``x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z``
+  with ``c = eta * (DDPM's posterior std)``: ``eta = 0`` is deterministic, ``eta = 1`` is DDPM.
+* ``"euler"`` / ``"heun"`` -- first- / second-order solvers of the probability-flow ODE
+  (Song et al. 2021b; Karras et al. 2022). On the flow path the ODE is
+  ``dx/dt = eps - x0``; any other path is the same straight path after rescaling
+  ``z = x / (alpha + sigma)`` and re-timing ``tau = sigma / (alpha + sigma)``, and the
+  solvers step in those coordinates. There an Euler step *is* a DDIM (eta = 0) step.
+  Heun averages the slopes at both ends of a step: two model calls per step,
+  except the last (an Euler step, so the model is never asked about ``t = 0``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from vdmcourse.diffusion.guidance import check_labels, guided_output
+from vdmcourse.diffusion.objectives import _check_objective, predict_x0_eps, resolve_schedule
+from vdmcourse.diffusion.schedules import FlowSchedule, Schedule
+
+__all__ = ["SAMPLERS", "sample", "model_evaluations"]
+
+SAMPLERS = ("ddpm", "ddim", "euler", "heun")
+
+
+def model_evaluations(sampler: str, steps: int) -> int:
+    """How many (guided) model calls ``sample`` makes: ``steps``, or ``2 * steps - 1`` for Heun."""
+    _check_sampler(sampler, steps)
+    return 2 * steps - 1 if sampler == "heun" else steps
+
+
+def _check_sampler(sampler, steps) -> None:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}; got {sampler!r}")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1; got {steps!r}")
+
+
+def _alpha_sigma(schedule: Schedule, t: float) -> tuple[float, float]:
+    alpha, sigma = schedule.alpha_sigma(torch.tensor([t], dtype=torch.float64))
+    return alpha.item(), sigma.item()
+
+
+def _model_device(model, fallback: torch.device) -> torch.device:
+    if isinstance(model, torch.nn.Module):
+        for parameter in model.parameters():
+            return parameter.device
+    return fallback
+
+
+@torch.no_grad()
+def sample(
+    model,
+    shape: tuple[int, ...],
+    *,
+    objective: str = "flow",
+    sampler: str = "euler",
+    steps: int = 50,
+    schedule=None,
+    cond: torch.Tensor | None = None,
+    guidance_scale: float = 1.0,
+    eta: float = 0.0,
+    clip_x0: bool = False,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    progress: bool = True,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Generate samples with ``model`` (called as ``model(x, t, cond=cond)``).
+
+    Args:
+        shape: ``(B, T, C, H, W)`` for a video model (any ``(B, ...)`` works, e.g.
+            ``(N, 2)`` for a 2-D toy).
+        objective: what the model predicts, one of ``"flow"``, ``"eps"``, ``"v"``, ``"x0"``.
+        sampler: ``"ddpm"``, ``"ddim"``, ``"euler"`` or ``"heun"``.
+        steps: number of steps on the grid ``t = 1, 1 - 1/steps, ..., 0``.
+        schedule: as in :func:`~vdmcourse.diffusion.objectives.resolve_schedule`; it
+            must be the one the model was trained with.
+        cond: labels ``(B,)`` or ``(B, K)``, or ``None``.
+        guidance_scale: classifier-free guidance scale (1 = the conditional model).
+        eta: DDIM's noise level in ``[0, 1]`` (``"ddim"`` only).
+        clip_x0: clamp ``x0_hat`` to ``[-1, 1]`` at every step (DDPM's ``clip_denoised``);
+            helps eps-prediction near ``t = 1``, where ``x0_hat`` divides by a tiny alpha.
+        noise: the starting point ``x_1`` of shape ``shape``; drawn from ``generator`` if None.
+        generator: a ``torch.Generator`` for the start noise and DDPM/DDIM noise: the
+            same seed gives the same samples.
+        callback: called after every step as ``callback(step, x, x0_hat)`` with the new
+            state and the prediction made at that step (e.g. to film the denoising).
+        progress: show a tqdm bar.
+        device: where to sample; default: the model's device.
+
+    Returns:
+        ``x0`` of ``shape``, in the model range ``[-1, 1]`` for a model trained there
+        (not clamped; :func:`vdmcourse.course.to_unit_range` clamps for display).
+    """
+    _check_objective(objective)
+    _check_sampler(sampler, steps)
+    schedule = resolve_schedule(schedule, objective)
+    if objective == "eps" and isinstance(schedule, FlowSchedule):
+        raise ValueError("eps-prediction cannot start at t = 1 on the flow path (alpha = 0 leaves x0 undefined); "
+                         "use objective 'flow', 'v' or 'x0'")
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1]; got {eta}")
+    shape = tuple(shape)
+    if not shape or not all(isinstance(n, int) and n > 0 for n in shape):
+        raise ValueError(f"shape must be a tuple of positive ints such as (B, T, C, H, W); got {shape}")
+    device = torch.device(device) if device is not None else _model_device(model, torch.device("cpu"))
+    if noise is None:
+        draw_device = generator.device if generator is not None else device
+        noise = torch.randn(shape, generator=generator, device=draw_device)
+    elif tuple(noise.shape) != shape:
+        raise ValueError(f"noise must have shape {shape}; got {tuple(noise.shape)}")
+    if cond is not None:
+        cond = check_labels(cond, shape[0]).to(device)
+
+    def denoise(x: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+        t_batch = torch.full((shape[0],), t, device=device, dtype=x.dtype)  # (B,)
+        output = guided_output(model, x, t_batch, cond, guidance_scale)
+        if output.shape != x.shape:
+            raise ValueError(f"the model returned shape {tuple(output.shape)}; expected x's shape {tuple(x.shape)}")
+        x0, eps = predict_x0_eps(output, x, t_batch, objective=objective, schedule=schedule)
+        if clip_x0:
+            alpha, sigma = _alpha_sigma(schedule, t)
+            x0 = x0.clamp(-1, 1)
+            eps = (x - alpha * x0) / sigma
+        return x0, eps
+
+    def gaussian(like: torch.Tensor) -> torch.Tensor:
+        draw_device = generator.device if generator is not None else device
+        return torch.randn(like.shape, generator=generator, device=draw_device, dtype=like.dtype).to(device)
+
+    was_training = isinstance(model, torch.nn.Module) and model.training
+    if was_training:
+        model.eval()
+    try:
+        x = noise.to(device)
+        times = torch.linspace(1, 0, steps + 1, dtype=torch.float64).tolist()
+        for step in tqdm(range(steps), desc=f"{sampler} sampling", disable=not progress, leave=False):
+            t, s = times[step], times[step + 1]
+            x0, eps = denoise(x, t)
+            if sampler == "ddpm":
+                x = _ddpm_step(schedule, x, x0, t, s, gaussian)
+            elif sampler == "ddim":
+                x = _ddim_step(schedule, x0, eps, t, s, eta, gaussian)
+            else:
+                x = _ode_step(schedule, x, x0, eps, t, s, denoise if sampler == "heun" else None)
+            if callback is not None:
+                callback(step, x, x0)
+        return x
+    finally:
+        if was_training:
+            model.train()
+
+
+def _ddpm_step(schedule, x, x0, t, s, gaussian):
+    """One ancestral step: a draw of ``q(x_s | x_t, x0_hat)``."""
+    t_batch = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)  # (B,)
+    s_batch = torch.full((x.shape[0],), s, dtype=x.dtype, device=x.device)  # (B,)
+    mean, variance = schedule.posterior(x, x0, t_batch, s_batch)
+    return mean + variance.sqrt() * gaussian(x)
+
+
+def _ddim_step(schedule, x0, eps, t, s, eta, gaussian):
+    """``x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c z`` (Song et al. 2021, eq. 12)."""
+    alpha_s, sigma_s = _alpha_sigma(schedule, s)
+    if eta == 0:
+        return alpha_s * x0 + sigma_s * eps
+    alpha_t, sigma_t = _alpha_sigma(schedule, t)
+    alpha_ts = alpha_t / alpha_s
+    posterior_variance = (sigma_t**2 - alpha_ts**2 * sigma_s**2) * sigma_s**2 / sigma_t**2
+    c = eta * math.sqrt(posterior_variance)
+    return alpha_s * x0 + math.sqrt(max(sigma_s**2 - c**2, 0.0)) * eps + c * gaussian(x0)
+
+
+def _ode_step(schedule, x, x0, eps, t, s, denoise):
+    """One Euler step, or Heun's when ``denoise`` is given and ``s > 0``.
+
+    Any path is the straight path in disguise: ``z = x / (alpha + sigma)`` equals
+    ``(1 - tau) x0 + tau eps`` with ``tau = sigma / (alpha + sigma)`` in ``[0, 1]``, so the
+    ODE is ``dz/dtau = eps - x0`` on every schedule (on the flow path ``z = x``, ``tau = t``).
+    """
+    alpha_t, sigma_t = _alpha_sigma(schedule, t)
+    alpha_s, sigma_s = _alpha_sigma(schedule, s)
+    tau_t, tau_s = sigma_t / (alpha_t + sigma_t), sigma_s / (alpha_s + sigma_s)
+    z = x / (alpha_t + sigma_t)
+    slope = eps - x0  # dz/dtau
+    z_s = z + (tau_s - tau_t) * slope
+    if denoise is not None and s > 0:
+        x0_s, eps_s = denoise((alpha_s + sigma_s) * z_s, s)
+        z_s = z + (tau_s - tau_t) * (slope + (eps_s - x0_s)) / 2
+    return (alpha_s + sigma_s) * z_s
