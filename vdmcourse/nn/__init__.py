@@ -26,6 +26,7 @@ from vdmcourse.nn.embeddings import (
     sincos_table_3d,
     sinusoidal_embedding,
 )
+from vdmcourse.nn.unet2d import UNet2D, UNet2DConfig
 
 __all__ = [
     "FeedForward",
@@ -38,6 +39,8 @@ __all__ = [
     "SpatiotemporalBlock",
     "TemporalAttention",
     "TimestepEmbedding",
+    "UNet2D",
+    "UNet2DConfig",
     "apply_rope",
     "attention",
     "causal_mask",
