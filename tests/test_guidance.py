@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from vdmcourse.diffusion import NULL_LABEL, sample
-from vdmcourse.diffusion.guidance import classifier_free_guidance, drop_labels, guided_output
+from vdmcourse.diffusion.guidance import classifier_free_guidance, guided_output
 
 
 class LabelModel(torch.nn.Module):
@@ -74,16 +74,6 @@ def test_guided_sampling_at_scale_one_equals_plain_conditional_sampling():
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
 
-def test_drop_labels_is_seeded_and_all_or_nothing_per_sample():
-    cond = torch.randint(0, 10, (1000, 3), generator=torch.Generator().manual_seed(0))
-    a = drop_labels(cond, 0.3, torch.Generator().manual_seed(1))
-    b = drop_labels(cond, 0.3, torch.Generator().manual_seed(1))
-    assert torch.equal(a, b)
-    dropped = (a == NULL_LABEL).all(1)
-    assert torch.all(dropped | (a == cond).all(1))
-    assert dropped.float().mean().item() == pytest.approx(0.3, abs=0.05)
-
-
 def test_bad_labels_are_refused():
     model, (x, t) = LabelModel(), inputs()
     with pytest.raises(ValueError, match="needs labels"):
@@ -92,5 +82,3 @@ def test_bad_labels_are_refused():
         guided_output(model, x, t, torch.zeros(4), 2.0)
     with pytest.raises(ValueError, match=r"\(B,\) or \(B, K\) with B = 4"):
         guided_output(model, x, t, torch.zeros(4, 2, 2, dtype=torch.long), 2.0)
-    with pytest.raises(ValueError, match="p_uncond"):
-        drop_labels(torch.zeros(4, dtype=torch.long), -0.1)

@@ -2,7 +2,8 @@
 
 One model learns both p(x | label) and p(x): during training the label is replaced
 by the *null* label ``NULL_LABEL = 10`` (the extra embedding row after the digits
-0-9) with probability ``p_uncond`` (:func:`drop_labels`). At sampling time the two
+0-9) with probability ``p_uncond`` (``training_loss(..., p_uncond=0.1)``, which uses
+:func:`vdmcourse.nn.embeddings.drop_labels`). At sampling time the two
 predictions are combined,
 
     guided = uncond + scale * (cond - uncond),
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["NULL_LABEL", "check_labels", "drop_labels", "classifier_free_guidance", "guided_output"]
+__all__ = ["NULL_LABEL", "check_labels", "classifier_free_guidance", "guided_output"]
 
 NULL_LABEL = 10
 
@@ -33,21 +34,6 @@ def check_labels(cond: torch.Tensor, batch: int | None = None, name: str = "cond
         expected = "(B,) or (B, K)" + (f" with B = {batch}" if batch is not None else "")
         raise ValueError(f"{name} must have shape {expected}; got {tuple(cond.shape)}")
     return cond
-
-
-def drop_labels(cond: torch.Tensor, p_uncond: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Replace each sample's labels by ``NULL_LABEL`` with probability ``p_uncond``.
-
-    ``cond``: LongTensor ``(B,)`` or ``(B, K)`` (a clip with K digits loses all K labels
-    together). Returns a new tensor; ``cond`` is not modified.
-    """
-    if not 0.0 <= p_uncond <= 1.0:
-        raise ValueError(f"p_uncond must lie in [0, 1]; got {p_uncond}")
-    check_labels(cond)
-    draw_device = generator.device if generator is not None else cond.device
-    drop = torch.rand(cond.shape[0], generator=generator, device=draw_device).to(cond.device) < p_uncond  # (B,)
-    drop = drop.reshape((-1,) + (1,) * (cond.ndim - 1))
-    return torch.where(drop, torch.full_like(cond, NULL_LABEL), cond)
 
 
 def classifier_free_guidance(cond_out: torch.Tensor, uncond_out: torch.Tensor, scale: float) -> torch.Tensor:

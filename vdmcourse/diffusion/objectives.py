@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vdmcourse.diffusion.guidance import check_labels, drop_labels
+from vdmcourse.diffusion.guidance import NULL_LABEL, check_labels
 from vdmcourse.diffusion.schedules import (
     FlowSchedule,
     Schedule,
@@ -37,6 +37,7 @@ from vdmcourse.diffusion.schedules import (
     cosine_schedule,
     linear_schedule,
 )
+from vdmcourse.nn.embeddings import drop_labels
 
 __all__ = [
     "OBJECTIVES",
@@ -212,6 +213,8 @@ def training_loss(
     ``generator`` fixes the times, the noise and the label dropout (drawn in that order).
     """
     schedule = resolve_schedule(schedule, objective)
+    if not 0.0 <= p_uncond <= 1.0:
+        raise ValueError(f"p_uncond must lie in [0, 1]; got {p_uncond}")
     if not isinstance(x0, torch.Tensor) or x0.ndim < 2:
         raise ValueError(f"x0 must be a tensor of shape (B, T, C, H, W); got {getattr(x0, 'shape', type(x0).__name__)}")
     batch = x0.shape[0]
@@ -229,7 +232,7 @@ def training_loss(
     if cond is not None:
         check_labels(cond, batch)
         if p_uncond > 0:
-            cond = drop_labels(cond, p_uncond, generator)
+            cond = drop_labels(cond, p_uncond, null_label=NULL_LABEL, generator=generator)
     elif p_uncond > 0:
         raise ValueError(f"p_uncond={p_uncond} needs labels to drop; got cond=None")
     x_t = schedule.q_sample(x0, t, eps)
