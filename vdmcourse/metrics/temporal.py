@@ -1,0 +1,133 @@
+"""Temporal metrics: what a per-frame score cannot see.
+
+Each function takes videos ``(B, T, 1, H, W)`` in [0, 1] and returns one number per
+clip, ``(B,)``. On real Moving MNIST they sit at (or very near) their ideal value;
+the validation benchmark (``benchmarks/bench_metrics.py``) shows each one moving
+away from it as the corruption it is meant to catch gets stronger.
+
+* :func:`flicker` -- mean absolute change between consecutive frames on pixels that
+  are background in both frames (and not next to ink). Real backgrounds are exactly
+  static (0); per-frame generation makes them shimmer. Cf. VBench's "temporal
+  flickering", which must restrict itself to static scenes for the same reason.
+* :func:`identity_persistence` -- track the digits, classify each tracked digit in
+  each frame with the evaluator's per-frame classifier, and count the frames whose
+  class matches the class in the track's first frame (a digit that vanishes counts as
+  a mismatch; frames where digits overlap are skipped). Real clips: 1.0.
+* :func:`dynamic_degree` -- the share of frame-to-frame steps in which something
+  moved. A frozen video has perfect frames and perfect flicker; this is the metric
+  it fails (cf. VBench's dynamic degree).
+* :func:`ink_mass_variation` -- coefficient of variation of the total ink over
+  time: digits should not fade, swell or vanish (overlaps under ``max`` make real
+  clips vary a little).
+* :func:`digit_count_consistency` -- share of frames showing the right number of
+  digits (connected blobs of ink). Frames where two real digits touch count one.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from vdmcourse.metrics.features import Evaluator, crop_digits
+from vdmcourse.metrics.physics import Tracks, check_video, track_digits
+
+__all__ = [
+    "flicker",
+    "identity_persistence",
+    "dynamic_degree",
+    "ink_mass_variation",
+    "digit_count_consistency",
+    "count_blobs",
+]
+
+
+def _need_frames(video: torch.Tensor, caller: str) -> torch.Tensor:
+    video = check_video(video, caller=caller)
+    if video.shape[1] < 2:
+        raise ValueError(f"{caller}: needs at least 2 frames to measure change over time; got T={video.shape[1]}")
+    return video
+
+
+def flicker(video: torch.Tensor, *, threshold: float = 0.3, margin: int = 2) -> torch.Tensor:
+    """Mean |x[t+1] - x[t]| over static background, per clip ``(B,)``, in intensity units.
+
+    A pixel counts as background at a step when it is more than ``margin`` pixels from
+    any pixel above ``threshold`` in both frames of the step. NaN for a clip with no
+    such pixel (all ink).
+    """
+    video = _need_frames(video, "flicker")
+    ink = (video[:, :, 0] > threshold).float()  # (B, T, H, W)
+    near_ink = F.max_pool2d(ink, 2 * margin + 1, stride=1, padding=margin) > 0
+    background = ~(near_ink[:, 1:] | near_ink[:, :-1])  # (B, T-1, H, W)
+    change = (video[:, 1:, 0] - video[:, :-1, 0]).abs()
+    return (change * background).sum(dim=(1, 2, 3)) / background.sum(dim=(1, 2, 3))
+
+
+def identity_persistence(
+    video: torch.Tensor, model: Evaluator, digits: int, *, tracks: Tracks | None = None
+) -> torch.Tensor:
+    """Share of frames in which each tracked digit keeps the class it had in its first
+    clean frame, averaged over the clip's digits: ``(B,)`` in [0, 1] (NaN when no digit
+    was ever seen clearly). Uses ``model.classify`` on crops of ``model.config.digit_size``."""
+    video = _need_frames(video, "identity_persistence")
+    tracks = tracks if tracks is not None else track_digits(video, digits)
+    crops = crop_digits(video, tracks.centres, model.config.digit_size)  # (B, T, K, S, S)
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        logits = torch.cat([model.classify(part.to(device)).cpu() for part in crops.flatten(0, 2).split(4096)])
+    classes = logits.argmax(1).view(tracks.clean.shape)  # (B, T, K)
+    seen = torch.isfinite(tracks.centres).all(-1)
+    first_clean = tracks.clean.float().argmax(1)  # (B, K): argmax returns the first True
+    first_class = classes.gather(1, first_clean[:, None]).expand_as(classes)
+    # Counted: clean frames (match or not) and frames where the digit has vanished (a miss).
+    counted = tracks.clean | ~seen
+    keeps = (classes == first_class) & tracks.clean
+    per_digit = keeps.sum(1) / counted.sum(1).clamp_min(1)  # (B, K)
+    per_digit = per_digit.masked_fill(~tracks.clean.any(1), float("nan"))
+    return per_digit.nanmean(1)
+
+
+def dynamic_degree(video: torch.Tensor, *, threshold: float = 0.1, min_pixels: int = 4) -> torch.Tensor:
+    """Share of steps t -> t+1 in which at least ``min_pixels`` pixels changed by more
+    than ``threshold``: ``(B,)`` in [0, 1]. Real clips (every digit always moves): ≈ 1;
+    a frozen clip: 0."""
+    video = _need_frames(video, "dynamic_degree")
+    changed = ((video[:, 1:] - video[:, :-1]).abs() > threshold).flatten(2).sum(-1)  # (B, T-1)
+    return (changed >= min_pixels).float().mean(1)
+
+
+def ink_mass_variation(video: torch.Tensor, *, threshold: float = 0.3) -> torch.Tensor:
+    """Coefficient of variation (std / mean over time) of each frame's ink mass (sum of
+    intensities above ``threshold``): ``(B,)``, 0 for perfectly steady ink. An empty
+    clip scores 0; a clip whose digits vanish scores high."""
+    video = _need_frames(video, "ink_mass_variation")
+    mass = (video * (video > threshold)).flatten(2).sum(-1)  # (B, T)
+    return mass.std(1) / mass.mean(1).clamp_min(1e-6)
+
+
+def count_blobs(frames: torch.Tensor, *, threshold: float = 0.3, min_area: int = 12) -> torch.Tensor:
+    """Number of ink blobs in each frame of ``frames`` ``(N, H, W)`` in [0, 1]: connected
+    regions (8-neighbours, after growing the ink by one pixel so a broken stroke stays one
+    digit) of at least ``min_area`` pixels. Returns ``(N,)`` int64."""
+    n, h, w = frames.shape
+    ink = frames > threshold
+    mask = F.max_pool2d(ink.float()[:, None], 3, stride=1, padding=1)[:, 0] > 0  # (N, H, W)
+    # Label propagation: every ink pixel takes the largest label among its neighbours
+    # until nothing changes; each blob ends up labelled by its largest pixel index.
+    labels = torch.where(mask, torch.arange(1, h * w + 1, dtype=torch.float32).view(1, h, w), 0.0)
+    while True:
+        grown = F.max_pool2d(labels[:, None], 3, stride=1, padding=1)[:, 0] * mask
+        if torch.equal(grown, labels):
+            break
+        labels = grown
+    area = torch.zeros(n, h * w + 1).scatter_add_(1, labels.long().flatten(1), ink.float().flatten(1))
+    return (area[:, 1:] >= min_area).sum(1)
+
+
+def digit_count_consistency(video: torch.Tensor, digits: int, *, threshold: float = 0.3, min_area: int = 12) -> torch.Tensor:
+    """Share of frames that show exactly ``digits`` ink blobs (see :func:`count_blobs`): ``(B,)``."""
+    video = check_video(video, caller="digit_count_consistency")
+    counts = count_blobs(rearrange(video, "b t 1 h w -> (b t) h w"), threshold=threshold, min_area=min_area)
+    return (counts.view(video.shape[:2]) == digits).float().mean(1)
