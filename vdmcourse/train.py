@@ -57,6 +57,9 @@ __all__ = ["TrainConfig", "Trainer", "machine_info"]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 MODEL_NAME = "model.safetensors"
+# TrainConfig fields that only decide when to save or look, not what is computed:
+# a run may be resumed with other values.
+_WHEN_ONLY = ("checkpoint_every", "preview_every")
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,8 @@ class Trainer:
 
     Attributes: ``model``, ``ema`` (a frozen copy holding the EMA weights, eval mode),
     ``optimizer``, ``step`` (completed steps), ``history`` (the loss of every step),
-    ``elapsed`` (training seconds, summed over resumes).
+    ``elapsed`` (training seconds, summed over resumes), ``saved_step`` (the step of
+    the last checkpoint written or resumed; None if none).
     """
 
     def __init__(
@@ -219,7 +223,7 @@ class Trainer:
         self.step = 0
         self.history: list[float] = []
         self.elapsed = 0.0
-        self._saved_step: int | None = None
+        self.saved_step: int | None = None
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -297,7 +301,7 @@ class Trainer:
                         raise KeyboardInterrupt(f"training stopped at step {self.step}{where}")
         finally:
             bar.close()
-        if self.out_dir is not None and self._saved_step != self.step:
+        if self.out_dir is not None and self.saved_step != self.step:
             self.save()
         return self.history
 
@@ -351,14 +355,15 @@ class Trainer:
         save_checkpoint(path.with_name(MODEL_NAME), self.ema, step=self.step, metadata={**self.metadata, "weights": "EMA"})
         with atomic_path(path.with_name("loss.csv")) as tmp:
             tmp.write_text("step,loss\n" + "".join(f"{i + 1},{loss:.6g}\n" for i, loss in enumerate(self.history)))
-        self._saved_step = self.step
+        self.saved_step = self.step
         return path
 
     def resume(self, path: str | os.PathLike | None = None) -> Trainer:
         """Restore everything :meth:`save` wrote; training then continues exactly.
 
         Refused (``ValueError`` naming the differences) when the checkpoint was made
-        with another :class:`TrainConfig`, model config or parameter shapes.
+        with another :class:`TrainConfig` (``checkpoint_every`` and ``preview_every``
+        may differ), model config or parameter shapes.
         """
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
@@ -370,7 +375,11 @@ class Trainer:
         stored = state["train_config"]
         current = dataclasses.asdict(self.config)
         current["betas"] = list(current["betas"])
-        differences = [f"{k}: checkpoint {stored.get(k)!r}, now {v!r}" for k, v in current.items() if stored.get(k) != v]
+        differences = [
+            f"{k}: checkpoint {stored.get(k)!r}, now {v!r}"
+            for k, v in current.items()
+            if stored.get(k) != v and k not in _WHEN_ONLY
+        ]
         if differences:
             raise ValueError(f"Trainer.resume: {path} was trained with another TrainConfig: " + "; ".join(differences))
         load_weights(self.model, checkpoint, which="model")
@@ -397,5 +406,5 @@ class Trainer:
         self.step = checkpoint.step
         self.history = checkpoint.tensors["history.loss"].tolist()
         self.elapsed = state["elapsed_s"]
-        self._saved_step = self.step
+        self.saved_step = self.step
         return self

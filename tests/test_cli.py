@@ -1,0 +1,70 @@
+"""python -m vdmcourse: train, resume, sample, and learner-friendly errors."""
+
+import json
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import pytest
+
+from vdmcourse.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--preset", "image-tiny", "--steps", "3", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_train_writes_checkpoint_weights_loss_and_run_record(run_dir):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"checkpoint.safetensors", "model.safetensors", "loss.csv", "run.json"} <= names
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["steps"] == 3 and record["preset"] == "image-tiny"
+    assert record["command"].startswith("python -m vdmcourse train --preset image-tiny --steps 3")
+    assert {"cpu", "cores", "torch"} <= set(record["machine"])
+
+
+def test_train_refuses_to_overwrite_a_run_and_resumes_on_request(run_dir, capsys):
+    assert main(["train", "--preset", "image-tiny", "--steps", "4", "--out", str(run_dir), "--no-progress"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--preset", "image-tiny", "--steps", "4", "--out", str(run_dir), "--resume", "--no-progress"]) == 0
+    assert json.loads((run_dir / "run.json").read_text())["steps"] == 4
+
+
+def test_sample_writes_a_gif_and_a_png(run_dir, tmp_path):
+    gif = tmp_path / "clips.gif"
+    args = ["sample", "--checkpoint", str(run_dir / "model.safetensors"), "--steps", "2", "--frames", "3"]
+    assert main([*args, "--out", str(gif), "--num", "2", "--label", "3"]) == 0
+    assert iio.imread(gif, index=None).shape[0] == 3  # one GIF frame per video frame
+    png = tmp_path / "strip.png"
+    assert main([*args, "--out", str(png)]) == 0
+    assert png.stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--preset", "image-huge"], "known presets"),
+        (["sample", "--checkpoint", "missing.safetensors", "--out", "x.gif"], "no checkpoint file"),
+        (["sample", "--checkpoint", "image-tiny", "--out", "x.mp3"], "must end in .gif or .png"),
+        (["evaluate"], "metrics module"),
+    ],
+)
+def test_mistakes_end_with_a_one_line_message(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_bad_label_is_refused(run_dir, capsys):
+    argv = ["sample", "--checkpoint", str(run_dir / "model.safetensors"), "--out", "x.gif", "--label", "12"]
+    assert main(argv) == 2
+    assert "digit 0-9" in capsys.readouterr().err
+
+
+def test_help_lists_the_commands_and_presets():
+    result = subprocess.run([sys.executable, "-m", "vdmcourse", "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "image-cpu" in result.stdout and "--resume" in result.stdout

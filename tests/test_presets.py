@@ -1,0 +1,58 @@
+"""The preset registry: every preset builds, draws batches and computes its loss."""
+
+import json
+
+import pytest
+import torch
+
+from vdmcourse.presets import PRESETS, Preset, get_preset
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_is_consistent(name):
+    preset = PRESETS[name]
+    assert preset.name == name
+    assert 0 < preset.quick_steps <= preset.steps
+    assert preset.model_config.image_size == preset.data.canvas
+    assert preset.sample_shape == (preset.data.frames, 1, preset.data.canvas, preset.data.canvas)
+    json.dumps(preset.metadata())  # stored in every checkpoint
+
+
+@pytest.mark.parametrize("name", ["image-tiny", "image-cpu"])
+def test_batches_are_reproducible_clips_in_the_unit_range(name):
+    preset = PRESETS[name]
+    batch = preset.batches()(torch.Generator().manual_seed(0))
+    again = preset.batches()(torch.Generator().manual_seed(0))
+    assert batch["video"].shape == (preset.batch_size, *preset.sample_shape)
+    assert batch["labels"].shape == (preset.batch_size, preset.data.digits)
+    assert 0 <= batch["video"].min() and batch["video"].max() <= 1
+    assert torch.equal(batch["video"], again["video"]) and torch.equal(batch["labels"], again["labels"])
+
+
+def test_the_loss_is_a_reproducible_finite_scalar():
+    preset = get_preset("image-tiny")
+    torch.manual_seed(0)
+    model = preset.build_model()
+    batch = preset.batches()(torch.Generator().manual_seed(0))
+    loss = preset.loss_fn()(model, batch, torch.Generator().manual_seed(1))
+    again = preset.loss_fn()(model, batch, torch.Generator().manual_seed(1))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert torch.equal(loss, again)
+    # An untrained flow model predicts 0, so the loss is E|eps - x0|^2 = 1 + E[x0^2] > 1.
+    assert loss > 1
+
+
+def test_quick_mode_uses_quick_steps(monkeypatch):
+    preset = get_preset("image-cpu")
+    monkeypatch.setenv("VDM_QUICK", "1")
+    assert preset.budget_steps() == preset.quick_steps
+    monkeypatch.setenv("VDM_QUICK", "0")
+    assert preset.budget_steps() == preset.steps
+
+
+def test_unknown_names_and_objectives_are_refused():
+    with pytest.raises(ValueError, match="known presets: image-tiny"):
+        get_preset("image-huge")
+    tiny = get_preset("image-tiny")
+    with pytest.raises(ValueError, match="objective"):
+        Preset(name="x", description="", model_class=tiny.model_class, model_config=tiny.model_config, data=tiny.data, objective="score")

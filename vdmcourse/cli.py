@@ -1,0 +1,251 @@
+"""The command line: ``python -m vdmcourse train | sample | evaluate``.
+
+Each subcommand is one function that adds its parser and names the function it
+runs (``parser.set_defaults(run=...)``); :func:`main` lists them in
+``SUBCOMMANDS``. Mistakes a learner can make (an unknown preset, a missing or
+corrupt checkpoint, a bad label) end with a one-line message, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from vdmcourse.course import CHECKPOINT_DIR, pick_device, seed_everything, to_unit_range
+from vdmcourse.diffusion import SAMPLERS, sample
+from vdmcourse.presets import PRESETS, get_preset
+from vdmcourse.pretrained import atomic_path, build_model, load_checkpoint
+from vdmcourse.train import CHECKPOINT_NAME, MODEL_NAME, Trainer, machine_info
+from vdmcourse.viz import frame_strip, save_gif
+
+__all__ = ["main", "build_parser"]
+
+DEFAULT_RUNS = Path("runs")
+
+
+def _train_parser(subparsers) -> None:
+    listing = "\n".join(f"  {name:<12} {preset.description} ({preset.steps} steps)" for name, preset in PRESETS.items())
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model from a preset",
+        description="Train a preset's model, saving a resumable checkpoint every few hundred steps. "
+        "Ctrl-C saves and stops; --resume continues exactly where it stopped.",
+        epilog=f"presets:\n{listing}\n\nexample:\n  python -m vdmcourse train --preset image-cpu --steps 500",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--preset", required=True, metavar="NAME", help="which preset to train (listed below)")
+    parser.add_argument("--steps", type=int, metavar="N", help="total steps to reach (default: the preset's; quick mode: its quick_steps)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="run folder for checkpoints and previews (default: runs/PRESET)")
+    parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.safetensors")
+    parser.add_argument("--preview-every", type=int, default=0, metavar="N", help="write a GIF of samples every N steps (0: never)")
+    parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.set_defaults(run=train)
+
+
+def train(args) -> int:
+    preset = get_preset(args.preset)
+    steps = args.steps if args.steps is not None else preset.budget_steps()
+    if steps < 1:
+        raise ValueError(f"--steps must be at least 1; got {steps}")
+    out = args.out or DEFAULT_RUNS / preset.name
+    if (out / CHECKPOINT_NAME).exists() and not args.resume:
+        raise ValueError(f"{out} already holds a checkpoint; add --resume to continue it, or choose another --out")
+    if args.resume and not (out / CHECKPOINT_NAME).exists():
+        raise ValueError(f"--resume: there is no checkpoint in {out} to continue; drop --resume to start a new run")
+
+    config = dataclasses.replace(preset.train, preview_every=args.preview_every)
+    seed_everything(config.seed)
+    trainer = Trainer(
+        preset.build_model(),
+        preset.loss_fn(),
+        preset.batches(),
+        config,
+        out_dir=out,
+        device=args.device,
+        preview=_preview_writer(preset, out),
+        metadata=preset.metadata(),
+        progress=not args.no_progress,
+    )
+    if args.resume:
+        trainer.resume()
+        print(f"resumed {out / CHECKPOINT_NAME} at step {trainer.step}")
+    command = "python -m vdmcourse " + shlex.join(args.argv if args.argv is not None else sys.argv[1:])
+    try:
+        trainer.fit(steps)
+    except KeyboardInterrupt:
+        again = command if args.resume else command + " --resume"
+        print(f"stopped at step {trainer.step}; last checkpoint: step {trainer.saved_step}. Continue with:\n  {again}")
+        return 130
+    finally:
+        _write_run_record(out, preset, trainer, command, machine_info())
+    print(
+        f"trained {preset.name} to step {trainer.step} ({trainer.elapsed / 60:.1f} min of training). Sample with:\n"
+        f"  python -m vdmcourse sample --checkpoint {out / MODEL_NAME} --out {out / 'samples.gif'} --num 10"
+    )
+    return 0
+
+
+def _write_run_record(out: Path, preset, trainer, command: str, machine: dict) -> None:
+    """``run.json``: what a manifest entry needs -- command, steps, wall time, machine, loss."""
+    recent = trainer.history[-200:]
+    record = {
+        "preset": preset.name,
+        "command": command,
+        "steps": trainer.step,
+        "wall_time_s": round(trainer.elapsed, 1),
+        "machine": machine,
+        "final_loss": sum(recent) / len(recent) if recent else None,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    with atomic_path(out / "run.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _preview_writer(preset, out: Path):
+    """A Trainer preview: one sample per digit 0-9, written to DIR/samples/step_NNNNNN.gif."""
+
+    def preview(model, step: int) -> None:
+        labels = torch.arange(10) if preset.conditional else None
+        clips = sample(
+            model,
+            (10, *preset.sample_shape),
+            objective=preset.objective,
+            sampler=preset.sampler,
+            steps=preset.sample_steps,
+            cond=labels,
+            guidance_scale=preset.guidance_scale if preset.conditional else 1.0,
+            generator=torch.Generator(device=next(model.parameters()).device).manual_seed(0),
+            progress=False,
+        )
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        save_gif(to_unit_range(clips), out / "samples" / f"step_{step:06d}.gif", columns=5, scale=2)
+
+    return preview
+
+
+def _sample_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "sample",
+        help="generate clips from a checkpoint",
+        description="Generate clips with a trained model and write them to a GIF (a grid when --num > 1) or a PNG frame strip.",
+        epilog="examples:\n"
+        "  python -m vdmcourse sample --checkpoint image-cpu --out digits.gif --num 10\n"
+        "  python -m vdmcourse sample --checkpoint runs/image-cpu/model.safetensors --out three.png --label 3 --frames 8",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", required=True, metavar="PATH", help="a .safetensors checkpoint, or the name of a shipped one (e.g. image-cpu)")
+    parser.add_argument("--out", required=True, type=Path, metavar="FILE", help="output file: .gif (animated) or .png (frame strip)")
+    parser.add_argument("--label", type=int, metavar="DIGIT", help="digit 0-9 for every clip (default: clip i shows digit i %% 10)")
+    parser.add_argument("--num", type=int, default=1, metavar="N", help="number of clips (default 1)")
+    parser.add_argument("--frames", type=int, metavar="T", help="frames per clip (an image model draws each frame independently)")
+    parser.add_argument("--steps", type=int, metavar="N", help="sampler steps (default: the checkpoint's)")
+    parser.add_argument("--sampler", choices=SAMPLERS, help="default: the checkpoint's")
+    parser.add_argument("--guidance", type=float, metavar="SCALE", help="classifier-free guidance scale (1: none; default: the checkpoint's)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    parser.set_defaults(run=sample_command)
+
+
+def _checkpoint_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CHECKPOINT_DIR / f"{name_or_path}.safetensors"
+    if shipped.is_file():
+        return shipped
+    known = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.safetensors"))
+    raise FileNotFoundError(f"no checkpoint file {path} and no shipped checkpoint named {name_or_path!r} (shipped: {', '.join(known) or 'none'})")
+
+
+def sample_command(args) -> int:
+    if args.out.suffix not in (".gif", ".png"):
+        raise ValueError(f"--out must end in .gif or .png; got {args.out}")
+    if args.num < 1:
+        raise ValueError(f"--num must be at least 1; got {args.num}")
+    checkpoint = load_checkpoint(_checkpoint_path(args.checkpoint))
+    info = checkpoint.metadata
+    if "sample_shape" not in info:
+        raise ValueError(f"{checkpoint.path} does not say what it generates (no 'sample_shape' in its metadata); it was not trained from a preset")
+    model = build_model(checkpoint).to(pick_device(args.device))
+    frames, channels, height, width = info["sample_shape"]
+    frames = args.frames or frames
+    conditional = getattr(model.config, "num_classes", None) is not None
+    if args.label is not None and not conditional:
+        raise ValueError("--label: this model is unconditional (it was trained without labels)")
+    if args.label is not None and not 0 <= args.label <= 9:
+        raise ValueError(f"--label must be a digit 0-9; got {args.label}")
+    labels = None
+    if conditional:
+        labels = torch.full((args.num,), args.label) if args.label is not None else torch.arange(args.num) % 10
+    generator = seed_everything(args.seed)
+    clips = sample(
+        model,
+        (args.num, frames, channels, height, width),
+        objective=info["objective"],
+        sampler=args.sampler or info["sampler"],
+        steps=args.steps or info["sample_steps"],
+        cond=labels,
+        guidance_scale=args.guidance if args.guidance is not None else (info["guidance_scale"] if conditional else 1.0),
+        generator=generator,
+    )
+    clips = to_unit_range(clips.cpu())  # (N, T, C, H, W) in [0, 1]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out.suffix == ".gif":
+        save_gif(clips, args.out, columns=min(args.num, 5), scale=4)
+    else:
+        titles = [str(int(label)) for label in labels] if labels is not None else None
+        with atomic_path(args.out) as tmp:
+            frame_strip(clips, titles=titles).savefig(tmp, format="png", dpi=150)
+    print(f"wrote {args.num} clip(s) of {frames} frame(s) to {args.out}")
+    return 0
+
+
+def _evaluate_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a checkpoint's samples (arrives with the metrics module)",
+        description="Evaluating generated videos (Frechet distance on the course's own features, "
+        "flicker, identity, physics) arrives with the metrics module, vdmcourse.metrics.",
+    )
+    parser.add_argument("--checkpoint", metavar="PATH", help="the checkpoint to evaluate")
+    parser.set_defaults(run=evaluate)
+
+
+def evaluate(args) -> int:
+    print("`evaluate` is not available yet: it arrives with the metrics module (vdmcourse.metrics).", file=sys.stderr)
+    return 2
+
+
+SUBCOMMANDS = (_train_parser, _sample_parser, _evaluate_parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m vdmcourse",
+        description="vdmcourse: train, sample and evaluate the course's video diffusion models.",
+        epilog="Run `python -m vdmcourse COMMAND --help` for a command's options.",
+    )
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 a usage error, 130 Ctrl-C)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = argv
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
