@@ -27,6 +27,7 @@ from vdmcourse.nn.embeddings import (
     sinusoidal_embedding,
 )
 from vdmcourse.nn.unet2d import UNet2D, UNet2DConfig
+from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
 
 __all__ = [
     "FeedForward",
@@ -41,6 +42,8 @@ __all__ = [
     "TimestepEmbedding",
     "UNet2D",
     "UNet2DConfig",
+    "UNet3D",
+    "UNet3DConfig",
     "apply_rope",
     "attention",
     "causal_mask",
