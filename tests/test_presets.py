@@ -13,9 +13,10 @@ def test_every_preset_is_consistent(name):
     preset = PRESETS[name]
     assert preset.name == name
     assert 0 < preset.quick_steps <= preset.steps
-    assert preset.model_config.image_size == preset.data.canvas
-    assert preset.sample_shape == (preset.data.frames, 1, preset.data.canvas, preset.data.canvas)
     json.dumps(preset.metadata())  # stored in every checkpoint
+    if preset.generative:
+        assert preset.model_config.image_size == preset.data.canvas
+        assert preset.sample_shape == (preset.data.frames, 1, preset.data.canvas, preset.data.canvas)
 
 
 @pytest.mark.parametrize("name", ["image-tiny", "image-cpu"])
@@ -50,9 +51,28 @@ def test_quick_mode_uses_quick_steps(monkeypatch):
     assert preset.budget_steps() == preset.steps
 
 
+def test_a_preset_can_bring_its_own_loss_and_batches():
+    tiny = get_preset("image-tiny")
+
+    def batch_source(generator, batch_size):
+        return torch.rand(batch_size, 3, generator=generator)
+
+    def loss(model, batch, generator):
+        return batch.sum()
+
+    custom = Preset(name="x", description="", model_class=tiny.model_class, model_config=tiny.model_config,
+                    data=tiny.data, objective=None, loss=loss, batch_source=batch_source, batch_size=5)
+    assert not custom.generative
+    assert custom.loss_fn() is loss
+    assert custom.batches()(torch.Generator().manual_seed(0)).shape == (5, 3)
+
+
 def test_unknown_names_and_objectives_are_refused():
     with pytest.raises(ValueError, match="known presets: image-tiny"):
         get_preset("image-huge")
     tiny = get_preset("image-tiny")
+    fields = dict(name="x", description="", model_class=tiny.model_class, model_config=tiny.model_config, data=tiny.data)
     with pytest.raises(ValueError, match="objective"):
-        Preset(name="x", description="", model_class=tiny.model_class, model_config=tiny.model_config, data=tiny.data, objective="score")
+        Preset(**fields, objective="score")
+    with pytest.raises(ValueError, match="objective=None"):
+        Preset(**fields, loss=lambda model, batch, generator: batch)

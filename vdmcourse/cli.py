@@ -70,7 +70,7 @@ def train(args) -> int:
         config,
         out_dir=out,
         device=args.device,
-        preview=_preview_writer(preset, out),
+        preview=_preview_writer(preset, out) if preset.generative else None,
         metadata=preset.metadata(),
         progress=not args.no_progress,
     )
@@ -172,8 +172,8 @@ def sample_command(args) -> int:
         raise ValueError(f"--num must be at least 1; got {args.num}")
     checkpoint = load_checkpoint(_checkpoint_path(args.checkpoint))
     info = checkpoint.metadata
-    if "sample_shape" not in info:
-        raise ValueError(f"{checkpoint.path} does not say what it generates (no 'sample_shape' in its metadata); it was not trained from a preset")
+    if not info.get("objective"):
+        raise ValueError(f"{checkpoint.path} is not a diffusion model trained from a preset (its metadata names no objective); there is nothing to sample")
     model = build_model(checkpoint).to(pick_device(args.device))
     frames, channels, height, width = info["sample_shape"]
     frames = args.frames or frames

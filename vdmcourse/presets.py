@@ -5,12 +5,15 @@ Moving MNIST config: ``frames=1`` for an image model), with which objective, and
 for how long (``steps``; ``quick_steps`` in quick mode). ``python -m vdmcourse
 train --preset NAME`` and the lessons read presets from :data:`PRESETS`.
 
-Adding a preset is adding one ``Preset(...)`` to the list at the bottom.
+Adding a preset is adding one ``Preset(...)`` to ``_PRESETS`` below. A model
+that is not a diffusion model (e.g. the metrics' evaluation network) brings its
+own ``loss`` and ``batch_source`` and sets ``objective=None``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,6 +23,7 @@ from torch import nn
 from vdmcourse.course import budget, to_model_range
 from vdmcourse.data import MovingMNISTConfig, generate_clips
 from vdmcourse.diffusion import OBJECTIVES, training_loss
+from vdmcourse.metrics.features import Evaluator, EvaluatorConfig, evaluator_batch, evaluator_loss
 from vdmcourse.nn.unet2d import UNet2D, UNet2DConfig
 from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
 from vdmcourse import pretrained
@@ -36,7 +40,7 @@ class Preset:
         name, description: what ``--preset`` takes and what ``--help`` shows.
         model_class, model_config: the model is ``model_class(model_config)``.
         data: the Moving MNIST clips each batch is drawn from (``frames=1``: single frames).
-        objective: the diffusion objective ("flow", "eps", "v" or "x0").
+        objective: the diffusion objective ("flow", "eps", "v" or "x0"); None with ``loss``.
         p_uncond: probability of dropping the labels (classifier-free guidance training);
             labels are used only when the model has ``num_classes``.
         batch_size, steps, quick_steps: clips per step; steps of a full and a quick run.
@@ -46,6 +50,8 @@ class Preset:
             model the new one starts from, through
             ``model_class.from_image_model(that_model, model_config)`` (a video U-Net
             inflated from a trained image model).
+        loss: ``(model, batch, generator) -> loss`` replacing the diffusion loss.
+        batch_source: ``(generator, batch_size=...) -> batch`` replacing the Moving MNIST clips.
     """
 
     name: str
@@ -63,10 +69,19 @@ class Preset:
     sample_steps: int = 30
     guidance_scale: float = 2.0
     init_from: str | None = None
+    loss: Callable[[nn.Module, Any, torch.Generator], torch.Tensor] | None = None
+    batch_source: Callable[..., Any] | None = None
 
     def __post_init__(self):
-        if self.objective not in OBJECTIVES:
+        if self.loss is None and self.objective not in OBJECTIVES:
             raise ValueError(f"Preset {self.name!r}: objective must be one of {OBJECTIVES}; got {self.objective!r}")
+        if self.loss is not None and self.objective is not None:
+            raise ValueError(f"Preset {self.name!r}: a preset with its own loss trains no diffusion objective; set objective=None")
+
+    @property
+    def generative(self) -> bool:
+        """True for a diffusion model (one that ``sample`` and previews can draw from)."""
+        return self.objective is not None
 
     @property
     def conditional(self) -> bool:
@@ -91,11 +106,13 @@ class Preset:
             source = pretrained.load_pretrained(self.init_from, device="cpu")
         return self.model_class.from_image_model(source, self.model_config)
 
-    def batches(self) -> Callable[[torch.Generator], dict[str, torch.Tensor]]:
+    def batches(self) -> Callable[[torch.Generator], Any]:
         """The batch source: ``generator -> {"video": (B, T, 1, H, W) in [0, 1], "labels": (B, K)}``,
-        drawn afresh from ``self.data`` at every step."""
+        drawn afresh from ``self.data`` at every step (or from ``batch_source``)."""
 
-        def draw(generator: torch.Generator) -> dict[str, torch.Tensor]:
+        def draw(generator: torch.Generator) -> Any:
+            if self.batch_source is not None:
+                return self.batch_source(generator, batch_size=self.batch_size)
             clips = generate_clips(self.batch_size, self.data, generator=generator)
             return {"video": clips.video, "labels": clips.labels}
 
@@ -103,7 +120,10 @@ class Preset:
 
     def loss_fn(self) -> Callable[[nn.Module, dict, torch.Generator], torch.Tensor]:
         """``(model, batch, generator) -> loss``: the diffusion loss on the batch's clips,
-        mapped to ``[-1, 1]``, conditioned on their labels (dropped with ``p_uncond``)."""
+        mapped to ``[-1, 1]``, conditioned on their labels (dropped with ``p_uncond``);
+        or the preset's own ``loss``."""
+        if self.loss is not None:
+            return self.loss
 
         def loss(model: nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor:
             return training_loss(
@@ -201,6 +221,20 @@ _PRESETS = [
         sampler="heun",
         sample_steps=25,
         init_from="image-gpu",
+    ),
+    Preset(
+        name="evaluator-cpu",
+        description="the metrics' evaluation network: (2+1)D clip encoder + per-frame digit classifier, 32x32x10 clips with 1-2 digits (CPU)",
+        model_class=Evaluator,
+        model_config=EvaluatorConfig(),
+        data=MovingMNISTConfig.cpu(speed=(1.0, 3.0)),
+        objective=None,
+        loss=evaluator_loss,
+        batch_source=functools.partial(evaluator_batch, config=EvaluatorConfig()),
+        batch_size=64,
+        steps=2000,
+        quick_steps=20,
+        train=TrainConfig(lr=3e-3, warmup_steps=100, weight_decay=0.01, ema_decay=0.995, checkpoint_every=250),
     ),
 ]
 
