@@ -81,7 +81,7 @@ def test_modules_keep_the_layout(cls):
 
 
 @pytest.mark.parametrize("cls", TIME_MODULES)
-@pytest.mark.parametrize("time_position", [p for p in TIME_POSITIONS])
+@pytest.mark.parametrize("time_position", TIME_POSITIONS)
 @pytest.mark.parametrize("window", [None, 1])
 def test_causal_modules_ignore_future_frames(cls, time_position, window):
     options = {"max_frames": T} if time_position == "learned" else {}
