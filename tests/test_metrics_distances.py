@@ -142,5 +142,8 @@ def test_bootstrap_result_states_its_sample_size_and_dimension():
     result = bootstrap(frechet_distance, torch.randn(60, 4, generator=g), torch.randn(60, 4, generator=g),
                        name="Fréchet", resamples=20, generator=g)
     assert isinstance(result, DistanceResult)
-    assert (result.n_a, result.n_b, result.dim) == (60, 60, 4) and result.low <= result.value <= result.high
+    assert (result.n_a, result.n_b, result.dim) == (60, 60, 4) and result.low <= result.high
     assert "n = 60 vs 60" in str(result) and "4-d" in str(result) and "95% CI" in str(result)
+    clipped = bootstrap(frechet_distance, torch.randn(60, 4, generator=g), torch.randn(60, 4, generator=g),
+                        name="Fréchet", resamples=20, generator=g, lower_bound=0.0)
+    assert clipped.low >= 0.0

@@ -48,6 +48,7 @@ def test_prediction_scores_names_both_mse_conventions():
     scores = prediction_scores(a, b)
     assert set(scores) == {"mse_per_pixel", "mse_per_frame", "psnr_db", "ssim"}
     assert scores["mse_per_frame"] == pytest.approx(scores["mse_per_pixel"] * 256, rel=1e-5)
+    assert scores["psnr_db"] == pytest.approx(10 * math.log10(1 / scores["mse_per_pixel"]), rel=1e-6)
 
 
 def test_copy_last_frame_repeats_the_last_context_frame():

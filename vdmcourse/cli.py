@@ -16,10 +16,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from safetensors.torch import load_file as load_safetensors_file
 
 from vdmcourse.course import CHECKPOINT_DIR, pick_device, seed_everything, to_unit_range
 from vdmcourse.diffusion import SAMPLERS, sample
+from vdmcourse.metrics import Evaluator, evaluate_videos, format_report
 from vdmcourse.presets import PRESETS, get_preset
 from vdmcourse.pretrained import atomic_path, build_model, load_checkpoint
 from vdmcourse.train import CHECKPOINT_NAME, MODEL_NAME, Trainer, machine_info
@@ -211,17 +214,76 @@ def sample_command(args) -> int:
 def _evaluate_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="score a checkpoint's samples (arrives with the metrics module)",
-        description="Evaluating generated videos (Frechet distance on the course's own features, "
-        "flicker, identity, physics) arrives with the metrics module, vdmcourse.metrics.",
+        help="score generated clips against real ones (Fréchet/KID on the course's features, flicker, identity, physics)",
+        description="Score clips -- sampled from a checkpoint, or read from a file -- against real Moving MNIST clips "
+        "with vdmcourse.metrics, and print a table with the real-vs-real floor beside every number.",
+        epilog="examples:\n"
+        "  python -m vdmcourse evaluate --checkpoint image-cpu --num 200\n"
+        "  python -m vdmcourse evaluate --clips my_clips.npy --digits 1\n"
+        "A clips file is .npy or .safetensors (tensor 'video'): shape (N, T, 1, H, W), float in [0, 1] or uint8.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--checkpoint", metavar="PATH", help="the checkpoint to evaluate")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint or the name of a shipped one; its samples are scored")
+    source.add_argument("--clips", type=Path, metavar="FILE", help="clips to score: .npy or .safetensors")
+    parser.add_argument("--num", type=int, default=200, metavar="N", help="clips to sample from --checkpoint (default 200; at least 65 for the Fréchet distance)")
+    parser.add_argument("--digits", type=int, default=1, metavar="K", help="digits per clip (default 1, the CPU preset)")
+    parser.add_argument("--evaluator", default="evaluator-cpu", metavar="NAME", help="the evaluation network: a shipped name or a .safetensors path (default: evaluator-cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed for sampling and the real clips (default 0)")
+    parser.add_argument("--device", help="cpu, cuda or mps for sampling (default: the best available)")
     parser.set_defaults(run=evaluate)
 
 
+def _read_clips(path: Path) -> torch.Tensor:
+    """Clips from .npy or .safetensors (no pickle), as float (N, T, 1, H, W) in [0, 1]."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--clips: no file {path}")
+    if path.suffix == ".npy":
+        video = torch.from_numpy(np.load(path, allow_pickle=False))
+    elif path.suffix == ".safetensors":
+        tensors = load_safetensors_file(path)
+        if "video" not in tensors:
+            raise ValueError(f"--clips: {path} holds no tensor named 'video' (it has: {', '.join(tensors) or 'none'})")
+        video = tensors["video"]
+    else:
+        raise ValueError(f"--clips must be a .npy or .safetensors file; got {path}")
+    return video.float() / 255 if video.dtype == torch.uint8 else video.float()
+
+
 def evaluate(args) -> int:
-    print("`evaluate` is not available yet: it arrives with the metrics module (vdmcourse.metrics).", file=sys.stderr)
-    return 2
+    evaluator = build_model(load_checkpoint(_checkpoint_path(args.evaluator)))
+    if not isinstance(evaluator, Evaluator):
+        raise ValueError(f"--evaluator: {args.evaluator} holds a {type(evaluator).__name__}, not the metrics' Evaluator")
+    frames, size = evaluator.config.frames, evaluator.config.canvas
+    if args.clips is not None:
+        video, title = _read_clips(args.clips), args.clips.name
+    else:
+        if args.num < 2:
+            raise ValueError(f"--num must be at least 2; got {args.num}")
+        checkpoint = load_checkpoint(_checkpoint_path(args.checkpoint))
+        info = checkpoint.metadata
+        if not info.get("objective"):
+            raise ValueError(f"{checkpoint.path} is not a diffusion model trained from a preset (its metadata names no objective); there is nothing to evaluate")
+        _, channels, height, width = info["sample_shape"]
+        if (channels, height, width) != (1, size, size):
+            raise ValueError(f"{checkpoint.path} makes {channels}x{height}x{width} frames; the evaluator scores 1x{size}x{size}")
+        model = build_model(checkpoint).to(pick_device(args.device))
+        conditional = getattr(model.config, "num_classes", None) is not None
+        generator = seed_everything(args.seed)
+        video = sample(
+            model,
+            (args.num, frames, channels, height, width),  # an image model draws each frame on its own
+            objective=info["objective"],
+            sampler=info["sampler"],
+            steps=info["sample_steps"],
+            cond=torch.arange(args.num) % 10 if conditional else None,
+            guidance_scale=info["guidance_scale"] if conditional else 1.0,
+            generator=generator,
+        )
+        video, title = to_unit_range(video.cpu()), Path(args.checkpoint).stem
+    results = evaluate_videos(video, evaluator, digits=args.digits, seed=args.seed)
+    print(format_report(results, title=title))
+    return 0
 
 
 SUBCOMMANDS = (_train_parser, _sample_parser, _evaluate_parser)

@@ -232,6 +232,7 @@ def bootstrap(
     level: float = 0.95,
     generator: torch.Generator | None = None,
     allow_unequal: bool = False,
+    lower_bound: float = -math.inf,
 ) -> DistanceResult:
     """``distance(features_a, features_b)`` with a basic (reverse-percentile) bootstrap interval.
 
@@ -241,9 +242,12 @@ def bootstrap(
     for a Fréchet distance: resampling repeats rows, which inflates ``d*`` much as finite
     samples inflate ``d`` itself, and the plain percentile interval ``[q_lo, q_hi]``
     then misses the true distance almost always (the reflected one covers it about as
-    often as ``level`` says, checked on Gaussians in the tests). ``distance`` takes
+    often as ``level`` says, checked on Gaussians in the tests). The interval is for the
+    true distance, so it may lie wholly below the (upward-biased) estimate itself. ``distance`` takes
     ``(N, D)`` and ``(M, D)`` tensors and returns a float, e.g. ``frechet_distance`` or
-    ``lambda a, b: kid(a, b)[0]``; the lower end may fall below 0 when ``d`` is near 0.
+    ``lambda a, b: kid(a, b)[0]``. Reflection can push the lower end below what the
+    distance can take; ``lower_bound`` (0 for a Fréchet distance, which is never negative)
+    clips it. With few samples per dimension the interval is wide: believe it.
     """
     a = _check_features(features_a, "features_a", min_samples=2)
     b = _check_features(features_b, "features_b", min_samples=2)
@@ -262,4 +266,5 @@ def bootstrap(
     ])
     tail = (1 - level) / 2
     q_low, q_high = torch.quantile(rounds, torch.tensor([tail, 1 - tail], dtype=rounds.dtype)).tolist()
-    return DistanceResult(name, float(value), 2 * value - q_high, 2 * value - q_low, a.shape[0], b.shape[0], a.shape[1], level)
+    low, high = max(2 * value - q_high, lower_bound), max(2 * value - q_low, lower_bound)
+    return DistanceResult(name, float(value), low, high, a.shape[0], b.shape[0], a.shape[1], level)

@@ -92,7 +92,7 @@ def evaluate_videos(
     generator = torch.Generator().manual_seed(seed)
     for name in ("videos", "real"):
         frechet = bootstrap(frechet_distance, features[name], features["reference"], name="Fréchet",
-                            resamples=resamples, generator=generator)
+                            resamples=resamples, generator=generator, lower_bound=0.0)
         kid_mean, _ = kid(features[name], features["reference"], subset_size=min(n, 1000), subsets=10, generator=generator)
         results[name].update(frechet=frechet.value, frechet_low=frechet.low, frechet_high=frechet.high, kid=kid_mean)
     return results

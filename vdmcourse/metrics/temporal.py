@@ -6,7 +6,7 @@ the validation benchmark (``benchmarks/bench_metrics.py``) shows each one moving
 away from it as the corruption it is meant to catch gets stronger.
 
 * :func:`flicker` -- mean absolute change between consecutive frames on pixels that
-  are background in both frames (and not next to ink). Real backgrounds are exactly
+  are background in both frames (and not near ink). Real backgrounds are exactly
   static (0); per-frame generation makes them shimmer. Cf. VBench's "temporal
   flickering", which must restrict itself to static scenes for the same reason.
 * :func:`identity_persistence` -- track the digits, classify each tracked digit in
@@ -49,18 +49,21 @@ def _need_frames(video: torch.Tensor, caller: str) -> torch.Tensor:
     return video
 
 
-def flicker(video: torch.Tensor, *, threshold: float = 0.3, margin: int = 2) -> torch.Tensor:
+def flicker(video: torch.Tensor, *, threshold: float = 0.2, margin: int = 2) -> torch.Tensor:
     """Mean |x[t+1] - x[t]| over static background, per clip ``(B,)``, in intensity units.
 
-    A pixel counts as background at a step when it is more than ``margin`` pixels from
-    any pixel above ``threshold`` in both frames of the step. NaN for a clip with no
-    such pixel (all ink).
+    A pixel counts as background at a step when, in both frames of the step, it is more
+    than ``margin`` pixels from ink: from any pixel whose 3x3 neighbourhood averages above
+    ``threshold``. Averaging first keeps isolated noisy pixels from counting as ink (they
+    are what flicker measures), while strokes and their soft edges do. NaN for a clip
+    with no background at all.
     """
     video = _need_frames(video, "flicker")
-    ink = (video[:, :, 0] > threshold).float()  # (B, T, H, W)
+    frames = video[:, :, 0]  # (B, T, H, W)
+    ink = (F.avg_pool2d(frames, 3, stride=1, padding=1, count_include_pad=False) > threshold).float()
     near_ink = F.max_pool2d(ink, 2 * margin + 1, stride=1, padding=margin) > 0
     background = ~(near_ink[:, 1:] | near_ink[:, :-1])  # (B, T-1, H, W)
-    change = (video[:, 1:, 0] - video[:, :-1, 0]).abs()
+    change = (frames[:, 1:] - frames[:, :-1]).abs()
     return (change * background).sum(dim=(1, 2, 3)) / background.sum(dim=(1, 2, 3))
 
 
