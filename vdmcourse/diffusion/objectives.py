@@ -97,7 +97,6 @@ def _coefficients(objective: str, alpha: torch.Tensor, sigma: torch.Tensor):
 
 
 def _path(x: torch.Tensor, t: torch.Tensor, objective: str, schedule):
-    _check_objective(objective)
     schedule = resolve_schedule(schedule, objective)
     alpha, sigma = schedule.alpha_sigma(check_time(t))
     return broadcast_time(alpha, x), broadcast_time(sigma, x)

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vdmcourse.diffusion.guidance import check_labels, guided_output
-from vdmcourse.diffusion.objectives import _check_objective, predict_x0_eps, resolve_schedule
+from vdmcourse.diffusion.objectives import predict_x0_eps, resolve_schedule
 from vdmcourse.diffusion.schedules import FlowSchedule, Schedule
 
 __all__ = ["SAMPLERS", "sample", "model_evaluations"]
@@ -100,15 +100,15 @@ def sample(
         callback: called after every step as ``callback(step, x, x0_hat)`` with the new
             state and the prediction made at that step (e.g. to film the denoising).
         progress: show a tqdm bar.
-        device: where to sample; default: the model's device.
+        device: where to sample; default: the model's device (for a plain function:
+            ``noise``'s device, else the CPU).
 
     Returns:
         ``x0`` of ``shape``, in the model range ``[-1, 1]`` for a model trained there
         (not clamped; :func:`vdmcourse.course.to_unit_range` clamps for display).
     """
-    _check_objective(objective)
     _check_sampler(sampler, steps)
-    schedule = resolve_schedule(schedule, objective)
+    schedule = resolve_schedule(schedule, objective)  # also refuses an unknown objective
     if objective == "eps" and isinstance(schedule, FlowSchedule):
         raise ValueError("eps-prediction cannot start at t = 1 on the flow path (alpha = 0 leaves x0 undefined); "
                          "use objective 'flow', 'v' or 'x0'")
@@ -117,7 +117,9 @@ def sample(
     shape = tuple(shape)
     if not shape or not all(isinstance(n, int) and n > 0 for n in shape):
         raise ValueError(f"shape must be a tuple of positive ints such as (B, T, C, H, W); got {shape}")
-    device = torch.device(device) if device is not None else _model_device(model, torch.device("cpu"))
+    if device is None:
+        device = _model_device(model, noise.device if noise is not None else torch.device("cpu"))
+    device = torch.device(device)
     if noise is None:
         draw_device = generator.device if generator is not None else device
         noise = torch.randn(shape, generator=generator, device=draw_device)
