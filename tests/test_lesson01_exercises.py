@@ -29,30 +29,30 @@ def test_frame_difference():
 def test_generate_frames():
     expect_pass(L.check_generate_frames, L.generate_frames)
 
-    def looped(model, labels, frames, generator, steps=30):  # one sampler call per frame: also right
+    def looped(model, labels, frames, generator, steps=30, guidance_scale=2.0):  # one sampler call per frame: also right
         shape = (len(labels), 1, 1, model.config.image_size, model.config.image_size)
         return torch.cat([sample(model, shape, steps=steps, cond=labels, generator=generator, progress=False) for _ in range(frames)], 1)
 
     expect_pass(L.check_generate_frames, looped)
 
-    def same_noise(model, labels, frames, generator, steps=30):
+    def same_noise(model, labels, frames, generator, steps=30, guidance_scale=2.0):
         one = sample(model, (len(labels), 1, 1, 8, 8), steps=steps, cond=labels, generator=generator, progress=False)
         return one.expand(-1, frames, -1, -1, -1)
 
     expect_mistake(L.check_generate_frames, same_noise, L.SAME_NOISE_EVERY_FRAME)
 
-    def reseeded(model, labels, frames, generator, steps=30):
+    def reseeded(model, labels, frames, generator, steps=30, guidance_scale=2.0):
         shape = (len(labels), 1, 1, 8, 8)
         return torch.cat([sample(model, shape, steps=steps, cond=labels, generator=torch.Generator().manual_seed(0), progress=False) for _ in range(frames)], 1)
 
     expect_mistake(L.check_generate_frames, reseeded, L.SAME_NOISE_EVERY_FRAME)
 
-    def unlabelled(model, labels, frames, generator, steps=30):
+    def unlabelled(model, labels, frames, generator, steps=30, guidance_scale=2.0):
         return sample(model, (len(labels), frames, 1, 8, 8), steps=steps, generator=generator, progress=False)
 
     expect_mistake(L.check_generate_frames, unlabelled, L.LABELS_NOT_PASSED)
 
-    def unseeded(model, labels, frames, generator, steps=30):
+    def unseeded(model, labels, frames, generator, steps=30, guidance_scale=2.0):
         return sample(model, (len(labels), frames, 1, 8, 8), steps=steps, cond=labels, progress=False)
 
     expect_mistake(L.check_generate_frames, unseeded, None)

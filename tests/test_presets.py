@@ -1,5 +1,6 @@
 """The preset registry: every preset builds, draws batches and computes its loss."""
 
+import dataclasses
 import json
 
 import pytest
@@ -41,6 +42,15 @@ def test_the_loss_is_a_reproducible_finite_scalar():
     assert torch.equal(loss, again)
     # An untrained flow model predicts 0, so the loss is E|eps - x0|^2 = 1 + E[x0^2] > 1.
     assert loss > 1
+
+
+@pytest.mark.parametrize("name", [name for name, preset in PRESETS.items() if preset.init_from in PRESETS])
+def test_a_preset_inflated_from_another_shares_its_image_fields(name):
+    preset = PRESETS[name]
+    image = PRESETS[preset.init_from].model_config
+    assert preset.model_config.image_fields() == dataclasses.asdict(image), (
+        f"{name} starts from {preset.init_from}'s checkpoint: its image fields must equal that preset's model config"
+    )
 
 
 def test_quick_mode_uses_quick_steps(monkeypatch):

@@ -171,7 +171,7 @@ _PRESETS = [
         model_config=UNet2DConfig(image_size=32, base_channels=16, channel_mults=(1, 2, 2, 2), blocks_per_level=1, heads=4, groups=8),
         data=MovingMNISTConfig.cpu(frames=1),
         batch_size=16,
-        steps=2500,
+        steps=4000,
         quick_steps=20,
         train=TrainConfig(lr=1e-3, warmup_steps=100, ema_decay=0.995, checkpoint_every=100),
     ),
@@ -193,8 +193,8 @@ _PRESETS = [
         model_class=UNet3D,
         # The image fields are image-cpu's: from_image_model refuses any difference.
         model_config=UNet3DConfig(
-            image_size=32, base_channels=16, channel_mults=(1, 2, 4), blocks_per_level=1, heads=4, groups=8,
-            frames=10, temporal_conv_levels=(1, 2), temporal_attention_levels=(2,),
+            image_size=32, base_channels=16, channel_mults=(1, 2, 2, 2), blocks_per_level=1, heads=4, groups=8,
+            frames=10, temporal_conv_levels=(1, 2, 3), temporal_attention_levels=(3,),
         ),
         data=MovingMNISTConfig.cpu(),
         batch_size=8,

@@ -56,16 +56,18 @@ def frame_difference(video: torch.Tensor) -> torch.Tensor:
     return (video[:, 1:] - video[:, :-1]).abs().mean(dim=(1, 2, 3, 4))
 
 
-def generate_frames(model: nn.Module, labels: torch.Tensor, frames: int, generator: torch.Generator, steps: int = 30) -> torch.Tensor:
-    """``frames`` independent images per label from an image model, stacked as a clip.
+def generate_frames(
+    model: nn.Module, labels: torch.Tensor, frames: int, generator: torch.Generator, steps: int = 30, guidance_scale: float = 2.0
+) -> torch.Tensor:
+    """``frames`` independent images per label from a flow image model, stacked as a clip.
 
     ``labels`` ``(B,)``; returns ``(B, T, C, H, W)`` in ``[-1, 1]``, frame size from
-    ``model.config``. One call suffices: the image model treats the T frames of its
-    input as independent images, and the start noise differs in every frame.
+    ``model.config``. One sampler call suffices: the image model treats the T frames
+    of its input as independent images, and the start noise differs in every frame.
     """
     config = model.config
     shape = (len(labels), frames, config.channels, config.image_size, config.image_size)
-    return sample(model, shape, steps=steps, cond=labels, generator=generator, progress=False)
+    return sample(model, shape, steps=steps, cond=labels, guidance_scale=guidance_scale, generator=generator, progress=False)
 
 
 @self_check("Memory of a clip", reference="vdmcourse.exercises.lesson01.video_bytes")
@@ -94,7 +96,8 @@ def check_video_bytes(video_bytes_fn):
         if channels > 1 and got * channels == want:
             raise Wrong(where, mistake=FORGOT_CHANNELS, hint="A colour frame holds C = 3 values per pixel: multiply by the channels too.")
         raise Wrong(where, hint="Values = frames x channels x height x width; bytes = values x bytes per value.")
-    return "1080p, 5 s at 24 fps in uint8 is 746 MB -- before a single float32 copy (3 GB)."
+    film = video_bytes(120, 3, 1080, 1920, torch.uint8)
+    return f"5 s of 1080p at 24 fps is {film / 1e6:.0f} MB as uint8 -- and {4 * film / 1e9:.1f} GB as float32."
 
 
 def _flicker_test_video() -> torch.Tensor:
@@ -169,7 +172,7 @@ class _StillModel(nn.Module):
 
 @self_check("Frames from an image model", reference="vdmcourse.exercises.lesson01.generate_frames")
 def check_generate_frames(generate_frames_fn):
-    """``generate_frames(model, labels, frames, generator, steps=...) -> (B, T, C, H, W)``."""
+    """``generate_frames(model, labels, frames, generator, steps=..., guidance_scale=...) -> (B, T, C, H, W)``."""
     model = _StillModel()
     labels = torch.tensor([3, 7])
     clip = generate_frames_fn(model, labels, 4, torch.Generator().manual_seed(0), steps=2)
