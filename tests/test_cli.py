@@ -49,7 +49,7 @@ def test_sample_writes_a_gif_and_a_png(run_dir, tmp_path):
         (["train", "--preset", "image-huge"], "known presets"),
         (["sample", "--checkpoint", "missing.safetensors", "--out", "x.gif"], "no checkpoint file"),
         (["sample", "--checkpoint", "image-tiny", "--out", "x.mp3"], "must end in .gif or .png"),
-        (["evaluate", "--clips", "missing.npy"], "no file"),
+        (["evaluate", "--clips", "x.npy", "--evaluator", "missing.safetensors"], "no checkpoint file"),
     ],
 )
 def test_mistakes_end_with_a_one_line_message(argv, message, capsys):

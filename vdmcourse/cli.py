@@ -54,6 +54,7 @@ def _train_parser(subparsers) -> None:
 
 
 def train(args) -> int:
+    started = time.time()
     preset = get_preset(args.preset)
     steps = args.steps if args.steps is not None else preset.budget_steps()
     if steps < 1:
@@ -88,7 +89,7 @@ def train(args) -> int:
         print(f"stopped at step {trainer.step}; last checkpoint: step {trainer.saved_step}. Continue with:\n  {again}")
         return 130
     finally:
-        _write_run_record(out, preset, trainer, command, machine_info())
+        _write_run_record(out, preset, trainer, command, started)
     print(
         f"trained {preset.name} to step {trainer.step} ({trainer.elapsed / 60:.1f} min of training). Sample with:\n"
         f"  python -m vdmcourse sample --checkpoint {out / MODEL_NAME} --out {out / 'samples.gif'} --num 10"
@@ -96,16 +97,20 @@ def train(args) -> int:
     return 0
 
 
-def _write_run_record(out: Path, preset, trainer, command: str, machine: dict) -> None:
-    """``run.json``: what a manifest entry needs -- command, steps, wall time, machine, loss."""
+def _write_run_record(out: Path, preset, trainer, command: str, started: float) -> None:
+    """``run.json``: what a manifest entry needs -- command, steps, times, machine, loss.
+    ``wall_time_s`` is this command's wall clock; ``train_time_s`` the time spent in
+    training steps, summed over every resume."""
     recent = trainer.history[-200:]
     record = {
         "preset": preset.name,
         "command": command,
         "steps": trainer.step,
-        "wall_time_s": round(trainer.elapsed, 1),
-        "machine": machine,
+        "wall_time_s": round(time.time() - started, 1),
+        "train_time_s": round(trainer.elapsed, 1),
+        "machine": machine_info(),
         "final_loss": sum(recent) / len(recent) if recent else None,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     with atomic_path(out / "run.json") as tmp:

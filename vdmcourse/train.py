@@ -105,7 +105,8 @@ class TrainConfig:
 
 
 def machine_info() -> dict:
-    """What a run's figures were measured on: CPU model, cores, threads, torch, GPU."""
+    """What a run's figures were measured on: CPU model, cores, threads (and OpenMP's
+    wait policy, which matters on a shared machine), torch, GPU."""
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -115,6 +116,7 @@ def machine_info() -> dict:
         "cpu": cpu,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
