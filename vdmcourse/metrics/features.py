@@ -156,7 +156,6 @@ def crop_digits(video: torch.Tensor, centres: torch.Tensor, size: int) -> torch.
     Returns  (B, T, K, size, size), zero outside the frame.
     """
     b, t, _, h, w = video.shape
-    k = centres.shape[2]
     corner = (centres - (size - 1) / 2).round().nan_to_num(-2.0 * size).long().clamp(-size, max(h, w))  # (B, T, K, 2)
     padded = F.pad(video[:, :, 0], (size, size, size, size))  # (B, T, H + 2S, W + 2S)
     offsets = torch.arange(size)
@@ -165,7 +164,7 @@ def crop_digits(video: torch.Tensor, centres: torch.Tensor, size: int) -> torch.
     batch = torch.arange(b)[:, None, None, None, None]
     time = torch.arange(t)[None, :, None, None, None]
     crops = padded[batch, time, rows, cols]  # (B, T, K, S, S)
-    return crops.masked_fill(~torch.isfinite(centres).all(-1)[..., None, None], 0.0).expand(b, t, k, size, size)
+    return crops.masked_fill(~torch.isfinite(centres).all(-1)[..., None, None], 0.0)
 
 
 def evaluator_batch(

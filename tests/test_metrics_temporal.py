@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+from vdmcourse.data import MovingMNISTConfig, generate_clips
+from vdmcourse.metrics.corruptions import corrupt
+from vdmcourse.metrics.features import load_evaluator
+from vdmcourse.metrics.temporal import (
+    count_blobs,
+    digit_count_consistency,
+    dynamic_degree,
+    flicker,
+    identity_persistence,
+    ink_mass_variation,
+)
+
+CPU = MovingMNISTConfig.cpu(split="test")
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return generate_clips(48, CPU, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    return load_evaluator()
+
+
+def test_flicker_is_near_zero_on_real_clips_and_grows_with_background_noise(clips):
+    real = flicker(clips.video)
+    assert real.shape == (48,) and real.max() < 1e-3
+    g = torch.Generator().manual_seed(1)
+    shimmer = (clips.video + 0.05 * torch.rand(clips.video.shape, generator=g)).clamp(0, 1)
+    assert flicker(shimmer).mean() > 20 * real.mean() + 0.01
+
+
+def test_flicker_ignores_motion_of_the_digits_themselves(clips):
+    # Shuffling frames moves digits about but keeps the background static.
+    shuffled = clips.video[:, torch.randperm(CPU.frames, generator=torch.Generator().manual_seed(2))]
+    assert flicker(shuffled).max() < 1e-3
+
+
+def test_identity_persistence_is_one_on_real_clips(clips, evaluator):
+    assert identity_persistence(clips.video, evaluator, 1).min().item() == 1.0
+
+
+def test_identity_persistence_drops_when_a_digit_is_swapped_mid_clip(clips, evaluator):
+    swapped = corrupt(clips, "swap", 4, CPU, generator=torch.Generator().manual_seed(3))  # last 8 of 10 frames
+    assert identity_persistence(swapped, evaluator, 1).mean() < 0.5
+
+
+def test_identity_persistence_counts_a_vanished_digit_as_a_miss(clips, evaluator):
+    deleted = corrupt(clips, "delete", 2, CPU)  # last 4 of 10 frames empty
+    torch.testing.assert_close(identity_persistence(deleted, evaluator, 1), torch.full((48,), 0.6))
+
+
+def test_dynamic_degree_is_high_on_real_clips_and_zero_on_a_frozen_one(clips):
+    assert dynamic_degree(clips.video).mean() > 0.95
+    frozen = clips.video[:, :1].expand_as(clips.video)
+    assert dynamic_degree(frozen).max() == 0.0
+
+
+def test_ink_mass_is_steady_on_real_single_digit_clips_and_not_when_a_digit_vanishes(clips):
+    assert ink_mass_variation(clips.video).max() < 1e-4
+    assert ink_mass_variation(corrupt(clips, "delete", 1, CPU)).min() > 0.3
+
+
+def test_count_blobs_counts_separate_digits_and_ignores_specks():
+    frames = torch.zeros(3, 32, 32)
+    frames[0, 2:10, 2:6] = 1.0
+    frames[1, 2:10, 2:6] = 1.0
+    frames[1, 20:28, 20:26] = 1.0
+    frames[2, 5, 5] = 1.0  # a speck, below min_area
+    assert count_blobs(frames).tolist() == [1, 2, 0]
+
+
+def test_digit_count_consistency_is_one_on_real_single_digit_clips(clips):
+    assert digit_count_consistency(clips.video, 1).min() == 1.0
+
+
+def test_bad_input_is_refused_clearly(clips, evaluator):
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        flicker(clips.video[:, :1])
+    with pytest.raises(ValueError, match=r"\(B, T, 1, H, W\)"):
+        dynamic_degree(clips.video[:, :, 0])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        ink_mass_variation(clips.video * 2 - 1)
