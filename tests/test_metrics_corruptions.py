@@ -40,6 +40,18 @@ def test_freeze_holds_the_last_k_frames():
         torch.testing.assert_close(video[:, t], clips.video[:, CPU.frames - 1 - k])
 
 
+def test_frames_affected_per_corruption_for_ten_frames():
+    assert [frames_affected(level, 10) for level in LEVELS] == [0, 2, 4, 6, 8]
+    assert [frames_affected(level, 10, "reverse") for level in LEVELS] == [0, 1, 2, 3, 4]
+    assert [frames_affected(level, 10, "swap") for level in LEVELS] == [0, 1, 2, 4, 5]
+
+
+def test_reverse_turns_round_in_mid_air():
+    clips = generate_clips(1, CPU, generator=torch.Generator().manual_seed(4))
+    video = corrupt(clips, "reverse", 2, CPU)  # the last 2 frames replay frames 6 and 5
+    torch.testing.assert_close(video[:, 8:], clips.video[:, [6, 5]])
+
+
 def test_swap_changes_the_digit_class_but_not_the_trajectory(clips):
     video = corrupt(clips, "swap", 4, CPU, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(video[:, :2], clips.video[:, :2])

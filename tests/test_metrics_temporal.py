@@ -45,8 +45,8 @@ def test_identity_persistence_is_one_on_real_clips(clips, evaluator):
 
 
 def test_identity_persistence_drops_when_a_digit_is_swapped_mid_clip(clips, evaluator):
-    swapped = corrupt(clips, "swap", 4, CPU, generator=torch.Generator().manual_seed(3))  # last 8 of 10 frames
-    assert identity_persistence(swapped, evaluator, 1).mean() < 0.5
+    swapped = corrupt(clips, "swap", 4, CPU, generator=torch.Generator().manual_seed(3))  # last 5 of 10 frames
+    assert identity_persistence(swapped, evaluator, 1).mean() < 0.6
 
 
 def test_identity_persistence_counts_a_vanished_digit_as_a_miss(clips, evaluator):

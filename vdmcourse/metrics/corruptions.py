@@ -14,10 +14,13 @@ Physical: ``velocity`` (each step's velocity gets a random kick, 0.25..1.5 px/fr
           walls still obeyed), ``swap`` (the first digit becomes a digit of another
           class for the last k frames), ``delete`` (the first digit vanishes for the
           last k frames).
-k grows with the level: ``round(level * (T - 2) / 4)`` frames (at most ``(T - 1) // 2``
-for ``reverse``). The whole-clip time reversal is :func:`reverse_clips`: by design of
-the data it is a *valid* Moving MNIST clip in distribution, so only a conditional
-task (frame prediction) can catch it -- see the benchmark.
+k grows with the level (:func:`frames_affected`): 2, 4, 6, 8 frames of 10 for freeze,
+shuffle and delete; 1, 2, 3, 4 for reverse (it needs as many frames before the turn);
+1, 2, 4, 5 for swap -- beyond half the clip a swap turns into a clip of the *new* digit
+with a short glitch at the start, which is less wrong, not more. The whole-clip time
+reversal is :func:`reverse_clips`: by design of the data it is a *valid* Moving MNIST
+clip in distribution, so only a conditional task (frame prediction) can catch it --
+see the benchmark.
 """
 
 from __future__ import annotations
@@ -35,8 +38,12 @@ _NOISE_STD = (0.0, 0.05, 0.1, 0.2, 0.3)
 _VELOCITY_KICK = (0.0, 0.25, 0.5, 1.0, 1.5)
 
 
-def frames_affected(level: int, frames: int) -> int:
-    """How many frames a temporal corruption touches at ``level`` for clips of ``frames`` frames."""
+def frames_affected(level: int, frames: int, name: str = "freeze") -> int:
+    """How many of ``frames`` frames the temporal corruption ``name`` touches at ``level``."""
+    if name == "reverse":
+        return round(level * ((frames - 1) // 2) / 4)
+    if name == "swap":
+        return round(level * frames / 8)
     return round(level * (frames - 2) / 4)
 
 
@@ -80,7 +87,7 @@ def _shuffle(clips: Clips, level: int, config: MovingMNISTConfig, generator) -> 
 
 def _reverse(clips: Clips, level: int, config: MovingMNISTConfig, generator) -> torch.Tensor:
     t = clips.video.shape[1]
-    k = min(frames_affected(level, t), (t - 1) // 2)
+    k = frames_affected(level, t, "reverse")
     pivot = t - 1 - k
     # Frames after the pivot mirror those before it: the motion turns round at the pivot.
     order = torch.tensor([i if i <= pivot else 2 * pivot - i for i in range(t)])
@@ -102,9 +109,8 @@ def _velocity(clips: Clips, level: int, config: MovingMNISTConfig, generator) ->
     return render_clips(clips.digits, torch.stack(track, 1), config.canvas, combine=config.combine)
 
 
-def _render_changed_tail(clips: Clips, level: int, config: MovingMNISTConfig, new_first_digit: torch.Tensor) -> torch.Tensor:
+def _render_changed_tail(clips: Clips, k: int, config: MovingMNISTConfig, new_first_digit: torch.Tensor) -> torch.Tensor:
     t = clips.video.shape[1]
-    k = frames_affected(level, t)
     if k == 0:
         return clips.video.clone()
     changed = clips.digits.clone()
@@ -121,11 +127,13 @@ def _swap(clips: Clips, level: int, config: MovingMNISTConfig, generator) -> tor
         torch.nonzero(labels == c).flatten()[torch.randint((labels == c).sum().item(), (1,), generator=generator)][0]
         for c in target.tolist()
     ])
-    return _render_changed_tail(clips, level, config, images[choice])
+    k = frames_affected(level, clips.video.shape[1], "swap")
+    return _render_changed_tail(clips, k, config, images[choice])
 
 
 def _delete(clips: Clips, level: int, config: MovingMNISTConfig, generator) -> torch.Tensor:
-    return _render_changed_tail(clips, level, config, torch.zeros_like(clips.digits[:, 0]))
+    k = frames_affected(level, clips.video.shape[1], "delete")
+    return _render_changed_tail(clips, k, config, torch.zeros_like(clips.digits[:, 0]))
 
 
 CORRUPTIONS = {
