@@ -78,11 +78,11 @@ def test_temporal_conv_keeps_frame_t_centred_on_input_frame_t():
     assert reached.tolist() == [abs(t - k) <= 1 for t in range(frames)]
 
 
-@pytest.mark.parametrize("conv", ["2+1d", "3d"])
-def test_inflated_model_equals_the_image_model_frame_by_frame_at_init(conv):
+@pytest.mark.parametrize("conv, span", [("2+1d", "time"), ("3d", "time"), ("2+1d", "spacetime")])
+def test_inflated_model_equals_the_image_model_frame_by_frame_at_init(conv, span):
     torch.manual_seed(0)
     image = wake_up(UNet2D(IMAGE)).eval()
-    video = UNet3D.from_image_model(image, frames=6, conv=conv, temporal_attention_levels=(0, 1)).eval()
+    video = UNet3D.from_image_model(image, frames=6, conv=conv, temporal_attention_levels=(0, 1), attention_span=span).eval()
     x, t, cond = clips(frames=6), times(), torch.tensor([1, 9])
     torch.testing.assert_close(video(x, t, cond), image(x, t, cond), atol=1e-5, rtol=1e-5)
     assert temporal_parameters(video)  # the temporal layers exist ...
@@ -111,8 +111,9 @@ def test_a_single_frame_skips_the_temporal_layers_even_after_training():
     assert not torch.allclose(video(clips(frames=4), t), image(clips(frames=4), t))
 
 
-def test_frame_order_matters_once_temporal_layers_are_trained():
-    model = wake_up(UNet3D(VIDEO)).eval()
+@pytest.mark.parametrize("span", ["time", "spacetime"])
+def test_frame_order_matters_once_temporal_layers_are_trained(span):
+    model = wake_up(UNet3D(dataclasses.replace(VIDEO, attention_span=span, temporal_kernel=1))).eval()
     x, t = clips(frames=4), times()
     order = torch.tensor([2, 0, 3, 1])
     assert not torch.allclose(model(x[:, order], t), model(x, t)[:, order], atol=1e-5)
@@ -158,6 +159,7 @@ def test_zero_initialised_temporal_layers_still_get_a_gradient():
         (dict(temporal_downsample=(1,)), "temporal_downsample"),
         (dict(frames=5, temporal_downsample=(0,)), "frames=5 must be a multiple of 2"),
         (dict(time_position="learned"), "time_position"),
+        (dict(attention_span="space"), "attention_span"),
         (dict(frames=0), "frames"),
     ],
 )

@@ -194,13 +194,13 @@ _PRESETS = [
         # The image fields are image-cpu's: from_image_model refuses any difference.
         model_config=UNet3DConfig(
             image_size=32, base_channels=16, channel_mults=(1, 2, 2, 2), blocks_per_level=1, heads=4, groups=8,
-            frames=10, temporal_conv_levels=(1, 2, 3), temporal_attention_levels=(3,),
+            frames=10, temporal_conv_levels=(1, 2, 3), temporal_attention_levels=(2, 3), attention_span="spacetime",
         ),
         data=MovingMNISTConfig.cpu(),
         batch_size=8,
-        steps=600,
+        steps=1500,
         quick_steps=2,
-        train=TrainConfig(lr=5e-4, warmup_steps=50, ema_decay=0.99, checkpoint_every=50),
+        train=TrainConfig(lr=1e-3, warmup_steps=20, ema_decay=0.995, checkpoint_every=50),
         sampler="heun",
         sample_steps=10,
         init_from="image-cpu",

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-from vdmcourse.nn.attention import TIME_POSITIONS, SpatialAttention, TemporalAttention
+from vdmcourse.nn.attention import TIME_POSITIONS, FullAttention, TemporalAttention
 from vdmcourse.nn.embeddings import LabelEmbedding, TimestepEmbedding
 from vdmcourse.nn.unet2d import AttentionBlock, Downsample, Level, UNet2D, UNet2DConfig, Upsample
 
@@ -53,9 +53,11 @@ __all__ = [
     "TemporalDownsample",
     "TemporalUpsample",
     "CONV_TYPES",
+    "ATTENTION_SPANS",
 ]
 
 CONV_TYPES = ("2+1d", "3d")
+ATTENTION_SPANS = ("time", "spacetime")
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,12 @@ class UNet3DConfig:
             where a conv over a few frames at few channels is memory-bound.
         temporal_attention_levels: levels (indices into ``channel_mults``) whose
             ResBlocks are each followed by temporal attention; keep to low resolutions.
+        attention_span: what the attention added for time relates: ``"time"`` (each
+            pixel position across frames, :class:`~vdmcourse.nn.attention.TemporalAttention`)
+            or ``"spacetime"`` (every position of every frame,
+            :class:`~vdmcourse.nn.attention.FullAttention`: ``(T H W)^2`` scores, affordable
+            at the lowest resolutions, and it lets a moving digit see itself elsewhere in
+            other frames).
         temporal_downsample: levels after which T is halved on the way down (and
             doubled back on the way up); each must be below the lowest level.
         time_position: frame position in temporal attention, one of
@@ -110,6 +118,7 @@ class UNet3DConfig:
     temporal_kernel: int = 3
     temporal_conv_levels: tuple[int, ...] | None = None
     temporal_attention_levels: tuple[int, ...] = ()
+    attention_span: str = "time"
     temporal_downsample: tuple[int, ...] = ()
     time_position: str = "rope"
 
@@ -146,6 +155,8 @@ class UNet3DConfig:
         for i in self.temporal_attention_levels:
             if widths[i] % self.heads:
                 raise ValueError(f"UNet3DConfig: heads={self.heads} must divide level {i}'s width {widths[i]}")
+        if self.attention_span not in ATTENTION_SPANS:
+            raise ValueError(f"UNet3DConfig: attention_span must be one of {ATTENTION_SPANS}; got {self.attention_span!r}")
         if self.time_position not in TIME_POSITIONS or self.time_position == "learned":
             allowed = tuple(p for p in TIME_POSITIONS if p != "learned")
             raise ValueError(f"UNet3DConfig: time_position must be one of {allowed}; got {self.time_position!r}")
@@ -222,17 +233,20 @@ class TemporalConv(nn.Module):
 
 
 class TemporalAttentionBlock(nn.Module):
-    """GroupNorm (per frame) -> attention across frames at each pixel, residual.
+    """GroupNorm (per frame) -> attention across frames, residual.
 
-    :class:`~vdmcourse.nn.attention.TemporalAttention` with frame position
-    ``time_position`` and a zero-initialised output projection (identity at init).
-    Input and output ``(B*T, C, H, W)``; ``frames`` = T.
+    ``span="time"``: :class:`~vdmcourse.nn.attention.TemporalAttention` (each pixel
+    position across frames); ``span="spacetime"``:
+    :class:`~vdmcourse.nn.attention.FullAttention` (all positions of all frames). Frame
+    position ``time_position``; the output projection is zero-initialised (identity at
+    init). Input and output ``(B*T, C, H, W)``; ``frames`` = T.
     """
 
-    def __init__(self, channels: int, heads: int, groups: int, time_position: str | None = "rope"):
+    def __init__(self, channels: int, heads: int, groups: int, time_position: str | None = "rope", span: str = "time"):
         super().__init__()
+        attention = TemporalAttention if span == "time" else FullAttention
         self.norm = nn.GroupNorm(groups, channels)
-        self.attention = TemporalAttention(channels, heads, time_position=time_position, zero_init=True)
+        self.attention = attention(channels, heads, time_position=time_position, zero_init=True)
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         h = rearrange(self.norm(x), "(b t) c h w -> b t h w c", t=frames)  # the attention's grid layout
@@ -275,7 +289,9 @@ class ResBlock3D(nn.Module):
         self.conv2 = conv(out_channels, out_channels, 3, padding=1)
         self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
         self.temporal_attention = (
-            TemporalAttentionBlock(out_channels, config.heads, config.groups, config.time_position) if attention else None
+            TemporalAttentionBlock(out_channels, config.heads, config.groups, config.time_position, config.attention_span)
+            if attention
+            else None
         )
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
@@ -310,7 +326,7 @@ class MidBlock3D(nn.Module):
         self.first = ResBlock3D(channels, channels, embed_dim, config, temporal_conv=temporal_conv)
         self.attention = AttentionBlock(channels, config.heads, config.groups) if config.mid_attention else nn.Identity()
         self.temporal_attention = (
-            TemporalAttentionBlock(channels, config.heads, config.groups, config.time_position)
+            TemporalAttentionBlock(channels, config.heads, config.groups, config.time_position, config.attention_span)
             if config.mid_attention
             else None
         )
