@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vdmcourse.diffusion import NULL_LABEL, sample
+from vdmcourse.diffusion import NULL_LABEL, convert, sample
 from vdmcourse.diffusion.guidance import classifier_free_guidance, guided_output
 
 
@@ -82,3 +82,13 @@ def test_bad_labels_are_refused():
         guided_output(model, x, t, torch.zeros(4), 2.0)
     with pytest.raises(ValueError, match=r"\(B,\) or \(B, K\) with B = 4"):
         guided_output(model, x, t, torch.zeros(4, 2, 2, dtype=torch.long), 2.0)
+
+
+def test_guiding_any_parameterisation_gives_the_same_prediction():
+    # the combination is affine with weights summing to one, and conversions are affine in the output
+    g = torch.Generator().manual_seed(4)
+    x_t, cond, uncond = (torch.randn(3, 2, 1, 4, 4, generator=g) for _ in range(3))
+    t = torch.tensor([0.2, 0.5, 0.9])
+    as_eps = [convert(out, x_t, t, source="flow", target="eps") for out in (cond, uncond)]
+    torch.testing.assert_close(classifier_free_guidance(*as_eps, 3.0),
+                               convert(classifier_free_guidance(cond, uncond, 3.0), x_t, t, source="flow", target="eps"))
