@@ -42,6 +42,7 @@ from vdmcourse.metrics import (  # noqa: E402
     CORRUPTIONS,
     LEVELS,
     METRICS,
+    SHOULD_RESPOND,
     bootstrap,
     clip_metrics,
     constant_velocity_prediction,
@@ -59,20 +60,6 @@ from vdmcourse.pretrained import atomic_path  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIG = MovingMNISTConfig.cpu(split="test")
-
-# Which metric should respond to which corruption (the cells where rho >= 0.9 is the aim).
-EXPECTED = {
-    "frechet": set(CORRUPTIONS),
-    "kid": set(CORRUPTIONS),
-    "flicker": {"noise"},
-    "identity": {"swap", "delete"},
-    # A clip frozen for good is lawful (a digit at rest); the dynamic degree catches it.
-    "physics_px": {"shuffle", "reverse", "velocity"},
-    "bounce": {"shuffle", "reverse", "velocity"},
-    "dynamic": {"freeze"},
-    "ink_variation": {"delete"},
-    "digit_count": {"delete"},
-}
 
 
 def distances(features: torch.Tensor, reference: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
@@ -137,25 +124,26 @@ def prediction_study(clips_count: int) -> dict:
 
 
 def plot_ladder(table: dict, path: Path) -> None:
-    names = list(CORRUPTIONS)
-    figure, axes = plt.subplots(2, 4, figsize=(16, 7), sharex=True)
-    for axis, name in zip(axes.flat, names):
+    """One panel per corruption, showing the metrics that should respond to it."""
+    figure, axes = plt.subplots(2, 4, figsize=(16, 7), sharex=True, sharey=True)
+    for axis, name in zip(axes.flat, CORRUPTIONS):
         for metric in METRICS:
+            if name not in SHOULD_RESPOND[metric]:
+                continue
             values = torch.tensor(table[name][metric], dtype=torch.float64)
             if METRICS[metric][1]:
                 values = -values
             span = (values.max() - values.min()).item()
             scaled = (values - values[0]) / span if span > 0 else values * 0
-            style = "-" if name in EXPECTED[metric] else ":"
-            axis.plot(LEVELS, scaled.tolist(), style, marker="o", markersize=3, label=metric)
+            axis.plot(LEVELS, scaled.tolist(), marker="o", markersize=4, label=metric)
         axis.set_title(name)
         axis.set_xticks(list(LEVELS))
-    axes[0, 0].set_ylabel("change from clean, scaled (worse = up)")
-    axes[1, 0].set_ylabel("change from clean, scaled (worse = up)")
+        axis.legend(fontsize=8, loc="upper left")
+    for row in axes:
+        row[0].set_ylabel("change from clean, scaled (worse = up)")
     for axis in axes[1]:
         axis.set_xlabel("severity level")
-    axes[0, -1].legend(fontsize=7, loc="upper left")
-    figure.suptitle("Corruption ladder: solid = the metric should respond, dotted = it need not")
+    figure.suptitle("Corruption ladder: the metrics that should respond to each corruption (all values in metrics.md)")
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=90)
@@ -185,7 +173,7 @@ def fmt(value: float) -> str:
 
 def write_markdown(results: dict, path: Path) -> None:
     table, rhos = results["ladder"], results["rho"]
-    expected_cells = [(m, c) for m in METRICS for c in CORRUPTIONS if c in EXPECTED[m]]
+    expected_cells = [(m, c) for m in METRICS for c in CORRUPTIONS if c in SHOULD_RESPOND[m]]
     passed = [cell for cell in expected_cells if rhos[cell[0]][cell[1]] >= 0.9]
     lines = [
         "# Metric validation",
@@ -210,8 +198,16 @@ def write_markdown(results: dict, path: Path) -> None:
         cells = []
         for name in CORRUPTIONS:
             text = fmt(rhos[metric][name])
-            cells.append(f"**{text}**" if name in EXPECTED[metric] else text)
+            cells.append(f"**{text}**" if name in SHOULD_RESPOND[metric] else text)
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    missed = [f"{metric} on {name} (rho = {fmt(rhos[metric][name])})" for metric, name in expected_cells
+              if not rhos[metric][name] >= 0.9]
+    note = ""
+    if any("on reverse" in cell for cell in missed):
+        note = (" Mid-air reversal is the hard case for the distances: one or two frames replayed backwards move "
+                "the features, but a longer replay looks like a bounce, so the distance falls back towards the floor; "
+                "the physics residual and bounce accuracy catch it at every level.")
+    lines += ["", "Expected cells below 0.9: " + ("; ".join(missed) if missed else "none") + "." + note]
     lines += ["", "Values per level (0 = clean), as measured:", ""]
     lines += ["| corruption | metric | " + " | ".join(f"L{level}" for level in LEVELS) + " |",
               "|---|---|" + "---|" * len(LEVELS)]
@@ -251,7 +247,11 @@ def write_markdown(results: dict, path: Path) -> None:
             f"| {n} | {fmt(real[0])} [{fmt(real[1])}, {fmt(real[2])}] | {fmt(blur[0])} [{fmt(blur[1])}, {fmt(blur[2])}] "
             f"| {fmt(study['kid_real'][i])} | {fmt(study['kid_blur'][i])} |"
         )
+    separated = [n for i, n in enumerate(study["n"]) if study["blur"][i][1] > study["real"][i][2]]
     lines += [
+        "",
+        "Blur at sigma 0.5 separates from the real floor (intervals apart) from n = "
+        + (f"{separated[0]} clips per set on." if separated else "no n tried."),
         "",
         "The Fréchet distance of two real sets is not 0: it is biased upwards by roughly (feature dim)/n, so "
         "distances are only comparable at equal n, and a model's distance means something only next to the floor at "

@@ -45,7 +45,7 @@ from vdmcourse.metrics.physics import (
     track_digits,
 )
 from vdmcourse.metrics.prediction import copy_last_frame, frame_mse, prediction_scores, psnr, ssim
-from vdmcourse.metrics.report import METRICS, clip_metrics, evaluate_videos, format_report
+from vdmcourse.metrics.report import METRICS, SHOULD_RESPOND, clip_metrics, evaluate_videos, format_report
 from vdmcourse.metrics.temporal import (
     count_blobs,
     digit_count_consistency,
@@ -59,6 +59,7 @@ __all__ = [
     "CORRUPTIONS",
     "LEVELS",
     "METRICS",
+    "SHOULD_RESPOND",
     "BounceFit",
     "DistanceResult",
     "Evaluator",

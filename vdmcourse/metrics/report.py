@@ -26,7 +26,7 @@ from vdmcourse.metrics.temporal import (
     ink_mass_variation,
 )
 
-__all__ = ["METRICS", "clip_metrics", "evaluate_videos", "format_report"]
+__all__ = ["METRICS", "SHOULD_RESPOND", "clip_metrics", "evaluate_videos", "format_report"]
 
 # name -> (what it measures, True when higher is better)
 METRICS = {
@@ -39,6 +39,22 @@ METRICS = {
     "dynamic": ("dynamic degree: share of frame steps with motion", True),
     "ink_variation": ("ink-mass coefficient of variation over time", False),
     "digit_count": ("frames showing the right number of digits", True),
+}
+
+
+# Which corruptions of the ladder (vdmcourse.metrics.corruptions) each metric is meant
+# to catch; the validation benchmark aims at Spearman rho >= 0.9 in these cells.
+SHOULD_RESPOND = {
+    "frechet": {"blur", "noise", "freeze", "shuffle", "reverse", "velocity", "swap", "delete"},
+    "kid": {"blur", "noise", "freeze", "shuffle", "reverse", "velocity", "swap", "delete"},
+    "flicker": {"noise"},
+    "identity": {"swap", "delete"},
+    # A clip frozen for good is lawful (a digit at rest): the dynamic degree catches it.
+    "physics_px": {"shuffle", "reverse", "velocity"},
+    "bounce": {"shuffle", "reverse", "velocity"},
+    "dynamic": {"freeze"},
+    "ink_variation": {"delete"},
+    "digit_count": {"delete"},
 }
 
 
