@@ -4,8 +4,8 @@ import torch
 
 from vdmcourse.cli import main
 from vdmcourse.data import MovingMNISTConfig, generate_clips
-from vdmcourse.metrics import METRICS, Evaluator, EvaluatorConfig, evaluate_videos, format_report, video_features
-from vdmcourse.pretrained import save_checkpoint
+from vdmcourse.metrics import METRICS, Evaluator, EvaluatorConfig, evaluate_videos, format_report, load_evaluator, video_features
+from vdmcourse.pretrained import read_manifest, save_checkpoint
 
 CPU = MovingMNISTConfig.cpu(split="test")
 
@@ -58,3 +58,10 @@ def test_cli_evaluate_refuses_bad_files_with_a_message(evaluator, tmp_path, caps
     np.save(tmp_path / "wrong.npy", np.zeros((70, 8, 1, 32, 32), dtype=np.float32))
     assert main(["evaluate", "--clips", str(tmp_path / "wrong.npy"), "--evaluator", str(tmp_path / "evaluator.safetensors")]) == 2
     assert "trained on clips of shape" in capsys.readouterr().err
+
+
+def test_the_shipped_evaluator_comes_with_its_manifest_entry():
+    entry = next(e for e in read_manifest()["checkpoints"] if e["name"] == "evaluator-cpu")
+    assert "python -m vdmcourse train --preset evaluator-cpu" in entry["command"]
+    assert entry["metrics"]["digit_accuracy"] > 0.85 and entry["metrics"]["held_out_clips"] >= 1000
+    assert isinstance(load_evaluator(), Evaluator)
