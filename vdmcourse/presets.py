@@ -171,7 +171,7 @@ _PRESETS = [
         model_config=UNet2DConfig(image_size=32, base_channels=16, channel_mults=(1, 2, 2, 2), blocks_per_level=1, heads=4, groups=8),
         data=MovingMNISTConfig.cpu(frames=1),
         batch_size=16,
-        steps=4000,
+        steps=6000,
         quick_steps=20,
         train=TrainConfig(lr=1e-3, warmup_steps=100, ema_decay=0.995, checkpoint_every=100),
     ),
