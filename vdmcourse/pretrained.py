@@ -243,12 +243,18 @@ def _read_header(data: bytes, path: Path) -> dict:
             f"{path} is a safetensors file but not a vdmcourse checkpoint (no {_HEADER_KEY!r} entry in its metadata); "
             "checkpoints are written by vdmcourse.pretrained.save_checkpoint or the Trainer"
         )
-    document = json.loads(raw)
-    if document.get("format") != FORMAT or document.get("version") != VERSION:
+    try:
+        document = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"checkpoint {path} is corrupt: its vdmcourse metadata is not valid JSON ({error})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("version") != VERSION:
         raise ValueError(
             f"checkpoint {path} has format {document.get('format')!r} version {document.get('version')!r}; "
             f"this vdmcourse reads {FORMAT!r} version {VERSION}"
         )
+    missing = [key for key in ("model_class", "config_class", "config", "step", "metadata", "state") if key not in document]
+    if missing:
+        raise ValueError(f"checkpoint {path} is corrupt: its metadata lacks {missing}")
     return document
 
 
