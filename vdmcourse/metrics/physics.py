@@ -390,8 +390,9 @@ def constant_velocity_prediction(context: torch.Tensor, horizon: int, digits: in
     Tracks the digits in ``context`` ``(B, T0, 1, H, W)`` in [0, 1], fits the motion law
     to each track, cuts each digit's S×S box out of its last clean context frame and
     pastes it (pixel-wise max) where the law carries it over the next ``horizon``
-    frames. Returns ``(B, horizon, 1, H, W)`` in [0, 1]. Exact up to pixel rounding for
-    one digit with deterministic bounces; overlaps spoil the cut-outs with two.
+    frames. Returns ``(B, horizon, 1, H, W)`` in [0, 1]. Close for one digit with
+    deterministic bounces -- not exact, since where the box sits around the ink is a
+    guess and a bounce can land a pixel off; overlaps spoil the cut-outs with two.
     """
     context = check_video(context, "context", caller="constant_velocity_prediction")
     b, t0, _, h, _ = context.shape
