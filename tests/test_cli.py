@@ -26,6 +26,13 @@ def test_train_writes_checkpoint_weights_loss_and_run_record(run_dir):
     assert {"cpu", "cores", "torch"} <= set(record["machine"])
 
 
+def test_train_suggests_sampling_only_for_generative_presets(tmp_path, capsys):
+    assert main(["train", "--preset", "image-tiny", "--steps", "1", "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+    assert "Sample with" in capsys.readouterr().out
+    assert main(["train", "--preset", "evaluator-cpu", "--steps", "1", "--out", str(tmp_path / "b"), "--no-progress"]) == 0
+    assert "Sample with" not in capsys.readouterr().out
+
+
 def test_train_refuses_to_overwrite_a_run_and_resumes_on_request(run_dir, capsys):
     assert main(["train", "--preset", "image-tiny", "--steps", "4", "--out", str(run_dir), "--no-progress"]) == 2
     assert "--resume" in capsys.readouterr().err

@@ -90,10 +90,9 @@ def train(args) -> int:
         return 130
     finally:
         _write_run_record(out, preset, trainer, command, started)
-    print(
-        f"trained {preset.name} to step {trainer.step} ({trainer.elapsed / 60:.1f} min of training). Sample with:\n"
-        f"  python -m vdmcourse sample --checkpoint {out / MODEL_NAME} --out {out / 'samples.gif'} --num 10"
-    )
+    print(f"trained {preset.name} to step {trainer.step} ({trainer.elapsed / 60:.1f} min of training)")
+    if preset.generative:
+        print(f"Sample with:\n  python -m vdmcourse sample --checkpoint {out / MODEL_NAME} --out {out / 'samples.gif'} --num 10")
     return 0
 
 
