@@ -22,9 +22,12 @@ R(2+1)D; Singer et al. 2022, Make-A-Video):
   every other frame's normalisation).
 * Spatial down/up-sampling with skip connections between matching resolutions;
   optional temporal down/up-sampling (halving T) after chosen levels.
-* At the lowest resolution (``mid``): spatial attention over each frame's pixels
-  and temporal attention across frames, with explicit frame position (RoPE by
-  default, :class:`vdmcourse.nn.attention.TemporalAttention`).
+* At the lowest resolution (``mid``, and the ResBlocks of ``temporal_attention_levels``):
+  attention across frames with explicit frame position (RoPE by default) -- per pixel
+  position (:class:`vdmcourse.nn.attention.TemporalAttention`) or, with
+  ``attention_span="spacetime"``, over all positions of all frames
+  (:class:`vdmcourse.nn.attention.FullAttention`); ``mid`` also keeps the image
+  model's spatial attention.
 
 A single frame (``T = 1``) is a valid input: the temporal layers are skipped for it,
 so images train the spatial layers alone (joint image/video training).
