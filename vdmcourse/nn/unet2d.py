@@ -263,28 +263,29 @@ class UNet2D(nn.Module):
         emb = self.time_embed(t)  # (B, E)
         if self.label_embed is None:
             if cond is not None:
-                raise ValueError("UNet2D: this model is unconditional (config.num_classes=None) but cond was given")
+                raise ValueError(f"{type(self).__name__}: this model is unconditional (config.num_classes=None) but cond was given")
             return emb
         if cond is None:
             cond = torch.full((t.shape[0],), self.label_embed.null_label, dtype=torch.long, device=t.device)
         return emb + self.label_embed(cond)  # (B, E)
 
     def _check_inputs(self, x, t, cond) -> None:
-        config = self.config
+        """Refuse inputs outside the model contract, naming the argument (shared by UNet3D)."""
+        config, name = self.config, type(self).__name__
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"UNet2D expects x to be a torch.Tensor (B, T, C, H, W); got {type(x).__name__}")
+            raise TypeError(f"{name} expects x to be a torch.Tensor (B, T, C, H, W); got {type(x).__name__}")
         if x.ndim != 5 or x.shape[2] != config.channels:
             hint = " -- a batch of images? Add the frame axis: x[:, None]" if x.ndim == 4 else ""
-            raise ValueError(f"UNet2D expects x of shape (B, T, C, H, W) with C={config.channels}; got {tuple(x.shape)}{hint}")
+            raise ValueError(f"{name} expects x of shape (B, T, C, H, W) with C={config.channels}; got {tuple(x.shape)}{hint}")
         height, width = x.shape[-2:]
         if height % config.downsampling or width % config.downsampling:
-            raise ValueError(f"UNet2D: H and W must be multiples of {config.downsampling}; got x of shape {tuple(x.shape)}")
+            raise ValueError(f"{name}: H and W must be multiples of {config.downsampling}; got x of shape {tuple(x.shape)}")
         if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
             got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"UNet2D expects t of shape (B,) = ({x.shape[0]},), one time per clip; got {got}")
+            raise ValueError(f"{name} expects t of shape (B,) = ({x.shape[0]},), one time per clip; got {got}")
         if cond is not None and (not isinstance(cond, torch.Tensor) or cond.ndim not in (1, 2) or cond.shape[0] != x.shape[0]):
             got = tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__
-            raise ValueError(f"UNet2D expects cond of shape (B,) or (B, K) with B={x.shape[0]}, or None; got {got}")
+            raise ValueError(f"{name} expects cond of shape (B,) or (B, K) with B={x.shape[0]}, or None; got {got}")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         self._check_inputs(x, t, cond)

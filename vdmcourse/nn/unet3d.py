@@ -499,39 +499,16 @@ class UNet3D(nn.Module):
         video_model.load_state_dict(target)
         return video_model
 
-    def embed(self, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        """The conditioning vector of each clip: time embedding + label embedding.
-        ``t`` ``(B,)``, ``cond`` None / ``(B,)`` / ``(B, K)`` -> ``(B, E)``."""
-        emb = self.time_embed(t)  # (B, E)
-        if self.label_embed is None:
-            if cond is not None:
-                raise ValueError("UNet3D: this model is unconditional (config.num_classes=None) but cond was given")
-            return emb
-        if cond is None:
-            cond = torch.full((t.shape[0],), self.label_embed.null_label, dtype=torch.long, device=t.device)
-        return emb + self.label_embed(cond)  # (B, E)
+    # Conditioning and input checks are the image model's, so both refuse the same inputs alike.
+    embed = UNet2D.embed
 
     def _check_inputs(self, x, t, cond) -> None:
-        config = self.config
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"UNet3D expects x to be a torch.Tensor (B, T, C, H, W); got {type(x).__name__}")
-        if x.ndim != 5 or x.shape[2] != config.channels:
-            hint = " -- a batch of images? Add the frame axis: x[:, None]" if x.ndim == 4 else ""
-            raise ValueError(f"UNet3D expects x of shape (B, T, C, H, W) with C={config.channels}; got {tuple(x.shape)}{hint}")
-        frames, height, width = x.shape[1], x.shape[-2], x.shape[-1]
-        if height % config.downsampling or width % config.downsampling:
-            raise ValueError(f"UNet3D: H and W must be multiples of {config.downsampling}; got x of shape {tuple(x.shape)}")
-        if frames > 1 and frames % config.temporal_downsampling:
+        UNet2D._check_inputs(self, x, t, cond)
+        if x.shape[1] > 1 and x.shape[1] % self.config.temporal_downsampling:
             raise ValueError(
-                f"UNet3D: T must be 1 or a multiple of {config.temporal_downsampling} (temporal down-sampling); "
+                f"UNet3D: T must be 1 or a multiple of {self.config.temporal_downsampling} (temporal down-sampling); "
                 f"got x of shape {tuple(x.shape)}"
             )
-        if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
-            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"UNet3D expects t of shape (B,) = ({x.shape[0]},), one time per clip; got {got}")
-        if cond is not None and (not isinstance(cond, torch.Tensor) or cond.ndim not in (1, 2) or cond.shape[0] != x.shape[0]):
-            got = tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__
-            raise ValueError(f"UNet3D expects cond of shape (B,) or (B, K) with B={x.shape[0]}, or None; got {got}")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         self._check_inputs(x, t, cond)
