@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from vdmcourse.exercises.harness import Wrong, expect_close, expect_shape, self_check
-from vdmcourse.metrics.distances import feature_statistics, frechet_distance, sqrtm_psd
+from vdmcourse.metrics.distances import feature_statistics, frechet_distance
 
 __all__ = [
     "DIVIDED_BY_N",
