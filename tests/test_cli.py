@@ -31,6 +31,11 @@ def test_train_suggests_sampling_only_for_generative_presets(tmp_path, capsys):
     assert "Sample with" in capsys.readouterr().out
     assert main(["train", "--preset", "evaluator-cpu", "--steps", "1", "--out", str(tmp_path / "b"), "--no-progress"]) == 0
     assert "Sample with" not in capsys.readouterr().out
+    evaluator = str(tmp_path / "b" / "model.safetensors")
+    assert main(["sample", "--checkpoint", evaluator, "--out", str(tmp_path / "x.gif")]) == 2
+    assert "nothing to sample" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", evaluator, "--evaluator", evaluator]) == 2
+    assert "nothing to evaluate" in capsys.readouterr().err
 
 
 def test_train_refuses_to_overwrite_a_run_and_resumes_on_request(run_dir, capsys):

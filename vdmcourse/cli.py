@@ -172,16 +172,42 @@ def _checkpoint_path(name_or_path: str) -> Path:
     raise FileNotFoundError(f"no checkpoint file {path} and no shipped checkpoint named {name_or_path!r} (shipped: {', '.join(known) or 'none'})")
 
 
+def _load_generative(name_or_path, device, purpose: str):
+    """The model of a diffusion checkpoint (on ``device``) and its metadata; anything else is refused."""
+    checkpoint = load_checkpoint(_checkpoint_path(name_or_path))
+    info = checkpoint.metadata
+    if not info.get("objective"):
+        raise ValueError(
+            f"{checkpoint.path} is not a diffusion model trained from a preset (its metadata names no objective); "
+            f"there is nothing to {purpose}"
+        )
+    return build_model(checkpoint).to(pick_device(device)), info
+
+
+def _draw(model, info, shape, labels, seed, *, sampler=None, steps=None, guidance=None) -> torch.Tensor:
+    """Sample clips ``shape`` = (N, T, C, H, W) in [0, 1], with the checkpoint's recorded
+    sampler, steps and guidance unless given (guidance only for a conditional draw)."""
+    if guidance is None:
+        guidance = info["guidance_scale"] if labels is not None else 1.0
+    clips = sample(
+        model,
+        shape,
+        objective=info["objective"],
+        sampler=sampler or info["sampler"],
+        steps=steps or info["sample_steps"],
+        cond=labels,
+        guidance_scale=guidance,
+        generator=seed_everything(seed),
+    )
+    return to_unit_range(clips.cpu())
+
+
 def sample_command(args) -> int:
     if args.out.suffix not in (".gif", ".png"):
         raise ValueError(f"--out must end in .gif or .png; got {args.out}")
     if args.num < 1:
         raise ValueError(f"--num must be at least 1; got {args.num}")
-    checkpoint = load_checkpoint(_checkpoint_path(args.checkpoint))
-    info = checkpoint.metadata
-    if not info.get("objective"):
-        raise ValueError(f"{checkpoint.path} is not a diffusion model trained from a preset (its metadata names no objective); there is nothing to sample")
-    model = build_model(checkpoint).to(pick_device(args.device))
+    model, info = _load_generative(args.checkpoint, args.device, "sample")
     frames, channels, height, width = info["sample_shape"]
     frames = args.frames or frames
     conditional = getattr(model.config, "num_classes", None) is not None
@@ -192,18 +218,10 @@ def sample_command(args) -> int:
     labels = None
     if conditional:
         labels = torch.full((args.num,), args.label) if args.label is not None else torch.arange(args.num) % 10
-    generator = seed_everything(args.seed)
-    clips = sample(
-        model,
-        (args.num, frames, channels, height, width),
-        objective=info["objective"],
-        sampler=args.sampler or info["sampler"],
-        steps=args.steps or info["sample_steps"],
-        cond=labels,
-        guidance_scale=args.guidance if args.guidance is not None else (info["guidance_scale"] if conditional else 1.0),
-        generator=generator,
-    )
-    clips = to_unit_range(clips.cpu())  # (N, T, C, H, W) in [0, 1]
+    clips = _draw(
+        model, info, (args.num, frames, channels, height, width), labels, args.seed,
+        sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+    )  # (N, T, C, H, W) in [0, 1]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.suffix == ".gif":
         save_gif(clips, args.out, columns=min(args.num, 5), scale=4)
@@ -264,27 +282,15 @@ def evaluate(args) -> int:
     else:
         if args.num < 2:
             raise ValueError(f"--num must be at least 2; got {args.num}")
-        checkpoint = load_checkpoint(_checkpoint_path(args.checkpoint))
-        info = checkpoint.metadata
-        if not info.get("objective"):
-            raise ValueError(f"{checkpoint.path} is not a diffusion model trained from a preset (its metadata names no objective); there is nothing to evaluate")
+        model, info = _load_generative(args.checkpoint, args.device, "evaluate")
         _, channels, height, width = info["sample_shape"]
         if (channels, height, width) != (1, size, size):
-            raise ValueError(f"{checkpoint.path} makes {channels}x{height}x{width} frames; the evaluator scores 1x{size}x{size}")
-        model = build_model(checkpoint).to(pick_device(args.device))
+            raise ValueError(f"{args.checkpoint} makes {channels}x{height}x{width} frames; the evaluator scores 1x{size}x{size}")
         conditional = getattr(model.config, "num_classes", None) is not None
-        generator = seed_everything(args.seed)
-        video = sample(
-            model,
-            (args.num, frames, channels, height, width),  # an image model draws each frame on its own
-            objective=info["objective"],
-            sampler=info["sampler"],
-            steps=info["sample_steps"],
-            cond=torch.arange(args.num) % 10 if conditional else None,
-            guidance_scale=info["guidance_scale"] if conditional else 1.0,
-            generator=generator,
-        )
-        video, title = to_unit_range(video.cpu()), Path(args.checkpoint).stem
+        labels = torch.arange(args.num) % 10 if conditional else None
+        # an image model draws each frame on its own
+        video = _draw(model, info, (args.num, frames, channels, height, width), labels, args.seed)
+        title = Path(args.checkpoint).stem
     results = evaluate_videos(video, evaluator, digits=args.digits, seed=args.seed)
     print(format_report(results, title=title))
     return 0
