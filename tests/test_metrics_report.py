@@ -5,6 +5,7 @@ import torch
 from vdmcourse.cli import main
 from vdmcourse.data import MovingMNISTConfig, generate_clips
 from vdmcourse.metrics import METRICS, Evaluator, EvaluatorConfig, evaluate_videos, format_report, load_evaluator, video_features
+from vdmcourse.metrics.features import evaluator_accuracy
 from vdmcourse.pretrained import read_manifest, save_checkpoint
 
 CPU = MovingMNISTConfig.cpu(split="test")
@@ -65,3 +66,14 @@ def test_the_shipped_evaluator_comes_with_its_manifest_entry():
     assert "python -m vdmcourse train --preset evaluator-cpu" in entry["command"]
     assert entry["metrics"]["digit_accuracy"] > 0.85 and entry["metrics"]["held_out_clips"] >= 1000
     assert isinstance(load_evaluator(), Evaluator)
+
+
+def test_the_shipped_evaluator_scores_held_out_clips_as_its_manifest_says():
+    entry = next(e for e in read_manifest()["checkpoints"] if e["name"] == "evaluator-cpu")
+    scores = evaluator_accuracy(load_evaluator(), clips=128)
+    assert scores["held_out_clips"] == 128
+    assert abs(scores["digit_accuracy"] - entry["metrics"]["digit_accuracy"]) < 0.05
+    assert abs(scores["presence_accuracy"] - entry["metrics"]["presence_accuracy"]) < 0.1
+    assert scores["velocity_mae_px"] < 1.0
+    untrained = evaluator_accuracy(Evaluator(EvaluatorConfig()), clips=64)
+    assert untrained["digit_accuracy"] < 0.5 and untrained["presence_accuracy"] < 0.5
