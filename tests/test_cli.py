@@ -38,6 +38,14 @@ def test_train_suggests_sampling_only_for_generative_presets(tmp_path, capsys):
     assert "nothing to evaluate" in capsys.readouterr().err
 
 
+def test_train_writes_sample_previews_on_request(tmp_path):
+    argv = ["train", "--preset", "image-tiny", "--steps", "2", "--out", str(tmp_path), "--preview-every", "1", "--no-progress"]
+    assert main(argv) == 0
+    previews = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert previews == ["step_000001.gif", "step_000002.gif"]
+    assert iio.imread(tmp_path / "samples" / previews[0], index=None).ndim == 4  # (frames, H, W, channels)
+
+
 def test_train_refuses_to_overwrite_a_run_and_resumes_on_request(run_dir, capsys):
     assert main(["train", "--preset", "image-tiny", "--steps", "4", "--out", str(run_dir), "--no-progress"]) == 2
     assert "--resume" in capsys.readouterr().err
