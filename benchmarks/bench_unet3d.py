@@ -44,6 +44,8 @@ from vdmcourse.viz import frame_strip
 
 RESULTS = Path(__file__).parent / "results"
 BUDGETS_MIN = (5, 10, 15, 30)
+PER_DIGIT = 3  # clips drawn per digit at each budget
+CLIPS = 10 * PER_DIGIT
 
 
 def load_average() -> str:
@@ -163,7 +165,7 @@ def snapshot(args) -> None:
 
 
 def budgets(args) -> dict:
-    from vdmcourse.metrics import dynamic_degree, flicker, identity_persistence, load_evaluator
+    from vdmcourse.metrics import dynamic_degree, flicker, identity_persistence, load_evaluator, physics_scores, shape_change
 
     run = Path(args.run)
     index = json.loads((run / "snapshots" / "index.json").read_text())
@@ -177,6 +179,8 @@ def budgets(args) -> dict:
             "flicker": flicker(video).nanmean().item(),
             "identity_persistence": identity_persistence(video, evaluator, digits=1).nanmean().item() if evaluator else None,
             "dynamic_degree": dynamic_degree(video).mean().item(),
+            "shape_change": shape_change(video).mean().item(),
+            "physics_px": physics_scores(video, 1, preset_info["data"]["digit_size"]).residual_px.nanmean().item(),
         }
 
     def strip_for(video, label: str) -> str:
@@ -187,7 +191,7 @@ def budgets(args) -> dict:
 
     first = load_checkpoint(run / "snapshots" / min(index))
     preset_info = first.metadata
-    real = generate_clips(10, MovingMNISTConfig(**preset_info["data"]), generator=seed_everything(0))
+    real = generate_clips(CLIPS, MovingMNISTConfig(**preset_info["data"]), generator=seed_everything(0))
     # At 0 minutes the inflated model is the image model applied frame by frame.
     image = load_checkpoint(CHECKPOINT_DIR / "image-cpu.safetensors")
     per_frame = _draw(build_model(image), preset_info)
@@ -221,13 +225,14 @@ def budgets(args) -> dict:
 
 
 def _draw(model, info: dict) -> torch.Tensor:
-    """One clip per digit 0-9 with the checkpoint's sampler settings, seed 0: ``(10, T, 1, H, W)`` in [0, 1]."""
+    """``PER_DIGIT`` clips of each digit 0-9 with the checkpoint's sampler settings, seed 0:
+    ``(CLIPS, T, 1, H, W)`` in [0, 1], digits 0, 1, ..., 9, 0, 1, ..."""
     clips = sample(
         model,
-        (10, *info["sample_shape"]),
+        (CLIPS, *info["sample_shape"]),
         sampler=info["sampler"],
         steps=info["sample_steps"],
-        cond=torch.arange(10),
+        cond=torch.arange(10).repeat(PER_DIGIT),
         guidance_scale=info["guidance_scale"],
         generator=seed_everything(0),
         progress=False,
@@ -264,13 +269,17 @@ def write_report(results: dict) -> None:
             "## Samples at fixed CPU training budgets (video-cpu)",
             "",
             "Training minutes are the trainer's own clock (steps only, no checkpoint writing). "
-            "Samples: digits 0-9, seed 0, the preset's sampler; strips show digits 0-4. Frame difference: mean |x[t+1] - x[t]| "
+            f"Samples: {CLIPS} clips ({PER_DIGIT} of each digit 0-9), seed 0, the preset's sampler; strips show the first five "
+            "(digits 0-4). Frame difference: mean |x[t+1] - x[t]| "
             "over all pixels (real clips: the motion alone; independent frames: far more); flicker: the same on "
             "the background only (lower is steadier); identity: share of frames whose digit class matches its first clean frame "
-            "(the course's evaluator); dynamic degree: share of frame steps with visible motion (real clips: 1).",
+            "(the course's evaluator); shape change: what of each frame no whole-pixel shift of the previous frame explains, "
+            "per unit of ink (real: 0; a redrawn digit: about 1); physics: distance in px of the tracked digit from the best "
+            "constant-velocity-with-bounces path (real: 0.3, pixel rounding); dynamic degree: share of frame steps with visible "
+            "motion (real clips: 1).",
             "",
-            "| budget | step | training min | load avg (1/5/15) | frame difference | flicker | identity | dynamic | strip |",
-            "|---:|---:|---:|---|---:|---:|---:|---:|---|",
+            "| budget | step | training min | load avg (1/5/15) | frame difference | flicker | identity | shape change | physics (px) | dynamic | strip |",
+            "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         for row in stored["budgets"]["rows"]:
             budget = "real clips" if row["budget_min"] is None else f"{row['budget_min']} min"
@@ -279,7 +288,8 @@ def write_report(results: dict) -> None:
             step = "" if row["step"] is None else row["step"]
             train = "" if row["train_min"] is None else f"{row['train_min']:.1f}"
             lines.append(f"| {budget} | {step} | {train} | {row['load_average']} | {row['frame_difference']:.4f} | "
-                         f"{row['flicker']:.4f} | {_maybe(row['identity_persistence'])} | {row['dynamic_degree']:.2f} | "
+                         f"{row['flicker']:.4f} | {_maybe(row['identity_persistence'])} | {row['shape_change']:.2f} | "
+                         f"{row['physics_px']:.2f} | {row['dynamic_degree']:.2f} | "
                          f"[{Path(row['strip']).name}]({Path(row['strip']).name}) |")
         lines.append("")
     if stored.get("notes"):

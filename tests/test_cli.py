@@ -88,3 +88,12 @@ def test_help_lists_the_commands_and_presets():
     result = subprocess.run([sys.executable, "-m", "vdmcourse", "train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "image-cpu" in result.stdout and "--resume" in result.stdout
+
+
+def test_train_stops_at_a_time_budget(tmp_path, capsys):
+    # A budget of 0.6 ms: one step starts, then the time is up.
+    assert main(["train", "--preset", "image-tiny", "--minutes", "0.00001", "--out", str(tmp_path), "--no-progress"]) == 0
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["steps"] == 1 and "--minutes 0.00001" in record["command"]
+    assert main(["train", "--preset", "image-tiny", "--minutes", "0", "--out", str(tmp_path / "b"), "--no-progress"]) == 2
+    assert "--minutes must be a positive number" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from vdmcourse.metrics.temporal import (
     flicker,
     identity_persistence,
     ink_mass_variation,
+    shape_change,
 )
 
 CPU = MovingMNISTConfig.cpu(split="test")
@@ -85,3 +86,32 @@ def test_bad_input_is_refused_clearly(clips, evaluator):
         dynamic_degree(clips.video[:, :, 0])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         ink_mass_variation(clips.video * 2 - 1)
+
+
+def test_shape_change_is_zero_on_real_one_digit_clips_even_through_bounces(clips):
+    change = shape_change(clips.video)
+    assert change.shape == (48,) and change.max().item() < 1e-6
+
+
+def test_shape_change_sees_a_redrawn_digit_that_a_translation_cannot_explain(clips):
+    # Frames taken from other clips (other digits, other hands): about as bad as it gets.
+    mixed = torch.stack([clips.video[(torch.arange(48) + k) % 48, k] for k in range(CPU.frames)], dim=1)
+    assert shape_change(mixed).mean() > 0.6
+    # One redrawn frame in ten changes two of the nine steps.
+    one = clips.video.clone()
+    one[:, 5] = clips.video[(torch.arange(48) + 1) % 48, 5]
+    assert 0.1 < shape_change(one).mean() < shape_change(mixed).mean()
+
+
+def test_shape_change_grows_with_a_blur_that_changes_the_strokes(clips):
+    levels = [shape_change(corrupt(clips, "blur", level, CPU)).mean().item() for level in range(1, 4)]
+    assert 0 < levels[0] < levels[1] < levels[2]
+
+
+def test_shape_change_needs_a_shift_as_large_as_the_motion(clips):
+    # The cpu preset moves digits 2 px a frame: with no shift allowed, motion counts as change.
+    assert shape_change(clips.video, max_shift=0).mean() > 0.3
+    with pytest.raises(ValueError, match="max_shift must be an int >= 0"):
+        shape_change(clips.video, max_shift=-1)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        shape_change(clips.video[:, :1])

@@ -106,6 +106,8 @@ def test_sample_timesteps_uniform_and_logit_normal():
         sample_timesteps(5, distribution="beta")
     with pytest.raises(ValueError, match="n must be"):
         sample_timesteps(0)
+    with pytest.raises(ValueError, match="logit-normal distribution only"):
+        sample_timesteps(5, mean=1.0)  # a shift that uniform times would silently ignore
 
 
 class Recorder(torch.nn.Module):
@@ -183,6 +185,17 @@ def test_logit_normal_times_reach_the_model():
     training_loss(model, torch.zeros(4000, 1), t_distribution="logit_normal", generator=torch.Generator().manual_seed(0))
     assert model.t.median().item() == pytest.approx(0.5, abs=0.03)
     assert ((model.t > 0.2) & (model.t < 0.8)).float().mean() > 0.7  # uniform would give 0.6
+
+
+@pytest.mark.parametrize("one_t_per_clip", [True, False])
+def test_logit_normal_mean_and_std_reach_the_times(one_t_per_clip):
+    model = Recorder()
+    x0 = torch.zeros(1000, 4, 1, 1, 1)
+    generator = torch.Generator().manual_seed(0)
+    training_loss(model, x0, t_distribution="logit_normal", t_mean=1.0, t_std=0.5, generator=generator, one_t_per_clip=one_t_per_clip)
+    logits = torch.logit(model.t.double())
+    assert logits.mean().item() == pytest.approx(1.0, abs=0.05)
+    assert logits.std().item() == pytest.approx(0.5, abs=0.03)
 
 
 def test_condition_dropout_replaces_whole_clips_with_the_null_label():

@@ -86,3 +86,27 @@ def test_unknown_names_and_objectives_are_refused():
         Preset(**fields, objective="score")
     with pytest.raises(ValueError, match="objective=None"):
         Preset(**fields, loss=lambda model, batch, generator: batch)
+    with pytest.raises(ValueError, match="t_distribution"):
+        Preset(**fields, t_distribution="beta")
+    with pytest.raises(ValueError, match="t_mean shifts logit-normal times only"):
+        Preset(**fields, t_mean=1.0)
+
+
+class TimeRecorder(torch.nn.Module):
+    """Predicts zeros and remembers the training times it was given."""
+
+    def forward(self, x, t, cond=None):
+        self.t = t
+        return torch.zeros_like(x)
+
+
+def test_the_preset_decides_how_training_times_are_drawn():
+    tiny = dataclasses.replace(get_preset("image-tiny"), batch_size=2000)
+    batch = tiny.batches()(torch.Generator().manual_seed(0))
+    model = TimeRecorder()
+    tiny.loss_fn()(model, batch, torch.Generator().manual_seed(1))
+    assert model.t.mean().item() == pytest.approx(0.5, abs=0.02) and model.t.std().item() == pytest.approx(0.289, abs=0.01)
+    shifted = dataclasses.replace(tiny, t_distribution="logit_normal", t_mean=1.0)
+    shifted.loss_fn()(model, batch, torch.Generator().manual_seed(1))
+    assert torch.logit(model.t.double()).mean().item() == pytest.approx(1.0, abs=0.06)
+    assert shifted.metadata()["t_distribution"] == "logit_normal" and shifted.metadata()["t_mean"] == 1.0

@@ -1,5 +1,6 @@
 """The Trainer: exact resume, atomic checkpoints, Ctrl-C, EMA, warm-up."""
 
+import importlib
 import os
 import random
 import signal
@@ -13,6 +14,8 @@ from torch import nn
 import vdmcourse.pretrained
 from vdmcourse.pretrained import load_checkpoint
 from vdmcourse.train import TrainConfig, Trainer
+
+train_module = importlib.import_module("vdmcourse.train")
 
 
 @dataclass(frozen=True)
@@ -229,3 +232,18 @@ def test_bad_arguments_are_refused():
         make_trainer().save()
     with pytest.raises(ValueError, match="lr"):
         TrainConfig(lr=0)
+
+
+def test_a_time_limit_stops_training_and_saves(tmp_path, monkeypatch):
+    clock = iter(range(10_000))
+    monkeypatch.setattr(train_module.time, "perf_counter", lambda: float(next(clock)))  # every step takes 1 s
+    trainer = make_trainer(tmp_path)
+    trainer.fit(100, time_limit=3.5)
+    assert trainer.step == 4 and trainer.elapsed == 4.0  # 3 s < 3.5 s: a fourth step starts
+    assert load_checkpoint(tmp_path / "checkpoint.safetensors").step == 4
+    trainer.fit(100, time_limit=3.5)  # the limit counts training time over resumes: nothing left
+    assert trainer.step == 4
+    trainer.fit(6, time_limit=60.0)  # the step target still comes first
+    assert trainer.step == 6
+    with pytest.raises(ValueError, match="time_limit"):
+        trainer.fit(10, time_limit=-1)

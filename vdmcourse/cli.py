@@ -45,6 +45,10 @@ def _train_parser(subparsers) -> None:
     )
     parser.add_argument("--preset", required=True, metavar="NAME", help="which preset to train (listed below)")
     parser.add_argument("--steps", type=int, metavar="N", help="total steps to reach (default: the preset's; quick mode: its quick_steps)")
+    parser.add_argument(
+        "--minutes", type=float, metavar="M",
+        help="stop after M minutes of training (steps only, summed over resumes), even before --steps",
+    )
     parser.add_argument("--out", type=Path, metavar="DIR", help="run folder for checkpoints and previews (default: runs/PRESET)")
     parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.safetensors")
     parser.add_argument("--preview-every", type=int, default=0, metavar="N", help="write a GIF of samples every N steps (0: never)")
@@ -59,6 +63,8 @@ def train(args) -> int:
     steps = args.steps if args.steps is not None else preset.budget_steps()
     if steps < 1:
         raise ValueError(f"--steps must be at least 1; got {steps}")
+    if args.minutes is not None and not args.minutes > 0:
+        raise ValueError(f"--minutes must be a positive number of minutes; got {args.minutes}")
     out = args.out or DEFAULT_RUNS / preset.name
     if (out / CHECKPOINT_NAME).exists() and not args.resume:
         raise ValueError(f"{out} already holds a checkpoint; add --resume to continue it, or choose another --out")
@@ -83,7 +89,7 @@ def train(args) -> int:
         print(f"resumed {out / CHECKPOINT_NAME} at step {trainer.step}")
     command = "python -m vdmcourse " + shlex.join(args.argv if args.argv is not None else sys.argv[1:])
     try:
-        trainer.fit(steps)
+        trainer.fit(steps, time_limit=None if args.minutes is None else 60 * args.minutes)
     except KeyboardInterrupt:
         again = command if args.resume else command + " --resume"
         print(f"stopped at step {trainer.step}; last checkpoint: step {trainer.saved_step}. Continue with:\n  {again}")

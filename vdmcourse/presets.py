@@ -22,7 +22,7 @@ from torch import nn
 
 from vdmcourse.course import budget, to_model_range
 from vdmcourse.data import MovingMNISTConfig, generate_clips
-from vdmcourse.diffusion import OBJECTIVES, training_loss
+from vdmcourse.diffusion import OBJECTIVES, TIME_DISTRIBUTIONS, training_loss
 from vdmcourse.metrics.features import Evaluator, EvaluatorConfig, evaluator_batch, evaluator_loss
 from vdmcourse.nn.unet2d import UNet2D, UNet2DConfig
 from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
@@ -43,6 +43,9 @@ class Preset:
         objective: the diffusion objective ("flow", "eps", "v" or "x0"); None with ``loss``.
         p_uncond: probability of dropping the labels (classifier-free guidance training);
             labels are used only when the model has ``num_classes``.
+        t_distribution, t_mean: how training times are drawn (``"uniform"``, or
+            ``"logit_normal"`` with logit mean ``t_mean``; see
+            :func:`vdmcourse.diffusion.sample_timesteps`).
         batch_size, steps, quick_steps: clips per step; steps of a full and a quick run.
         train: the :class:`~vdmcourse.train.TrainConfig` (lr, warm-up, EMA, ...).
         sampler, sample_steps, guidance_scale: how previews and ``sample`` draw by default.
@@ -61,6 +64,8 @@ class Preset:
     data: MovingMNISTConfig
     objective: str = "flow"
     p_uncond: float = 0.1
+    t_distribution: str = "uniform"
+    t_mean: float = 0.0
     batch_size: int = 32
     steps: int = 4000
     quick_steps: int = 20
@@ -75,6 +80,10 @@ class Preset:
     def __post_init__(self):
         if self.loss is None and self.objective not in OBJECTIVES:
             raise ValueError(f"Preset {self.name!r}: objective must be one of {OBJECTIVES}; got {self.objective!r}")
+        if self.t_distribution not in TIME_DISTRIBUTIONS:
+            raise ValueError(f"Preset {self.name!r}: t_distribution must be one of {TIME_DISTRIBUTIONS}; got {self.t_distribution!r}")
+        if self.t_distribution == "uniform" and self.t_mean != 0.0:
+            raise ValueError(f"Preset {self.name!r}: t_mean shifts logit-normal times only; got t_mean={self.t_mean} with uniform times")
         if self.loss is not None and self.objective is not None:
             raise ValueError(f"Preset {self.name!r}: a preset with its own loss trains no diffusion objective; set objective=None")
 
@@ -133,6 +142,8 @@ class Preset:
                 cond=batch["labels"] if self.conditional else None,
                 p_uncond=self.p_uncond if self.conditional else 0.0,
                 generator=generator,
+                t_distribution=self.t_distribution,
+                t_mean=self.t_mean,
             )
 
         return loss
@@ -142,6 +153,8 @@ class Preset:
         return {
             "preset": self.name,
             "objective": self.objective,
+            "t_distribution": self.t_distribution,
+            "t_mean": self.t_mean,
             "sample_shape": list(self.sample_shape),
             "sampler": self.sampler,
             "sample_steps": self.sample_steps,

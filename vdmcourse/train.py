@@ -277,17 +277,20 @@ class Trainer:
         self.history.append(value)
         return value
 
-    def fit(self, steps: int) -> list[float]:
+    def fit(self, steps: int, *, time_limit: float | None = None) -> list[float]:
         """Train until ``self.step == steps`` (a total, so a resumed run continues to the
-        same target); save every ``checkpoint_every`` steps and at the end. Returns
-        the loss history."""
+        same target) or, with ``time_limit``, until ``self.elapsed`` (training seconds,
+        summed over resumes) reaches ``time_limit``, whichever comes first; save every
+        ``checkpoint_every`` steps and at the end. Returns the loss history."""
         if not isinstance(steps, int) or steps < 0:
             raise ValueError(f"Trainer.fit: steps must be an int >= 0 (the total to reach); got {steps!r}")
+        if time_limit is not None and not time_limit >= 0:
+            raise ValueError(f"Trainer.fit: time_limit must be None or seconds >= 0; got {time_limit!r}")
         bar = tqdm(total=steps, initial=min(self.step, steps), disable=not self.progress, unit="step", dynamic_ncols=True)
         smoothed = None
         try:
             with _stop_at_step_end() as stop:
-                while self.step < steps:
+                while self.step < steps and (time_limit is None or self.elapsed < time_limit):
                     started = time.perf_counter()
                     loss = self.train_step()
                     self.elapsed += time.perf_counter() - started

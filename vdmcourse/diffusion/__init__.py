@@ -9,6 +9,7 @@ velocity target ``eps - x0``; samples live in ``[-1, 1]``; videos are ``(B, T, C
 from vdmcourse.diffusion.guidance import NULL_LABEL, classifier_free_guidance, guided_output
 from vdmcourse.diffusion.objectives import (
     OBJECTIVES,
+    TIME_DISTRIBUTIONS,
     convert,
     model_target,
     predict_x0_eps,
@@ -30,6 +31,7 @@ __all__ = [
     "classifier_free_guidance",
     "guided_output",
     "OBJECTIVES",
+    "TIME_DISTRIBUTIONS",
     "convert",
     "model_target",
     "predict_x0_eps",

@@ -169,7 +169,9 @@ def sample_timesteps(
 
     ``"uniform"``: ``t ~ U[0, 1)``. ``"logit_normal"``: ``t = sigmoid(mean + std * z)``,
     ``z ~ N(0, 1)`` -- more weight on middle times, as in Stable Diffusion 3
-    (Esser et al. 2024) and Open-Sora. Drawn on the generator's device, returned on ``device``.
+    (Esser et al. 2024) and Open-Sora; ``mean > 0`` moves the weight towards noise
+    (``t = 1``), where a video model's frames must agree. Drawn on the generator's
+    device, returned on ``device``.
     """
     if distribution not in TIME_DISTRIBUTIONS:
         raise ValueError(f"distribution must be one of {TIME_DISTRIBUTIONS}; got {distribution!r}")
@@ -177,6 +179,8 @@ def sample_timesteps(
         raise ValueError(f"n must be an int >= 1; got {n!r}")
     if std <= 0:
         raise ValueError(f"std must be > 0; got {std}")
+    if distribution == "uniform" and (mean, std) != (0.0, 1.0):
+        raise ValueError(f"mean and std shape the logit-normal distribution only; got mean={mean}, std={std} with 'uniform'")
     draw_device = generator.device if generator is not None else device
     if distribution == "uniform":
         t = torch.rand(n, generator=generator, device=draw_device)
@@ -196,6 +200,8 @@ def training_loss(
     generator: torch.Generator | None = None,
     one_t_per_clip: bool = True,
     t_distribution: str = "uniform",
+    t_mean: float = 0.0,
+    t_std: float = 1.0,
 ) -> torch.Tensor:
     """The denoising loss for one batch: noise ``x0`` to a random time, ask the model
     for ``objective``'s target, return the mean squared error (a scalar tensor).
@@ -208,7 +214,8 @@ def training_loss(
     ``one_t_per_clip=True`` (the usual): one ``t`` per clip, shape ``(B,)``, shared by all
     its frames. ``False``: an independent ``t`` per frame, shape ``(B, T)``, passed to
     the model as is -- only for models built for per-frame noise levels (diffusion
-    forcing, Chen et al. 2024). ``t_distribution``: see :func:`sample_timesteps`.
+    forcing, Chen et al. 2024). ``t_distribution``, ``t_mean``, ``t_std``: how the
+    times are drawn, see :func:`sample_timesteps`.
     ``generator`` fixes the times, the noise and the label dropout (drawn in that order).
     """
     schedule = resolve_schedule(schedule, objective)
@@ -218,12 +225,14 @@ def training_loss(
         raise ValueError(f"x0 must be a tensor of shape (B, T, C, H, W); got {getattr(x0, 'shape', type(x0).__name__)}")
     batch = x0.shape[0]
     if one_t_per_clip:
-        t = sample_timesteps(batch, distribution=t_distribution, generator=generator, device=x0.device)  # (B,)
+        t = sample_timesteps(batch, distribution=t_distribution, mean=t_mean, std=t_std, generator=generator, device=x0.device)  # (B,)
     else:
         if x0.ndim != 5:
             raise ValueError(f"one_t_per_clip=False needs clips of shape (B, T, C, H, W); got {tuple(x0.shape)}")
         frames = x0.shape[1]
-        t = sample_timesteps(batch * frames, distribution=t_distribution, generator=generator, device=x0.device)
+        t = sample_timesteps(
+            batch * frames, distribution=t_distribution, mean=t_mean, std=t_std, generator=generator, device=x0.device
+        )
         t = t.reshape(batch, frames)  # (B, T)
     t = t.to(x0.dtype)
     draw_device = generator.device if generator is not None else x0.device

@@ -53,6 +53,7 @@ from vdmcourse.metrics.temporal import (
     flicker,
     identity_persistence,
     ink_mass_variation,
+    shape_change,
 )
 
 __all__ = [
@@ -89,6 +90,7 @@ __all__ = [
     "identity_persistence",
     "ink_centroid",
     "ink_mass_variation",
+    "shape_change",
     "kid",
     "load_evaluator",
     "physics_scores",

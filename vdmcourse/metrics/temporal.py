@@ -21,6 +21,10 @@ away from it as the corruption it is meant to catch gets stronger.
   clips vary a little).
 * :func:`digit_count_consistency` -- share of frames showing the right number of
   digits (connected blobs of ink). Frames where two real digits touch count one.
+* :func:`shape_change` -- how much of a frame is *not* the previous frame moved by
+  whole pixels. A real one-digit clip translates one fixed image: 0. A digit
+  redrawn in another hand at every frame (what a video model's handwriting
+  "jitter" is) scores high even when identity and position hold.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ __all__ = [
     "ink_mass_variation",
     "digit_count_consistency",
     "count_blobs",
+    "shape_change",
 ]
 
 
@@ -142,3 +147,33 @@ def digit_count_consistency(video: torch.Tensor, digits: int, *, threshold: floa
     video = check_video(video, caller="digit_count_consistency")
     counts = count_blobs(rearrange(video, "b t 1 h w -> (b t) h w"), threshold=threshold, min_area=min_area)
     return (counts.view(video.shape[:2]) == digits).float().mean(1)
+
+
+def shape_change(video: torch.Tensor, *, max_shift: int = 4) -> torch.Tensor:
+    """Change of appearance between consecutive frames that no translation explains:
+    ``(B,)``, mean over steps t -> t+1, 0 for a clip that only moves.
+
+    For each step, frame t is shifted by every whole-pixel offset up to ``max_shift``
+    in each direction (zeros fill in), and the smallest L1 distance to frame t+1 is
+    kept, divided by the mean ink of the two frames (sum of intensities). Real
+    one-digit Moving MNIST scores 0 (the digit moves by whole pixels and stays inside
+    the canvas); two digits that move apart cannot be aligned by one shift, so use it
+    on one-digit clips. About 1 means the overlap is no better than a redrawn digit.
+    An empty step (no ink in either frame) scores 0.
+    """
+    video = _need_frames(video, "shape_change")
+    if not isinstance(max_shift, int) or isinstance(max_shift, bool) or max_shift < 0:
+        raise ValueError(f"shape_change: max_shift must be an int >= 0 (pixels); got {max_shift!r}")
+    before, after = video[:, :-1, 0], video[:, 1:, 0]  # (B, T-1, H, W)
+    height, width = after.shape[-2:]
+    padded = F.pad(before, (max_shift,) * 4)
+    span = 2 * max_shift + 1
+    best = torch.stack(
+        [
+            (padded[..., dy : dy + height, dx : dx + width] - after).abs().sum((-2, -1))
+            for dy in range(span)
+            for dx in range(span)
+        ]
+    ).amin(0)  # (B, T-1)
+    ink = (before.sum((-2, -1)) + after.sum((-2, -1))) / 2
+    return (best / ink.clamp_min(1e-6)).mean(1)
