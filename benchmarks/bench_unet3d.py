@@ -3,6 +3,7 @@
     python benchmarks/bench_unet3d.py speed                  # cost table (a few minutes)
     python benchmarks/bench_unet3d.py snapshot runs/video-cpu  # run beside training: keeps every saved model
     python benchmarks/bench_unet3d.py budgets runs/video-cpu   # strips + metrics at 5/10/15/30 min
+    python benchmarks/bench_unet3d.py ablate --steps 1000      # uniform vs logit-normal times, side by side
 
 ``speed`` times training steps of the ``video-cpu`` model at equal width with the
 two convolution types, the per-frame image model for reference, and the memory the
@@ -16,6 +17,10 @@ digits 0-9), writes a PNG frame strip per budget to ``benchmarks/results/`` and
 scores flicker, identity persistence (the course's evaluator) and the motion
 measures of :mod:`vdmcourse.metrics.temporal`.
 
+``ablate`` trains ``video-cpu`` once per variant of its recipe (one process and one
+thread each, side by side, same seeds) for the same number of steps and scores the
+samples as ``budgets`` does.
+
 Everything is written to ``benchmarks/results/unet3d.md`` (and ``.json``), with the
 machine and its load average: on a shared machine the wall-clock figures are pessimistic.
 """
@@ -23,7 +28,10 @@ machine and its load average: on a shared machine the wall-clock figures are pes
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import dataclasses
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -39,13 +47,18 @@ from vdmcourse.nn.unet2d import UNet2D, UNet2DConfig
 from vdmcourse.nn.unet3d import UNet3D
 from vdmcourse.presets import get_preset
 from vdmcourse.pretrained import atomic_path, build_model, load_checkpoint
-from vdmcourse.train import machine_info
+from vdmcourse.train import Trainer, machine_info
 from vdmcourse.viz import frame_strip
 
 RESULTS = Path(__file__).parent / "results"
 BUDGETS_MIN = (5, 10, 15, 30)
 PER_DIGIT = 3  # clips drawn per digit at each budget
 CLIPS = 10 * PER_DIGIT
+# Changes to the video-cpu preset compared by `ablate`: name -> (description, preset fields).
+ABLATIONS = {
+    "uniform": ("uniform training times (video-cpu until this change)", {"t_distribution": "uniform"}),
+    "logit_normal": ("logit-normal training times (video-cpu)", {"t_distribution": "logit_normal", "t_mean": 0.0}),
+}
 
 
 def load_average() -> str:
@@ -164,24 +177,36 @@ def snapshot(args) -> None:
         time.sleep(5)
 
 
-def budgets(args) -> dict:
-    from vdmcourse.metrics import dynamic_degree, flicker, identity_persistence, load_evaluator, physics_scores, shape_change
+def _scores(video, evaluator, digit_size: int) -> dict:
+    """The budget table's measures of ``video`` ``(B, T, 1, H, W)`` in [0, 1] (one-digit clips)."""
+    from vdmcourse.metrics import dynamic_degree, flicker, identity_persistence, physics_scores, shape_change
 
+    return {
+        "frame_difference": (video[:, 1:] - video[:, :-1]).abs().mean().item(),
+        "flicker": flicker(video).nanmean().item(),
+        "identity_persistence": identity_persistence(video, evaluator, digits=1).nanmean().item() if evaluator else None,
+        "dynamic_degree": dynamic_degree(video).mean().item(),
+        "shape_change": shape_change(video).mean().item(),
+        "physics_px": physics_scores(video, 1, digit_size).residual_px.nanmean().item(),
+    }
+
+
+def _evaluator():
+    from vdmcourse.metrics import load_evaluator
+
+    try:
+        return load_evaluator()
+    except ValueError:  # the evaluation network is not shipped: identity is left out
+        return None
+
+
+def budgets(args) -> dict:
     run = Path(args.run)
     index = json.loads((run / "snapshots" / "index.json").read_text())
-    try:
-        evaluator = load_evaluator()
-    except ValueError:  # the evaluation network is not shipped: identity is left out
-        evaluator = None
+    evaluator = _evaluator()
+
     def scores(video) -> dict:
-        return {
-            "frame_difference": (video[:, 1:] - video[:, :-1]).abs().mean().item(),
-            "flicker": flicker(video).nanmean().item(),
-            "identity_persistence": identity_persistence(video, evaluator, digits=1).nanmean().item() if evaluator else None,
-            "dynamic_degree": dynamic_degree(video).mean().item(),
-            "shape_change": shape_change(video).mean().item(),
-            "physics_px": physics_scores(video, 1, preset_info["data"]["digit_size"]).residual_px.nanmean().item(),
-        }
+        return _scores(video, evaluator, preset_info["data"]["digit_size"])
 
     def strip_for(video, label: str) -> str:
         strip = RESULTS / f"unet3d_samples_{label}.png"
@@ -201,13 +226,13 @@ def budgets(args) -> dict:
         {"budget_min": 0, "snapshot": f"image-cpu ({image.step} steps) per frame, what inflation starts from", "step": 0, "train_min": 0.0,
          "load_average": "", **scores(per_frame), "strip": strip_for(per_frame, "00min")},
     ]
+    trained_s = max(entry["train_s"] for entry in index.values())
     for minutes in BUDGETS_MIN:
-        within = [(entry["train_s"], name) for name, entry in index.items() if entry["train_s"] <= minutes * 60]
-        if not within:
-            continue
-        _, name = max(within)
-        if rows[-1]["snapshot"] == name:
+        # A run stopped by --minutes ends a fraction of a step past its budget: 1% slack.
+        if trained_s < 0.99 * minutes * 60:
             continue  # the run ended before this budget
+        within = [(entry["train_s"], name) for name, entry in index.items() if entry["train_s"] <= 1.01 * minutes * 60]
+        _, name = max(within)
         entry = index[name]
         checkpoint = load_checkpoint(run / "snapshots" / name)
         video = _draw(build_model(checkpoint), checkpoint.metadata)
@@ -222,6 +247,29 @@ def budgets(args) -> dict:
         })
         print(rows[-1], flush=True)
     return {"run": str(run), "rows": rows}
+
+
+def _train_variant(name: str, steps: int) -> dict:
+    torch.set_num_threads(1)
+    description, fields = ABLATIONS[name]
+    preset = dataclasses.replace(get_preset("video-cpu"), **fields)
+    seed_everything(preset.train.seed)
+    trainer = Trainer(preset.build_model(), preset.loss_fn(), preset.batches(), preset.train, device="cpu", progress=False)
+    trainer.fit(steps)
+    video = _draw(trainer.ema, preset.metadata())
+    strip = RESULTS / f"unet3d_ablation_{name}.png"
+    with atomic_path(strip) as tmp:
+        frame_strip(video[:5], titles=[str(i) for i in range(5)]).savefig(tmp, format="png", dpi=120)
+    print(f"{name}: {steps} steps in {trainer.elapsed / 60:.1f} min", flush=True)
+    return {"variant": description, "steps": steps, "train_min": trainer.elapsed / 60,
+            **_scores(video, _evaluator(), preset.data.digit_size), "strip": str(strip.relative_to(RESULTS.parent.parent))}
+
+
+def ablate(args) -> dict:
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=len(ABLATIONS), mp_context=spawn) as pool:
+        rows = list(pool.map(_train_variant, ABLATIONS, [args.steps] * len(ABLATIONS)))
+    return {"steps": args.steps, "load_average": load_average(), "rows": rows}
 
 
 def _draw(model, info: dict) -> torch.Tensor:
@@ -292,6 +340,23 @@ def write_report(results: dict) -> None:
                          f"{row['physics_px']:.2f} | {row['dynamic_degree']:.2f} | "
                          f"[{Path(row['strip']).name}]({Path(row['strip']).name}) |")
         lines.append("")
+    if "ablation" in stored:
+        ablation = stored["ablation"]
+        lines += [
+            "## Changes to the recipe, at equal steps",
+            "",
+            f"Each variant of video-cpu trained for {ablation['steps']} steps from the same inflated model and seeds, "
+            f"one process with one thread each, side by side (load average at the end {ablation['load_average']}); "
+            "samples and measures as in the budget table.",
+            "",
+            "| variant | steps | training min | frame difference | flicker | identity | shape change | physics (px) | dynamic | strip |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for row in ablation["rows"]:
+            lines.append(f"| {row['variant']} | {row['steps']} | {row['train_min']:.1f} | {row['frame_difference']:.4f} | "
+                         f"{row['flicker']:.4f} | {_maybe(row['identity_persistence'])} | {row['shape_change']:.2f} | "
+                         f"{row['physics_px']:.2f} | {row['dynamic_degree']:.2f} | [{Path(row['strip']).name}]({Path(row['strip']).name}) |")
+        lines.append("")
     if stored.get("notes"):
         lines += ["## Where it stands", "", stored["notes"], ""]
     with atomic_path(RESULTS / "unet3d.md") as tmp:
@@ -314,6 +379,8 @@ def main(argv=None) -> int:
     snapshot_parser.add_argument("--once", action="store_true")
     budgets_parser = sub.add_parser("budgets")
     budgets_parser.add_argument("run")
+    ablate_parser = sub.add_parser("ablate")
+    ablate_parser.add_argument("--steps", type=int, default=1000, help="training steps of each variant")
     note_parser = sub.add_parser("note", help="set the closing note of the report")
     note_parser.add_argument("text")
     args = parser.parse_args(argv)
@@ -323,7 +390,8 @@ def main(argv=None) -> int:
     if args.command == "snapshot":
         snapshot(args)
         return 0
-    results = {"speed": speed(args)} if args.command == "speed" else {"budgets": budgets(args)}
+    run = {"speed": speed, "budgets": budgets, "ablate": ablate}[args.command]
+    results = {"ablation" if args.command == "ablate" else args.command: run(args)}
     write_report(results)
     return 0
 
