@@ -170,8 +170,7 @@ def sample_timesteps(
     ``"uniform"``: ``t ~ U[0, 1)``. ``"logit_normal"``: ``t = sigmoid(mean + std * z)``,
     ``z ~ N(0, 1)`` -- more weight on middle times, as in Stable Diffusion 3
     (Esser et al. 2024) and Open-Sora; ``mean > 0`` moves the weight towards noise
-    (``t = 1``), where a video model's frames must agree. Drawn on the generator's
-    device, returned on ``device``.
+    (``t = 1``). Drawn on the generator's device, returned on ``device``.
     """
     if distribution not in TIME_DISTRIBUTIONS:
         raise ValueError(f"distribution must be one of {TIME_DISTRIBUTIONS}; got {distribution!r}")
