@@ -227,11 +227,12 @@ def budgets(args) -> dict:
          "load_average": "", **scores(per_frame), "strip": strip_for(per_frame, "00min")},
     ]
     trained_s = max(entry["train_s"] for entry in index.values())
+    # A run stopped by --minutes ends less than one step past its budget: one step of slack.
+    step_s = trained_s / max(entry["step"] for entry in index.values())
     for minutes in BUDGETS_MIN:
-        # A run stopped by --minutes ends a fraction of a step past its budget: 1% slack.
-        if trained_s < 0.99 * minutes * 60:
+        if trained_s < minutes * 60 - step_s:
             continue  # the run ended before this budget
-        within = [(entry["train_s"], name) for name, entry in index.items() if entry["train_s"] <= 1.01 * minutes * 60]
+        within = [(entry["train_s"], name) for name, entry in index.items() if entry["train_s"] <= minutes * 60 + step_s]
         _, name = max(within)
         entry = index[name]
         checkpoint = load_checkpoint(run / "snapshots" / name)
