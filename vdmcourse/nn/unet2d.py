@@ -219,14 +219,8 @@ class UNet2D(nn.Module):
         config = config or UNet2DConfig()
         if not isinstance(config, UNet2DConfig):
             raise TypeError(f"UNet2D expects a UNet2DConfig; got {type(config).__name__}")
-        self.config = config
-        embed_dim = config.embed_dim
-        widths = [config.base_channels * m for m in config.channel_mults]
-        last = len(widths) - 1
-
-        self.time_embed = TimestepEmbedding(embed_dim)
-        self.label_embed = LabelEmbedding(config.num_classes, embed_dim) if config.num_classes else None
-        self.input_conv = nn.Conv2d(config.channels, widths[0], 3, padding=1)
+        widths = self._init_stem(config)
+        embed_dim, last = config.embed_dim, len(widths) - 1
 
         def res(cin, cout):
             return ResBlock(cin, cout, embed_dim, config.groups, config.dropout)
@@ -256,6 +250,16 @@ class UNet2D(nn.Module):
         # A zero final conv makes the untrained model predict 0 (Dhariwal & Nichol 2021).
         nn.init.zeros_(self.output[-1].weight)
         nn.init.zeros_(self.output[-1].bias)
+
+    def _init_stem(self, config) -> list[int]:
+        """Keep ``config``; build the conditioning embeddings and the input conv (shared by
+        UNet3D, so an inflated model keeps the image model's names). Returns the level widths."""
+        self.config = config
+        widths = [config.base_channels * m for m in config.channel_mults]
+        self.time_embed = TimestepEmbedding(config.embed_dim)
+        self.label_embed = LabelEmbedding(config.num_classes, config.embed_dim) if config.num_classes else None
+        self.input_conv = nn.Conv2d(config.channels, widths[0], 3, padding=1)
+        return widths
 
     def embed(self, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         """The conditioning vector of each clip: time embedding + label embedding.

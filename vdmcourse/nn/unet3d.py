@@ -43,7 +43,6 @@ from einops import rearrange, repeat
 from torch import nn
 
 from vdmcourse.nn.attention import TIME_POSITIONS, FullAttention, TemporalAttention
-from vdmcourse.nn.embeddings import LabelEmbedding, TimestepEmbedding
 from vdmcourse.nn.unet2d import AttentionBlock, Downsample, Level, UNet2D, UNet2DConfig, Upsample
 
 __all__ = [
@@ -392,14 +391,8 @@ class UNet3D(nn.Module):
         config = config or UNet3DConfig()
         if not isinstance(config, UNet3DConfig):
             raise TypeError(f"UNet3D expects a UNet3DConfig; got {type(config).__name__}")
-        self.config = config
-        embed_dim = config.embed_dim
-        widths = [config.base_channels * m for m in config.channel_mults]
-        last = len(widths) - 1
-
-        self.time_embed = TimestepEmbedding(embed_dim)
-        self.label_embed = LabelEmbedding(config.num_classes, embed_dim) if config.num_classes else None
-        self.input_conv = nn.Conv2d(config.channels, widths[0], 3, padding=1)
+        widths = UNet2D._init_stem(self, config)  # the image model's embeddings and input conv, same names
+        embed_dim, last = config.embed_dim, len(widths) - 1
 
         def res(cin, cout, level):
             return ResBlock3D(
