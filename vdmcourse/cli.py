@@ -1,4 +1,4 @@
-"""The command line: ``python -m vdmcourse train | sample | evaluate``.
+"""The command line: ``python -m vdmcourse train | sample | evaluate | seal``.
 
 Each subcommand is one function that adds its parser and names the function it
 runs (``parser.set_defaults(run=...)``); :func:`main` lists them in
@@ -24,7 +24,7 @@ from vdmcourse.course import CHECKPOINT_DIR, pick_device, seed_everything, to_un
 from vdmcourse.diffusion import SAMPLERS, sample
 from vdmcourse.metrics import Evaluator, evaluate_videos, format_report
 from vdmcourse.presets import PRESETS, get_preset
-from vdmcourse.pretrained import atomic_path, build_model, load_checkpoint
+from vdmcourse.pretrained import atomic_path, build_model, load_checkpoint, seal, verify_shipped
 from vdmcourse.train import CHECKPOINT_NAME, MODEL_NAME, Trainer, machine_info
 from vdmcourse.viz import frame_strip, save_gif
 
@@ -173,7 +173,7 @@ def _checkpoint_path(name_or_path: str) -> Path:
         return path
     shipped = CHECKPOINT_DIR / f"{name_or_path}.safetensors"
     if shipped.is_file():
-        return shipped
+        return verify_shipped(shipped)
     known = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.safetensors"))
     raise FileNotFoundError(f"no checkpoint file {path} and no shipped checkpoint named {name_or_path!r} (shipped: {', '.join(known) or 'none'})")
 
@@ -302,7 +302,29 @@ def evaluate(args) -> int:
     return 0
 
 
-SUBCOMMANDS = (_train_parser, _sample_parser, _evaluate_parser)
+def _seal_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "seal",
+        help="record a shipped checkpoint's SHA-256 in data/checkpoints/manifest.json",
+        description="Give data/checkpoints/NAME.safetensors a content hash in its header (if it has none; the "
+        "tensors are unchanged) and record its file SHA-256 and size in its manifest.json entry, which "
+        "load_pretrained and --checkpoint NAME then verify. Run it after adding or replacing a shipped checkpoint.",
+        epilog="example:\n  python -m vdmcourse seal image-cpu",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("names", nargs="+", metavar="NAME", help="shipped checkpoint names (the manifest's 'name')")
+    parser.add_argument("--dir", type=Path, default=None, metavar="DIR", help="checkpoint folder (default: data/checkpoints)")
+    parser.set_defaults(run=seal_command)
+
+
+def seal_command(args) -> int:
+    for name in args.names:
+        entry = seal(name, args.dir)
+        print(f"sealed {name}: sha256 {entry['sha256']} ({entry['bytes']} bytes)")
+    return 0
+
+
+SUBCOMMANDS = (_train_parser, _sample_parser, _evaluate_parser, _seal_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

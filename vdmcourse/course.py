@@ -60,7 +60,10 @@ def pick_device(prefer: str | None = None) -> torch.device:
     """
     name = prefer or os.environ.get("VDM_DEVICE")
     if name:
-        device = torch.device(name)
+        try:
+            device = torch.device(name)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be cpu, cuda, cuda:N or mps; got {name!r}") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"pick_device: prefer={name!r} but CUDA is not available on this machine")
         if device.type == "mps" and not torch.backends.mps.is_available():

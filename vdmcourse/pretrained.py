@@ -15,6 +15,14 @@ saving never leaves the weights of one step beside the config of another, and
 the previous checkpoint survives intact. Any safetensors tool reads the JSON:
 ``safetensors.safe_open(path, "pt").metadata()["vdmcourse"]``.
 
+Integrity: the header also holds ``__metadata__["vdmcourse_sha256"]``, a SHA-256
+of the JSON document and of every tensor (name, dtype, shape, bytes), checked on
+every load, so a flipped byte or an edited header (say ``heads`` 2 -> 4, which keeps
+every shape) is refused instead of loading as another model. Files written before
+the hash existed still load (without that check). The manifest records the SHA-256
+of each shipped file, checked by :func:`load_pretrained`; :func:`seal` adds both
+to a checkpoint (``python -m vdmcourse seal NAME``).
+
 Why no ``torch.load``: a pickle runs code when it is loaded. Here everything is
 tensors (safetensors) or JSON -- the optimiser state too -- so opening a
 checkpoint from the internet runs no code, and the model class named inside is
@@ -28,6 +36,7 @@ its steps, wall time, machine and metrics. :func:`load_pretrained` loads one.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import json
 import os
@@ -58,11 +67,17 @@ __all__ = [
     "config_to_dict",
     "config_from_dict",
     "class_path",
+    "content_hash",
+    "file_sha256",
+    "seal",
+    "verify_shipped",
 ]
 
 FORMAT = "vdmcourse-checkpoint"
 VERSION = 1
 _HEADER_KEY = "vdmcourse"
+_HASH_KEY = "vdmcourse_sha256"
+_DOCUMENT_TYPES = {"model_class": str, "config_class": str, "config": dict, "step": int, "metadata": dict, "state": dict}
 _PACKAGE = "vdmcourse."
 
 
@@ -163,8 +178,40 @@ def atomic_path(path: str | os.PathLike):
         with open(tmp, "rb") as written:  # make the bytes durable before the rename publishes them
             os.fsync(written.fileno())
         os.replace(tmp, path)
+        _fsync_directory(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename durable: fsync the folder's entry table (POSIX; Windows cannot open folders)."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def content_hash(document: str, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of a checkpoint's JSON ``document`` (the exact string stored) and
+    of every tensor: its name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256(document.encode())
+    for key in sorted(tensors):
+        value = tensors[key].detach().to("cpu").contiguous()
+        digest.update(json.dumps([key, str(value.dtype), list(value.shape)]).encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, as recorded in ``manifest.json``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _model_config(model: nn.Module):
@@ -220,14 +267,31 @@ def save_checkpoint(
         "metadata": metadata or {},
         "state": state or {},
     }
-    header = {_HEADER_KEY: json.dumps(document)}
+    text = json.dumps(document)
+    header = {_HEADER_KEY: text, _HASH_KEY: content_hash(text, all_tensors)}
     with atomic_path(path) as tmp:
         save_file(all_tensors, tmp, metadata=header)
     return path
 
 
-def _read_header(data: bytes, path: Path) -> dict:
+_PICKLE_STARTS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def _refuse_pickle(data: bytes, path: Path) -> None:
+    if data.startswith(_PICKLE_STARTS):
+        raise ValueError(
+            f"{path} looks like a PyTorch pickle (torch.save), not a safetensors checkpoint; vdmcourse never "
+            "unpickles files, because loading a pickle runs code. If you trust it, convert it once: "
+            "model.load_state_dict(torch.load(PATH, weights_only=True)), then "
+            "vdmcourse.pretrained.save_checkpoint('NAME.safetensors', model)"
+        )
+
+
+def _read_header(data: bytes, path: Path) -> tuple[dict, str, str | None]:
+    """The checkpoint's JSON document (checked field by field), its exact text, and the
+    stored content hash (None for a file written before hashes existed)."""
     # The safetensors layout: 8-byte little-endian header length, then a JSON header.
+    _refuse_pickle(data, path)
     if len(data) < 8:
         raise ValueError(f"checkpoint {path} is truncated ({len(data)} bytes); delete it and save or download it again")
     (length,) = struct.unpack("<Q", data[:8])
@@ -237,7 +301,8 @@ def _read_header(data: bytes, path: Path) -> dict:
         header = json.loads(data[8 : 8 + length])
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"checkpoint {path} is corrupt: its header is not valid JSON ({error})") from None
-    raw = header.get("__metadata__", {}).get(_HEADER_KEY)
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    raw = metadata.get(_HEADER_KEY) if isinstance(metadata, dict) else None
     if raw is None:
         raise ValueError(
             f"{path} is a safetensors file but not a vdmcourse checkpoint (no {_HEADER_KEY!r} entry in its metadata); "
@@ -252,10 +317,17 @@ def _read_header(data: bytes, path: Path) -> dict:
             f"checkpoint {path} has format {document.get('format')!r} version {document.get('version')!r}; "
             f"this vdmcourse reads {FORMAT!r} version {VERSION}"
         )
-    missing = [key for key in ("model_class", "config_class", "config", "step", "metadata", "state") if key not in document]
+    missing = [key for key in _DOCUMENT_TYPES if key not in document]
     if missing:
         raise ValueError(f"checkpoint {path} is corrupt: its metadata lacks {missing}")
-    return document
+    for key, kind in _DOCUMENT_TYPES.items():
+        value = document[key]
+        if not isinstance(value, kind) or isinstance(value, bool) or (key == "step" and value < 0):
+            raise ValueError(
+                f"checkpoint {path} is corrupt: its {key!r} must be {'an int >= 0' if kind is int else 'a ' + kind.__name__}; "
+                f"got {value!r:.60}"
+            )
+    return document, raw, metadata.get(_HASH_KEY)
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -268,11 +340,16 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     data = path.read_bytes()
-    document = _read_header(data, path)
+    document, text, stored_hash = _read_header(data, path)
     try:
         tensors = load_safetensors_bytes(data)
     except SafetensorError as error:
         raise ValueError(f"checkpoint {path} is truncated or corrupt ({error}); delete it and save or download it again") from None
+    if stored_hash is not None and content_hash(text, tensors) != stored_hash:
+        raise ValueError(
+            f"checkpoint {path} is corrupt: its content hash does not match (a changed byte or an edited header); "
+            "delete it and save it again, or get a good copy (git checkout -- data/checkpoints for a shipped one)"
+        )
     return Checkpoint(
         path=path,
         model_class=document["model_class"],
@@ -285,14 +362,24 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     )
 
 
-def _import_class(path: str) -> type:
+def _import_class(path: str, kind: str) -> type:
+    """The class a checkpoint names: from the vdmcourse package only, and only an
+    ``nn.Module`` subclass (``kind="model_class"``) or a dataclass (``"config_class"``)."""
     if not path.startswith(_PACKAGE):
         raise ValueError(f"refusing to import {path!r} named in a checkpoint: only classes from the vdmcourse package are loaded")
     module_name, _, name = path.rpartition(".")
     try:
-        return getattr(importlib.import_module(module_name), name)
+        found = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError):
         raise ValueError(f"the checkpoint names {path!r}, which this version of vdmcourse does not have") from None
+    if kind == "model_class":
+        fits = isinstance(found, type) and issubclass(found, nn.Module)
+    else:
+        fits = isinstance(found, type) and dataclasses.is_dataclass(found)
+    if not fits:
+        expected = "an nn.Module subclass" if kind == "model_class" else "a dataclass"
+        raise ValueError(f"the checkpoint's {kind} {path!r} is not {expected}; refusing to build it")
+    return found
 
 
 def _differences(stored: dict, current: dict) -> list[str]:
@@ -340,8 +427,8 @@ def build_model(checkpoint: Checkpoint | str | os.PathLike, *, which: str | None
     config, and the ``which`` weights (default: the EMA weights when present, else
     the model weights). Returned in eval mode on the CPU."""
     checkpoint = _resolve(checkpoint)
-    model_class = _import_class(checkpoint.model_class)
-    config = config_from_dict(_import_class(checkpoint.config_class), checkpoint.config)
+    model_class = _import_class(checkpoint.model_class, "model_class")
+    config = config_from_dict(_import_class(checkpoint.config_class, "config_class"), checkpoint.config)
     model = model_class(config)
     which = which or ("ema" if checkpoint.has_ema else "model")
     return load_weights(model, checkpoint, which=which).eval()
@@ -372,4 +459,59 @@ def load_pretrained(name: str, *, device: str | torch.device | None = None, dire
             f"load_pretrained: no shipped checkpoint named {name!r} in {directory}; available: {known or 'none'}. "
             f"Train one with `python -m vdmcourse train --preset {name}`."
         )
+    verify_shipped(path)
     return load_model(path, device=device)
+
+
+def _manifest_entry(path: Path) -> dict | None:
+    for entry in read_manifest(path.parent)["checkpoints"]:
+        if entry.get("file") == path.name:
+            return entry
+    return None
+
+
+def verify_shipped(path: str | os.PathLike) -> Path:
+    """Check a file in a checkpoint folder against the SHA-256 its ``manifest.json``
+    records; a file with no recorded hash passes. Returns the path."""
+    path = Path(path)
+    entry = _manifest_entry(path)
+    expected = entry.get("sha256") if entry else None
+    if expected is not None:
+        actual = file_sha256(path)
+        if actual != expected:
+            raise ValueError(
+                f"shipped checkpoint {path} is damaged: SHA-256 {actual}, manifest.json expects {expected}; "
+                f"get a good copy with `git checkout -- {path}` (or download the repository again)"
+            )
+    return path
+
+
+def seal(name: str, directory: str | os.PathLike | None = None) -> dict:
+    """Record a shipped checkpoint's integrity: give ``directory/NAME.safetensors`` a
+    content hash in its header if it has none (same tensors and JSON, rewritten
+    atomically), then write its file SHA-256 and size into its ``manifest.json`` entry.
+    Returns the entry. The command line: ``python -m vdmcourse seal NAME``."""
+    directory = Path(directory or CHECKPOINT_DIR)
+    path = directory / f"{name}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"seal: no checkpoint {path}")
+    manifest_path = directory / "manifest.json"
+    manifest = read_manifest(directory)
+    entry = _manifest_entry(path)
+    if entry is None:
+        raise ValueError(f"seal: {manifest_path} has no entry with file {path.name!r}; add the entry (command, steps, ...) first")
+    data = path.read_bytes()
+    document, text, stored_hash = _read_header(data, path)
+    if stored_hash is None:
+        tensors = load_safetensors_bytes(data)
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata={_HEADER_KEY: text, _HASH_KEY: content_hash(text, tensors)})
+    load_checkpoint(path)  # checks the content hash
+    for stored in manifest["checkpoints"]:
+        if stored.get("file") == path.name:
+            stored["sha256"] = file_sha256(path)
+            stored["bytes"] = path.stat().st_size
+            entry = stored
+    with atomic_path(manifest_path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    return entry
