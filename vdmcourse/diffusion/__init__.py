@@ -6,7 +6,7 @@ of ``N`` is ``t = i / N``); flow matching uses ``x_t = (1 - t) x0 + t eps`` with
 velocity target ``eps - x0``; samples live in ``[-1, 1]``; videos are ``(B, T, C, H, W)``.
 """
 
-from vdmcourse.diffusion.guidance import NULL_LABEL, classifier_free_guidance, guided_output
+from vdmcourse.diffusion.guidance import NULL_LABEL, classifier_free_guidance, guided_output, null_label_of
 from vdmcourse.diffusion.objectives import (
     OBJECTIVES,
     TIME_DISTRIBUTIONS,
@@ -30,6 +30,7 @@ __all__ = [
     "NULL_LABEL",
     "classifier_free_guidance",
     "guided_output",
+    "null_label_of",
     "OBJECTIVES",
     "TIME_DISTRIBUTIONS",
     "convert",

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vdmcourse.diffusion.guidance import NULL_LABEL, check_labels
+from vdmcourse.diffusion.guidance import check_labels, null_label_of
 from vdmcourse.diffusion.schedules import (
     FlowSchedule,
     Schedule,
@@ -201,6 +201,7 @@ def training_loss(
     t_distribution: str = "uniform",
     t_mean: float = 0.0,
     t_std: float = 1.0,
+    null_label: int | None = None,
 ) -> torch.Tensor:
     """The denoising loss for one batch: noise ``x0`` to a random time, ask the model
     for ``objective``'s target, return the mean squared error (a scalar tensor).
@@ -208,7 +209,8 @@ def training_loss(
     ``model(x_t, t, cond=cond)``: the course's model contract. ``x0``: clean clips
     ``(B, T, C, H, W)`` in ``[-1, 1]`` (any ``(B, ...)`` works). ``cond``: labels
     ``(B,)`` / ``(B, K)`` or ``None``; with ``p_uncond > 0`` each clip's labels become
-    the null label 10 with that probability (classifier-free guidance training).
+    the model's null label with that probability (classifier-free guidance training;
+    ``null_label`` overrides :func:`~vdmcourse.diffusion.guidance.null_label_of`).
 
     ``one_t_per_clip=True`` (the usual): one ``t`` per clip, shape ``(B,)``, shared by all
     its frames. ``False``: an independent ``t`` per frame, shape ``(B, T)``, passed to
@@ -218,7 +220,7 @@ def training_loss(
     ``generator`` fixes the times, the noise and the label dropout (drawn in that order).
     """
     schedule = resolve_schedule(schedule, objective)
-    if not 0.0 <= p_uncond <= 1.0:
+    if not isinstance(p_uncond, (int, float)) or not 0.0 <= p_uncond <= 1.0:
         raise ValueError(f"p_uncond must lie in [0, 1]; got {p_uncond}")
     if not isinstance(x0, torch.Tensor) or x0.ndim < 2:
         raise ValueError(f"x0 must be a tensor of shape (B, T, C, H, W); got {getattr(x0, 'shape', type(x0).__name__)}")
@@ -237,9 +239,9 @@ def training_loss(
     draw_device = generator.device if generator is not None else x0.device
     eps = torch.randn(x0.shape, generator=generator, device=draw_device, dtype=x0.dtype).to(x0.device)
     if cond is not None:
-        check_labels(cond, batch)
+        cond = check_labels(cond, batch)
         if p_uncond > 0:
-            cond = drop_labels(cond, p_uncond, null_label=NULL_LABEL, generator=generator)
+            cond = drop_labels(cond, p_uncond, null_label=null_label_of(model, null_label), generator=generator)
     elif p_uncond > 0:
         raise ValueError(f"p_uncond={p_uncond} needs labels to drop; got cond=None")
     x_t = schedule.q_sample(x0, t, eps)

@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from vdmcourse.diffusion.guidance import check_labels, guided_output
+from vdmcourse.diffusion.guidance import check_labels, check_scale, guided_output
 from vdmcourse.diffusion.objectives import predict_x0_eps, resolve_schedule
 from vdmcourse.diffusion.schedules import FlowSchedule, Schedule
 
@@ -71,6 +71,7 @@ def sample(
     schedule=None,
     cond: torch.Tensor | None = None,
     guidance_scale: float = 1.0,
+    null_label: int | None = None,
     eta: float = 0.0,
     clip_x0: bool = False,
     noise: torch.Tensor | None = None,
@@ -91,6 +92,8 @@ def sample(
             must be the one the model was trained with.
         cond: labels ``(B,)`` or ``(B, K)``, or ``None``.
         guidance_scale: classifier-free guidance scale (1 = the conditional model).
+        null_label: the unconditional label for guidance; default: the model's
+            (:func:`~vdmcourse.diffusion.guidance.null_label_of`).
         eta: DDIM's noise level in ``[0, 1]`` (``"ddim"`` only).
         clip_x0: clamp ``x0_hat`` to ``[-1, 1]`` at every step (DDPM's ``clip_denoised``);
             helps eps-prediction near ``t = 1``, where ``x0_hat`` divides by a tiny alpha.
@@ -114,6 +117,7 @@ def sample(
                          "use objective 'flow', 'v' or 'x0'")
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1]; got {eta}")
+    check_scale(guidance_scale)
     shape = tuple(shape)
     if not shape or not all(isinstance(n, int) and n > 0 for n in shape):
         raise ValueError(f"shape must be a tuple of positive ints such as (B, T, C, H, W); got {shape}")
@@ -130,7 +134,7 @@ def sample(
 
     def denoise(x: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
         t_batch = torch.full((shape[0],), t, device=device, dtype=x.dtype)  # (B,)
-        output = guided_output(model, x, t_batch, cond, guidance_scale)
+        output = guided_output(model, x, t_batch, cond, guidance_scale, null_label=null_label)
         if output.shape != x.shape:
             raise ValueError(f"the model returned shape {tuple(output.shape)}; expected x's shape {tuple(x.shape)}")
         x0, eps = predict_x0_eps(output, x, t_batch, objective=objective, schedule=schedule)

@@ -53,7 +53,7 @@ def check_time(t: torch.Tensor, name: str = "t") -> torch.Tensor:
             f"{name} must be a float tensor with values in [0, 1] (discrete step i of N is t = i / N); "
             f"got dtype {t.dtype}"
         )
-    if t.numel() and (t.min() < 0 or t.max() > 1):
+    if t.numel() and not (t.min() >= 0 and t.max() <= 1):  # written so that NaN fails too
         raise ValueError(
             f"{name} must lie in [0, 1] (1 = pure noise; discrete step i of N is t = i / N); "
             f"got values in [{t.min().item():.4g}, {t.max().item():.4g}]"
@@ -141,16 +141,33 @@ class VPSchedule(Schedule):
         betas = torch.as_tensor(betas, dtype=torch.float64)
         if betas.ndim != 1 or len(betas) < 1:
             raise ValueError(f"VPSchedule: betas must be a 1-D tensor of length >= 1; got shape {tuple(betas.shape)}")
-        if torch.any(betas <= 0) or torch.any(betas >= 1):
+        if not torch.all((betas > 0) & (betas < 1)):
             raise ValueError("VPSchedule: every beta must lie in (0, 1)")
-        self.name = name
-        self.num_steps = len(betas)
-        self.betas = betas
-        self.alphas = 1 - betas
-        self.alpha_bars = torch.cumprod(self.alphas, dim=0)
+        betas = betas.clone()  # a private copy: the caller's tensor may change later
+        set_attribute = super().__setattr__
+        set_attribute("name", name)
+        set_attribute("num_steps", len(betas))
+        set_attribute("_betas", betas)
         # log alpha_bar at t = 0, 1/N, ..., 1; interpolating in log space keeps the
         # noise rate constant inside each step.
-        self._log_alpha_bar = torch.cat([torch.zeros(1, dtype=torch.float64), torch.log(self.alpha_bars)])
+        set_attribute("_log_alpha_bar", torch.cat([torch.zeros(1, dtype=torch.float64), torch.log(torch.cumprod(1 - betas, 0))]))
+
+    # Immutable: linear_schedule() and cosine_schedule() hand the same cached object to
+    # every caller, so the tables are returned as copies and attributes cannot be set.
+    def __setattr__(self, name, value):
+        raise AttributeError(f"VPSchedule is immutable; build a new one (VPSchedule(betas)) instead of setting {name!r}")
+
+    @property
+    def betas(self) -> torch.Tensor:
+        return self._betas.clone()
+
+    @property
+    def alphas(self) -> torch.Tensor:
+        return 1 - self._betas
+
+    @property
+    def alpha_bars(self) -> torch.Tensor:
+        return torch.cumprod(1 - self._betas, dim=0)
 
     def _log_alpha_bar_at(self, t: torch.Tensor) -> torch.Tensor:
         check_time(t)

@@ -109,7 +109,7 @@ class TimestepEmbedding(nn.Module):
                 f"TimestepEmbedding expects float t in [0, 1]; got dtype {t.dtype} "
                 "(a discrete step i of N is t = i / N)"
             )
-        if t.numel() and (t.min() < 0 or t.max() > 1):
+        if t.numel() and not (t.min() >= 0 and t.max() <= 1):  # written so that NaN fails too
             raise ValueError(
                 f"TimestepEmbedding expects t in [0, 1] (1 = pure noise); got values in "
                 f"[{t.min().item():.4g}, {t.max().item():.4g}]"

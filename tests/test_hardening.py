@@ -1,0 +1,96 @@
+"""Inputs that used to pass silently (issue 16): each is refused, or now does the right thing."""
+
+import math
+
+import pytest
+import torch
+
+from vdmcourse.diffusion import cosine_schedule, guided_output, linear_schedule, null_label_of, sample, training_loss
+from vdmcourse.diffusion.schedules import check_time
+from vdmcourse.nn.unet2d import UNet2D, UNet2DConfig
+
+
+def tiny_unet(num_classes):
+    torch.manual_seed(0)
+    config = UNet2DConfig(image_size=8, base_channels=8, channel_mults=(1,), blocks_per_level=1, mid_attention=False,
+                          heads=1, num_classes=num_classes, groups=4)
+    return UNet2D(config).eval()
+
+
+class LabelSpy(torch.nn.Module):
+    """Records the labels it is called with; its null label is that of a ``classes``-class model."""
+
+    def __init__(self, classes):
+        super().__init__()
+        self.inner = tiny_unet(classes)
+        self.seen = []
+
+    @property
+    def config(self):
+        return self.inner.config
+
+    def forward(self, x, t, cond=None):
+        self.seen.append(cond)
+        return self.inner(x, t, cond=cond)
+
+
+@pytest.mark.parametrize("classes", [5, 10, 20])
+def test_guidance_uses_the_models_own_null_label(classes):
+    model = LabelSpy(classes)
+    x, t = torch.randn(2, 1, 1, 8, 8), torch.full((2,), 0.5)
+    cond = torch.tensor([0, classes - 1])
+    guided_output(model, x, t, cond, 3.0)
+    assert model.seen[-1][2:].tolist() == [classes, classes]
+    unconditional = model.inner(x, t, cond=None)  # the model's own "no label"
+    torch.testing.assert_close(guided_output(model.inner, x, t, cond, 0.0), unconditional)
+
+
+@pytest.mark.parametrize("classes", [5, 10, 20])
+def test_training_loss_drops_labels_to_the_models_null_label(classes):
+    model = LabelSpy(classes)
+    training_loss(model, torch.randn(4, 1, 1, 8, 8), cond=torch.zeros(4, dtype=torch.long), p_uncond=1.0)
+    assert model.seen[-1].tolist() == [classes] * 4
+
+
+def test_null_label_of_reads_the_model_or_takes_it_explicitly():
+    assert null_label_of(tiny_unet(7)) == 7
+    assert null_label_of(lambda x, t, cond=None: x) == 10  # a plain function: the 10-digit convention
+    assert null_label_of(tiny_unet(7), 3) == 3
+    with pytest.raises(ValueError, match="null_label"):
+        null_label_of(tiny_unet(7), -1)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int16, torch.uint8])
+def test_one_label_dtype_rule_for_the_model_and_the_sampler(dtype):
+    model = tiny_unet(10)
+    cond = torch.tensor([1, 2], dtype=dtype)
+    model(torch.randn(2, 1, 1, 8, 8), torch.rand(2), cond=cond)
+    out = sample(model, (2, 1, 1, 8, 8), steps=2, cond=cond, guidance_scale=2.0, progress=False)
+    assert out.shape == (2, 1, 1, 8, 8)
+    for bad in (torch.tensor([1.0, 2.0]), torch.tensor([True, False])):
+        with pytest.raises(TypeError, match="cond must be an integer tensor"):
+            sample(model, (2, 1, 1, 8, 8), steps=2, cond=bad, progress=False)
+
+
+@pytest.mark.parametrize("scale", [math.nan, math.inf, "2"])
+def test_a_guidance_scale_that_is_not_a_finite_number_is_refused(scale):
+    with pytest.raises(ValueError, match="guidance_scale must be a finite number"):
+        sample(tiny_unet(10), (1, 1, 1, 8, 8), steps=1, cond=torch.tensor([1]), guidance_scale=scale, progress=False)
+
+
+def test_nan_times_are_refused_where_the_range_is_checked():
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 1\]"):
+        check_time(torch.tensor([0.5, math.nan]))
+    with pytest.raises(ValueError, match=r"TimestepEmbedding expects t in \[0, 1\]"):
+        tiny_unet(10)(torch.randn(2, 1, 1, 8, 8), torch.tensor([math.nan, 0.5]))
+
+
+@pytest.mark.parametrize("make", [cosine_schedule, linear_schedule])
+def test_the_cached_schedules_cannot_be_changed_by_a_caller(make):
+    schedule = make()
+    betas = schedule.betas
+    betas[0] = 0.5  # a copy
+    schedule.alpha_bars.mul_(0)
+    assert make().betas[0].item() < 0.01 and make().alpha_bars[0].item() > 0.9
+    with pytest.raises(AttributeError, match="immutable"):
+        schedule.num_steps = 10
