@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import shlex
 import sys
 import time
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file as load_safetensors_file
 
 from vdmcourse.course import CHECKPOINT_DIR, pick_device, seed_everything, to_unit_range
@@ -52,6 +55,10 @@ def _train_parser(subparsers) -> None:
     parser.add_argument("--out", type=Path, metavar="DIR", help="run folder for checkpoints and previews (default: runs/PRESET)")
     parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.safetensors")
     parser.add_argument("--preview-every", type=int, default=0, metavar="N", help="write a GIF of samples every N steps (0: never)")
+    parser.add_argument(
+        "--checkpoint-every", type=int, metavar="N",
+        help="save a resumable checkpoint every N steps (default: the preset's; always at the end and on Ctrl-C)",
+    )
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     parser.set_defaults(run=train)
@@ -63,16 +70,25 @@ def train(args) -> int:
     steps = args.steps if args.steps is not None else preset.budget_steps()
     if steps < 1:
         raise ValueError(f"--steps must be at least 1; got {steps}")
-    if args.minutes is not None and not args.minutes > 0:
+    if args.minutes is not None and not (args.minutes > 0 and args.minutes != float("inf")):
         raise ValueError(f"--minutes must be a positive number of minutes; got {args.minutes}")
+    if args.preview_every < 0:
+        raise ValueError(f"--preview-every must be 0 (never) or a number of steps; got {args.preview_every}")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every must be at least 1; got {args.checkpoint_every}")
+    pick_device(args.device)  # refuses --device foo before anything is built
     out = args.out or DEFAULT_RUNS / preset.name
+    _check_out_folder(out)
     if (out / CHECKPOINT_NAME).exists() and not args.resume:
         raise ValueError(f"{out} already holds a checkpoint; add --resume to continue it, or choose another --out")
     if args.resume and not (out / CHECKPOINT_NAME).exists():
         raise ValueError(f"--resume: there is no checkpoint in {out} to continue; drop --resume to start a new run")
 
     config = dataclasses.replace(preset.train, preview_every=args.preview_every)
+    if args.checkpoint_every is not None:
+        config = dataclasses.replace(config, checkpoint_every=args.checkpoint_every)
     seed_everything(config.seed)
+    command = "python -m vdmcourse " + shlex.join(args.argv if args.argv is not None else sys.argv[1:])
     trainer = Trainer(
         preset.build_model(),
         preset.loss_fn(),
@@ -83,29 +99,56 @@ def train(args) -> int:
         preview=_preview_writer(preset, out) if preset.generative else None,
         metadata=preset.metadata(),
         progress=not args.no_progress,
+        on_save=lambda trainer: _write_run_record(out, preset, trainer, command, started),
     )
+    if trainer.removed_temporaries:
+        print(f"removed {len(trainer.removed_temporaries)} temporary file(s) left in {out} by a killed run")
     if args.resume:
         trainer.resume()
         print(f"resumed {out / CHECKPOINT_NAME} at step {trainer.step}")
-    command = "python -m vdmcourse " + shlex.join(args.argv if args.argv is not None else sys.argv[1:])
+        if trainer.repaired:
+            print(f"rewrote {', '.join(trainer.repaired)} from the checkpoint (the last save was cut short)")
     try:
         trainer.fit(steps, time_limit=None if args.minutes is None else 60 * args.minutes)
     except KeyboardInterrupt:
         again = command if args.resume else command + " --resume"
         print(f"stopped at step {trainer.step}; last checkpoint: step {trainer.saved_step}. Continue with:\n  {again}")
         return 130
-    finally:
-        _write_run_record(out, preset, trainer, command, started)
     print(f"trained {preset.name} to step {trainer.step} ({trainer.elapsed / 60:.1f} min of training)")
     if preset.generative:
         print(f"Sample with:\n  python -m vdmcourse sample --checkpoint {out / MODEL_NAME} --out {out / 'samples.gif'} --num 10")
     return 0
 
 
+def _check_out_folder(out: Path) -> None:
+    """Refuse a train --out that is a file or cannot be written, before any training."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; train writes a run folder there (choose a folder)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--out {out}: cannot create the run folder ({error.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: the folder is not writable; choose another --out")
+
+
+def _check_out_file(out: Path) -> None:
+    """Refuse a sample --out that is a folder or sits in a folder that cannot be written."""
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name ending in .gif or .png")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--out {out}: cannot create its folder ({error.strerror})") from None
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: the folder {out.parent} is not writable; choose another --out")
+
+
 def _write_run_record(out: Path, preset, trainer, command: str, started: float) -> None:
     """``run.json``: what a manifest entry needs -- command, steps, times, machine, loss.
-    ``wall_time_s`` is this command's wall clock; ``train_time_s`` the time spent in
-    training steps, summed over every resume."""
+    Written at every save (the Trainer's ``on_save``), so it always describes the
+    checkpoint beside it. ``wall_time_s`` is this command's wall clock; ``train_time_s``
+    the time spent in training steps, summed over every resume."""
     recent = trainer.history[-200:]
     record = {
         "preset": preset.name,
@@ -200,7 +243,7 @@ def _draw(model, info, shape, labels, seed, *, sampler=None, steps=None, guidanc
         shape,
         objective=info["objective"],
         sampler=sampler or info["sampler"],
-        steps=steps or info["sample_steps"],
+        steps=steps if steps is not None else info["sample_steps"],
         cond=labels,
         guidance_scale=guidance,
         generator=seed_everything(seed),
@@ -213,9 +256,17 @@ def sample_command(args) -> int:
         raise ValueError(f"--out must end in .gif or .png; got {args.out}")
     if args.num < 1:
         raise ValueError(f"--num must be at least 1; got {args.num}")
+    if args.frames is not None and args.frames < 1:
+        raise ValueError(f"--frames must be at least 1; got {args.frames}")
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be at least 1 (sampler steps); got {args.steps}")
+    if args.guidance is not None and not math.isfinite(args.guidance):
+        raise ValueError(f"--guidance must be a finite number (1: no guidance); got {args.guidance}")
+    _check_out_file(args.out)
+    pick_device(args.device)
     model, info = _load_generative(args.checkpoint, args.device, "sample")
     frames, channels, height, width = info["sample_shape"]
-    frames = args.frames or frames
+    frames = args.frames if args.frames is not None else frames
     conditional = getattr(model.config, "num_classes", None) is not None
     if args.label is not None and not conditional:
         raise ValueError("--label: this model is unconditional (it was trained without labels)")
@@ -228,7 +279,6 @@ def sample_command(args) -> int:
         model, info, (args.num, frames, channels, height, width), labels, args.seed,
         sampler=args.sampler, steps=args.steps, guidance=args.guidance,
     )  # (N, T, C, H, W) in [0, 1]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.suffix == ".gif":
         save_gif(clips, args.out, columns=min(args.num, 5), scale=4)
     else:
@@ -266,15 +316,24 @@ def _read_clips(path: Path) -> torch.Tensor:
     """Clips from .npy or .safetensors (no pickle), as float (N, T, 1, H, W) in [0, 1]."""
     if not path.is_file():
         raise FileNotFoundError(f"--clips: no file {path}")
-    if path.suffix == ".npy":
-        video = torch.from_numpy(np.load(path, allow_pickle=False))
-    elif path.suffix == ".safetensors":
-        tensors = load_safetensors_file(path)
-        if "video" not in tensors:
-            raise ValueError(f"--clips: {path} holds no tensor named 'video' (it has: {', '.join(tensors) or 'none'})")
-        video = tensors["video"]
-    else:
+    if path.suffix not in (".npy", ".safetensors"):
         raise ValueError(f"--clips must be a .npy or .safetensors file; got {path}")
+    try:
+        if path.suffix == ".npy":
+            video = torch.from_numpy(np.load(path, allow_pickle=False))
+        else:
+            tensors = load_safetensors_file(path)
+            if "video" not in tensors:
+                raise ValueError(f"--clips: {path} holds no tensor named 'video' (it has: {', '.join(tensors) or 'none'})")
+            video = tensors["video"]
+    except (OSError, EOFError, SafetensorError) as error:
+        raise ValueError(f"--clips: {path} is truncated or corrupt ({error}); write the clips again") from None
+    except ValueError as error:
+        if str(error).startswith("--clips"):
+            raise
+        raise ValueError(f"--clips: {path} cannot be read as clips ({error}); a clips file holds one array (N, T, 1, H, W)") from None
+    if not (video.is_floating_point() or video.dtype == torch.uint8):
+        raise ValueError(f"--clips: {path} holds {video.dtype} values; clips are float in [0, 1] or uint8")
     return video.float() / 255 if video.dtype == torch.uint8 else video.float()
 
 
@@ -283,11 +342,24 @@ def evaluate(args) -> int:
     if not isinstance(evaluator, Evaluator):
         raise ValueError(f"--evaluator: {args.evaluator} holds a {type(evaluator).__name__}, not the metrics' Evaluator")
     frames, size = evaluator.config.frames, evaluator.config.canvas
+    # the Fréchet distance needs more clips than feature dimensions (a full-rank covariance)
+    needed = evaluator.config.feature_dim + 1
+    if args.digits < 1:
+        raise ValueError(f"--digits must be at least 1; got {args.digits}")
     if args.clips is not None:
         video, title = _read_clips(args.clips), args.clips.name
+        video = evaluator.check_clips(video, f"--clips {args.clips}")
+        if video.shape[0] < needed:
+            raise ValueError(
+                f"--clips: {args.clips} holds {video.shape[0]} clips; scoring needs at least {needed} "
+                f"(more than the evaluator's {needed - 1} feature dimensions): save more clips"
+            )
     else:
-        if args.num < 2:
-            raise ValueError(f"--num must be at least 2; got {args.num}")
+        if args.num < needed:
+            raise ValueError(
+                f"--num must be at least {needed} (more clips than the evaluator's {needed - 1} feature dimensions); got {args.num}"
+            )
+        pick_device(args.device)
         model, info = _load_generative(args.checkpoint, args.device, "evaluate")
         _, channels, height, width = info["sample_shape"]
         if (channels, height, width) != (1, size, size):
@@ -346,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        message = str(error).replace("\n", " ")  # one line
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
         return 2

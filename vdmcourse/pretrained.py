@@ -71,6 +71,7 @@ __all__ = [
     "file_sha256",
     "seal",
     "verify_shipped",
+    "remove_stale_temporaries",
 ]
 
 FORMAT = "vdmcourse-checkpoint"
@@ -181,6 +182,31 @@ def atomic_path(path: str | os.PathLike):
         _fsync_directory(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files :func:`atomic_path` leaves in ``directory`` when its
+    process is killed mid-write (``.NAME.tmp-PID`` with PID no longer running); return
+    them. POSIX only (elsewhere nothing is removed)."""
+    if os.name != "posix":
+        return []
+    removed = []
+    for tmp in Path(directory).glob(".*.tmp-*"):
+        pid = tmp.name.rpartition(".tmp-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def _fsync_directory(directory: Path) -> None:

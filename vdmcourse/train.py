@@ -27,6 +27,13 @@ save, resume, M steps gives bitwise the same weights on the CPU as N + M steps
 in one go. It is written to a temporary file and renamed: a crash while saving
 leaves the previous checkpoint intact. Ctrl-C finishes the current step, saves,
 and raises ``KeyboardInterrupt``; a second Ctrl-C stops at once.
+
+The checkpoint is the single source of truth. The files beside it --
+``model.safetensors`` (the EMA weights), ``loss.csv`` and whatever the ``on_save``
+callback writes (the CLI's ``run.json``) -- are derived from it, written after it
+at every save; after a kill between the writes, :meth:`Trainer.resume` rewrites the
+ones that lag. Temporary files left by a killed process (``.NAME.tmp-PID``) are
+removed when a Trainer with that ``out_dir`` is built.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vdmcourse.course import pick_device
-from vdmcourse.pretrained import atomic_path, load_checkpoint, load_weights, save_checkpoint
+from vdmcourse.pretrained import atomic_path, load_checkpoint, load_weights, remove_stale_temporaries, save_checkpoint
 
 __all__ = ["TrainConfig", "Trainer", "machine_info"]
 
@@ -90,17 +97,21 @@ class TrainConfig:
     preview_every: int = 0
 
     def __post_init__(self):
-        if not self.lr > 0:
-            raise ValueError(f"TrainConfig: lr must be > 0; got {self.lr!r}")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
+            raise ValueError(f"TrainConfig: lr must be a finite number > 0; got {self.lr!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < math.inf):
+            raise ValueError(f"TrainConfig: weight_decay must be a finite number >= 0; got {self.weight_decay!r}")
+        if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
+            raise ValueError(f"TrainConfig: betas must be two numbers in [0, 1); got {self.betas!r}")
         for name in ("warmup_steps", "seed", "preview_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"TrainConfig: {name} must be an int >= 0; got {value!r}")
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
             raise ValueError(f"TrainConfig: checkpoint_every must be an int >= 1; got {self.checkpoint_every!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
+        if not (isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0):
             raise ValueError(f"TrainConfig: ema_decay must be in [0, 1); got {self.ema_decay!r}")
-        if not self.grad_clip > 0:
+        if not (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0):
             raise ValueError(f"TrainConfig: grad_clip must be > 0 (math.inf for none); got {self.grad_clip!r}")
 
 
@@ -178,6 +189,8 @@ class Trainer:
             it runs under ``torch.no_grad`` with torch's global RNG state restored after.
         metadata: JSON-able facts stored in every checkpoint (e.g. the preset name).
         progress: show a tqdm bar.
+        on_save: optional ``(trainer) -> None``, called after every save and resume to
+            write files derived from the checkpoint (the CLI writes ``run.json``).
 
     Attributes: ``model``, ``ema`` (a frozen copy holding the EMA weights, eval mode),
     ``optimizer``, ``step`` (completed steps), ``history`` (the loss of every step),
@@ -197,6 +210,7 @@ class Trainer:
         preview: Callable[[nn.Module, int], None] | None = None,
         metadata: dict | None = None,
         progress: bool = True,
+        on_save: Callable[[Trainer], None] | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"Trainer: model must be an nn.Module; got {type(model).__name__}")
@@ -214,6 +228,13 @@ class Trainer:
         self.preview = preview
         self.metadata = dict(metadata or {})
         self.progress = progress
+        self.on_save = on_save
+        # files derived from the checkpoint that resume() found lagging and rewrote
+        self.repaired: list[str] = []
+        if self.out_dir is not None and self.out_dir.is_dir():
+            self.removed_temporaries = remove_stale_temporaries(self.out_dir)
+        else:
+            self.removed_temporaries = []
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=self.config.lr,
@@ -340,6 +361,7 @@ class Trainer:
         state = {
             "train_config": dataclasses.asdict(self.config),
             "optimizer_param_groups": optimizer["param_groups"],
+            "optimizer_state_params": sorted(optimizer["state"]),
             "rng_python": random.getstate(),
             "rng_numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
             "elapsed_s": self.elapsed,
@@ -357,11 +379,34 @@ class Trainer:
         state, tensors = self._state()
         metadata = {**self.metadata, "weights": "model and EMA"}
         save_checkpoint(path, self.model, ema=self.ema, step=self.step, metadata=metadata, state=state, tensors=tensors)
-        save_checkpoint(path.with_name(MODEL_NAME), self.ema, step=self.step, metadata={**self.metadata, "weights": "EMA"})
-        with atomic_path(path.with_name("loss.csv")) as tmp:
-            tmp.write_text("step,loss\n" + "".join(f"{i + 1},{loss:.6g}\n" for i, loss in enumerate(self.history)))
         self.saved_step = self.step
+        self._write_derived(path, ("model", "loss"))
         return path
+
+    def _write_derived(self, path: Path, which) -> None:
+        """Write the files that follow from the checkpoint at ``path``: the EMA weights
+        (``"model"``), the loss history (``"loss"``), then the ``on_save`` callback."""
+        if "model" in which:
+            save_checkpoint(path.with_name(MODEL_NAME), self.ema, step=self.step, metadata={**self.metadata, "weights": "EMA"})
+        if "loss" in which:
+            with atomic_path(path.with_name("loss.csv")) as tmp:
+                tmp.write_text("step,loss\n" + "".join(f"{i + 1},{loss:.6g}\n" for i, loss in enumerate(self.history)))
+        if self.on_save is not None:
+            self.on_save(self)
+
+    def _lagging(self, path: Path) -> list[str]:
+        """Which derived files beside ``path`` disagree with the checkpoint just resumed."""
+        lagging = []
+        try:
+            if load_checkpoint(path.with_name(MODEL_NAME)).step != self.step:
+                lagging.append("model")
+        except (ValueError, FileNotFoundError):
+            lagging.append("model")
+        loss_csv = path.with_name("loss.csv")
+        lines = loss_csv.read_text().count("\n") if loss_csv.is_file() else 0
+        if lines != len(self.history) + 1:
+            lagging.append("loss")
+        return lagging
 
     def resume(self, path: str | os.PathLike | None = None) -> Trainer:
         """Restore everything :meth:`save` wrote; training then continues exactly.
@@ -377,6 +422,7 @@ class Trainer:
         state = checkpoint.state
         if "train_config" not in state:
             raise ValueError(f"{path} holds weights only, not a training state; load it with vdmcourse.pretrained.load_weights")
+        _check_training_state(path, checkpoint)
         stored = state["train_config"]
         current = dataclasses.asdict(self.config)
         current["betas"] = list(current["betas"])
@@ -395,6 +441,7 @@ class Trainer:
             if key.startswith("optimizer."):
                 _, index, name = key.split(".", 2)
                 moments.setdefault(int(index), {})[name] = value
+        self._check_moments(path, moments, state, checkpoint.step)
         groups = [{**group, "betas": tuple(group["betas"])} for group in state["optimizer_param_groups"]]
         self.optimizer.load_state_dict({"state": moments, "param_groups": groups})
 
@@ -410,6 +457,53 @@ class Trainer:
 
         self.step = checkpoint.step
         self.history = checkpoint.tensors["history.loss"].tolist()
+        if len(self.history) != self.step:
+            raise ValueError(f"Trainer.resume: {path} is inconsistent: step {self.step} but {len(self.history)} recorded losses")
         self.elapsed = state["elapsed_s"]
         self.saved_step = self.step
+        lagging = self._lagging(path)
+        self.repaired = [{"model": MODEL_NAME, "loss": "loss.csv"}[name] for name in lagging]
+        self._write_derived(path, lagging)
         return self
+
+    def _check_moments(self, path: Path, moments: dict, state: dict, step: int) -> None:
+        """Refuse AdamW moments that are missing or misshapen for a parameter: loading
+        them would silently restart that parameter's moments and break exact resume."""
+        names = [name for name, _ in self.model.named_parameters()]
+        parameters = list(self.model.parameters())
+        if "optimizer_state_params" in state:
+            expected = set(state["optimizer_state_params"])
+        else:  # a checkpoint from before the list was stored: every trained parameter
+            expected = {i for i, p in enumerate(parameters) if p.requires_grad} if step > 0 else set()
+        unknown = sorted(i for i in moments if not 0 <= i < len(parameters))
+        if unknown:
+            raise ValueError(f"Trainer.resume: {path} holds optimiser state for parameters {unknown}; the model has {len(parameters)}")
+        missing = [names[i] for i in sorted(expected - set(moments))]
+        if missing:
+            raise ValueError(
+                f"Trainer.resume: {path} lacks the optimiser state of {', '.join(missing[:5])}"
+                f"{' and others' if len(missing) > 5 else ''}; resuming would restart its moments (no exact resume)"
+            )
+        for index, values in moments.items():
+            parameter = parameters[index]
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key not in values or values[key].shape != parameter.shape:
+                    got = tuple(values[key].shape) if key in values else "nothing"
+                    raise ValueError(
+                        f"Trainer.resume: {path}: the optimiser's {key} of {names[index]} is {got}; "
+                        f"the parameter has shape {tuple(parameter.shape)}"
+                    )
+
+
+_REQUIRED_TENSORS = ("rng.torch", "rng.data", "rng.loss", "history.loss")
+_REQUIRED_STATE = ("train_config", "optimizer_param_groups", "rng_python", "rng_numpy", "elapsed_s")
+
+
+def _check_training_state(path: Path, checkpoint) -> None:
+    """Refuse a training checkpoint that lacks part of the state exact resume needs."""
+    missing = [key for key in _REQUIRED_TENSORS if key not in checkpoint.tensors]
+    missing += [key for key in _REQUIRED_STATE if key not in checkpoint.state]
+    if missing:
+        raise ValueError(f"Trainer.resume: {path} lacks {', '.join(missing)}; it cannot be resumed exactly (start a new run)")
+    if not isinstance(checkpoint.state["elapsed_s"], (int, float)) or not checkpoint.state["elapsed_s"] >= 0:
+        raise ValueError(f"Trainer.resume: {path} has elapsed_s {checkpoint.state['elapsed_s']!r}; expected seconds >= 0")
