@@ -94,3 +94,51 @@ def test_the_cached_schedules_cannot_be_changed_by_a_caller(make):
     assert make().betas[0].item() < 0.01 and make().alpha_bars[0].item() > 0.9
     with pytest.raises(AttributeError, match="immutable"):
         schedule.num_steps = 10
+
+
+def test_a_digit_bounces_on_reaching_the_wall_exactly():
+    from vdmcourse.data import simulate_trajectories
+
+    positions, velocities = simulate_trajectories(torch.tensor([[[0.0, 2.0]]]), torch.tensor([[[0.0, 2.0]]]), 7, 6)
+    assert positions[0, :, 0, 1].tolist() == [2, 4, 6, 4, 2, 0, 2]  # no frame spent paused at a wall
+    assert velocities[0, :, 0, 1].tolist() == [2, 2, -2, -2, -2, 2, 2]
+    assert positions[0, :, 0, 0].tolist() == [0] * 7  # sliding along a wall is not a bounce
+
+
+def test_moving_mnist_refuses_what_cannot_be_rendered_as_asked():
+    from vdmcourse.data import MovingMNISTConfig, simulate_trajectories
+
+    with pytest.raises(ValueError, match=r"positions must lie in \[0, free_range\]"):
+        simulate_trajectories(torch.tensor([[[40.0, 2.0]]]), torch.zeros(1, 1, 2), 3, 16)
+    with pytest.raises(ValueError, match=r"positions must lie"):
+        simulate_trajectories(torch.tensor([[[math.nan, 2.0]]]), torch.zeros(1, 1, 2), 3, 16)
+    with pytest.raises(ValueError, match="digits=500 digits of 16 px cover more than the 32x32 canvas"):
+        MovingMNISTConfig.cpu(digits=500)
+    MovingMNISTConfig.cpu(digits=4)  # four 16 px digits fill a 32 px canvas: allowed
+
+
+def test_read_idx_refuses_a_corrupt_gzip_clearly(tmp_path):
+    import gzip
+
+    from vdmcourse.data.mnist import read_idx
+
+    data = bytearray(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 200]) + bytes(200)))
+    data[10] = 0xFF  # the first deflate block header: a reserved block type (a raw zlib.error before)
+    (tmp_path / "labels.gz").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"read_idx: cannot read .*labels\.gz"):
+        read_idx(tmp_path / "labels.gz")
+
+
+def test_save_gif_refuses_an_ambiguous_layout_unless_told(tmp_path):
+    import imageio.v3 as iio
+
+    from vdmcourse.viz import save_gif
+
+    grey_bcthw = torch.rand(2, 1, 3, 8, 8)  # (B, C=1, T=3, H, W), or (B, T=1, C=3, H, W)?
+    with pytest.raises(ValueError, match="ambiguous.*channels=3"):
+        save_gif(grey_bcthw, tmp_path / "a.gif")
+    save_gif(grey_bcthw, tmp_path / "rgb.gif", channels=3)  # one RGB frame, said so
+    save_gif(grey_bcthw.transpose(1, 2), tmp_path / "grey.gif")  # three grey frames, (B, T, C, H, W)
+    assert iio.imread(tmp_path / "grey.gif", index=None).shape[0] == 3
+    with pytest.raises(ValueError, match="channels=1"):
+        save_gif(grey_bcthw, tmp_path / "b.gif", channels=1)

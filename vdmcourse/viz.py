@@ -8,6 +8,10 @@ is clamped) raise a ``ValueError`` that says which range the values look like.
 
 All of them go through :func:`to_uint8_frames`, the one conversion to displayable
 ``uint8`` frames; a batch becomes a grid of clips, played together.
+
+The layout is never guessed either: a shape ``(..., 1, 3, H, W)`` reads as one RGB
+frame *and* as three grey frames written ``(B, C, T, H, W)``, so it is refused unless
+``channels=3`` (every function takes it) says it is one RGB frame.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ def to_uint8_frames(
     *,
     scale: int | None = 1,
     columns: int | None = None,
+    channels: int | None = None,
 ) -> np.ndarray:
     """Convert a video or a batch of videos to displayable frames.
 
@@ -74,7 +79,7 @@ def to_uint8_frames(
         ``columns`` clips per row with a 1-pixel grey separator between clips (empty
         grid cells are grey too).
     """
-    clips = _uint8_clips(video, value_range)  # (B, T, H, W, C)
+    clips = _uint8_clips(video, value_range, channels)  # (B, T, H, W, C)
     if scale is None:
         scale = max(1, MIN_DISPLAY_SIZE // max(clips.shape[2:4]))
     if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
@@ -95,6 +100,7 @@ def show_video(
     fps: float = 8,
     scale: int | None = None,
     columns: int | None = None,
+    channels: int | None = None,
 ) -> HTML:
     """Show a video, or a batch as a grid of clips playing together, inline in a notebook.
 
@@ -117,7 +123,7 @@ def show_video(
         ``IPython.display.HTML`` holding the GIF; it loops forever. Pillow merges
         identical consecutive frames into one longer frame, so a still video plays as one frame.
     """
-    frames = to_uint8_frames(video, value_range, scale=scale, columns=columns)  # (T, H', W', C)
+    frames = to_uint8_frames(video, value_range, scale=scale, columns=columns, channels=channels)  # (T, H', W', C)
     gif = _encode_gif(frames, fps)
     data = base64.b64encode(gif).decode("ascii")
     height, width = frames.shape[1:3]
@@ -134,6 +140,7 @@ def frame_strip(
     every: int = 1,
     titles: Sequence[str] | None = None,
     ax: Axes | None = None,
+    channels: int | None = None,
 ) -> Figure:
     """Draw frames side by side, left to right, one row per clip, labelled with frame indices.
 
@@ -151,7 +158,7 @@ def frame_strip(
     """
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
         raise ValueError(f"every must be a positive int; got {every!r}")
-    clips = _uint8_clips(video, value_range)[:, ::every]  # (B, T', H, W, C)
+    clips = _uint8_clips(video, value_range, channels)[:, ::every]  # (B, T', H, W, C)
     batch, frames, height, width = clips.shape[:4]
     if titles is not None and len(titles) != batch:
         raise ValueError(f"titles must have one label per clip ({batch}); got {len(titles)}")
@@ -182,6 +189,7 @@ def save_gif(
     fps: float = 8,
     scale: int = 1,
     columns: int | None = None,
+    channels: int | None = None,
 ) -> Path:
     """Write a video (or a batch, as a grid) to an animated GIF that loops forever.
 
@@ -199,7 +207,7 @@ def save_gif(
         videos with more colours are quantised.
     """
     path = _checked_path(path, ".gif", "save_gif")
-    frames = to_uint8_frames(video, value_range, scale=scale, columns=columns)  # (T, H', W', C)
+    frames = to_uint8_frames(video, value_range, scale=scale, columns=columns, channels=channels)  # (T, H', W', C)
     gif = _encode_gif(frames, fps)
     _write_atomically(path, lambda temporary: temporary.write_bytes(gif))
     return path
@@ -213,6 +221,7 @@ def save_mp4(
     fps: float = 8,
     scale: int = 1,
     columns: int | None = None,
+    channels: int | None = None,
 ) -> Path:
     """Write a video (or a batch, as a grid) to an H.264 MP4 file.
 
@@ -234,7 +243,7 @@ def save_mp4(
     """
     path = _checked_path(path, ".mp4", "save_mp4")
     _check_fps(fps, maximum=None)
-    frames = to_uint8_frames(video, value_range, scale=scale, columns=columns)  # (T, H', W', C)
+    frames = to_uint8_frames(video, value_range, scale=scale, columns=columns, channels=channels)  # (T, H', W', C)
     _require_ffmpeg()
     height, width = frames.shape[1:3]
     pad = ((0, 0), (0, -height % 16), (0, -width % 16), (0, 0))
@@ -255,6 +264,7 @@ def scrubber(
     fps: float = 8,
     scale: int | None = None,
     columns: int | None = None,
+    channels: int | None = None,
 ):
     """An ipywidgets frame scrubber: a Play button and a frame slider above the frame.
 
@@ -277,7 +287,7 @@ def scrubber(
     import ipywidgets as widgets
 
     _check_fps(fps, maximum=None)
-    frames = to_uint8_frames(video, value_range, scale=scale, columns=columns)  # (T, H', W', C)
+    frames = to_uint8_frames(video, value_range, scale=scale, columns=columns, channels=channels)  # (T, H', W', C)
     pngs = [iio.imwrite("<bytes>", frame, extension=".png") for frame in _without_grey_axis(frames)]
     last = len(frames) - 1
     play = widgets.Play(value=0, min=0, max=last, interval=max(1, round(1000 / fps)), description="play")
@@ -292,7 +302,7 @@ def scrubber(
     return widgets.VBox([widgets.HBox([play, slider]), image])
 
 
-def _uint8_clips(video, value_range) -> np.ndarray:
+def _uint8_clips(video, value_range, channels: int | None = None) -> np.ndarray:
     """Validate a video or batch and map it to uint8: ``(B, T, H, W, C)`` (B = 1 for one clip)."""
     if isinstance(video, torch.Tensor):
         array = video.detach().to(device="cpu", dtype=torch.float32).numpy()
@@ -300,7 +310,7 @@ def _uint8_clips(video, value_range) -> np.ndarray:
         array = video.astype(np.float32)
     else:
         raise TypeError(f"video must be a torch.Tensor or numpy.ndarray; got {type(video).__name__}")
-    _check_layout(array.shape)
+    _check_layout(array.shape, channels)
     if array.ndim == 4:
         array = array[None]  # (1, T, C, H, W)
 
@@ -319,8 +329,16 @@ def _uint8_clips(video, value_range) -> np.ndarray:
     return rearrange(pixels, "b t c h w -> b t h w c")
 
 
-def _check_layout(shape: tuple[int, ...]) -> None:
+def _check_layout(shape: tuple[int, ...], channels: int | None = None) -> None:
     expected = "video must be (T, C, H, W) or (B, T, C, H, W) with C = 1 or 3"
+    if channels is not None and (channels not in (1, 3) or len(shape) not in (4, 5) or shape[-3] != channels):
+        raise ValueError(f"channels={channels!r} but the video's C axis (shape[-3]) is {shape[-3] if len(shape) >= 3 else None}; {expected}")
+    if channels is None and len(shape) in (4, 5) and shape[-4:-2] == (1, 3):
+        raise ValueError(
+            f"video of shape {tuple(shape)} is ambiguous: one RGB frame (T = 1, C = 3), or three grey frames in "
+            "(B, C, T, H, W) order? For one RGB frame pass channels=3; for grey frames rearrange to "
+            "(B, T, C, H, W): rearrange(video, 'b c t h w -> b t c h w')"
+        )
     if len(shape) not in (4, 5):
         hint = ""
         if len(shape) == 3:

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -121,8 +122,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     try:
         with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
             raw = handle.read()
-    except (OSError, EOFError) as error:
-        raise ValueError(f"read_idx: cannot read {path} ({error}); the file is truncated or not an IDX file") from error
+    except (OSError, EOFError, zlib.error) as error:  # zlib.error: corrupt compressed data
+        raise ValueError(f"read_idx: cannot read {path} ({error}); the file is truncated or not an IDX file") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"read_idx: {path} does not start with the IDX magic number 0x0000TTDD; got {raw[:4].hex() or 'an empty file'}")
     code, ndim = raw[2], raw[3]

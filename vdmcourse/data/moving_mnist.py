@@ -104,6 +104,12 @@ class MovingMNISTConfig:
                 f"MovingMNISTConfig: digit_size={self.digit_size} is larger than canvas={self.canvas}; "
                 "a digit must fit inside the frame"
             )
+        if self.digits * self.digit_size**2 > self.canvas**2:
+            raise ValueError(
+                f"MovingMNISTConfig: digits={self.digits} digits of {self.digit_size} px cover more than the "
+                f"{self.canvas}x{self.canvas} canvas (at most {self.canvas**2 // self.digit_size**2} fit); "
+                "use fewer or smaller digits, or a larger canvas"
+            )
         speed = self.speed
         if isinstance(speed, (int, float)) and not isinstance(speed, bool):
             speed = (speed, speed)
@@ -232,7 +238,9 @@ def simulate_trajectories(
     velocities  (N, K, 2) float, px/frame at frame 0
     Returns ``(positions, velocities)`` of shape (N, T, K, 2) with T = ``frames``.
 
-    Each frame: ``p = p + v``; a component that left ``[0, free_range]`` is clamped
+    Each frame: ``p = p + v``; a component that reached or left ``[0, free_range]``
+    while moving towards that wall (Srivastava et al.: a digit bounces on *reaching*
+    the wall, so one landing exactly on it does not pause there a frame) is clamped
     to the wall, and its velocity component negated ("deterministic") or the
     whole velocity redrawn with speed in ``speed`` and a direction pointing away
     from the wall(s) hit ("stochastic", needs ``speed``). Speed is therefore
@@ -249,11 +257,21 @@ def simulate_trajectories(
         raise ValueError(f"simulate_trajectories: bounce must be one of {BOUNCES}; got {bounce!r}")
     if bounce == "stochastic" and speed is None:
         raise ValueError("simulate_trajectories: bounce='stochastic' needs speed=(min, max) for the redrawn velocities")
+    if not (isinstance(free_range, (int, float)) and 0 <= free_range < math.inf):
+        raise ValueError(f"simulate_trajectories: free_range must be a finite number >= 0 (canvas - digit_size); got {free_range!r}")
+    if positions.numel() and not (positions.min() >= 0 and positions.max() <= free_range):  # NaN fails too
+        raise ValueError(
+            f"simulate_trajectories: positions must lie in [0, free_range] = [0, {free_range}] (the top-left "
+            f"corners that keep a digit on the canvas); got values in [{positions.min().item():.4g}, {positions.max().item():.4g}]"
+        )
+    if velocities.numel() and not torch.isfinite(velocities).all():
+        raise ValueError("simulate_trajectories: velocities must be finite numbers (px/frame); got NaN or inf")
     position, velocity = positions.float(), velocities.float()
     track_p, track_v = [position], [velocity]
     for _ in range(frames - 1):  # a loop over time only; every clip and digit moves at once
         position = position + velocity
-        low, high = position < 0, position > free_range  # (N, K, 2) wall hits per axis
+        # (N, K, 2) wall hits per axis: reaching a wall counts, not only crossing it
+        low, high = (position <= 0) & (velocity < 0), (position >= free_range) & (velocity > 0)
         position = position.clamp(0, free_range)
         if bounce == "deterministic":
             velocity = torch.where(low | high, -velocity, velocity)
