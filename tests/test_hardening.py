@@ -142,3 +142,29 @@ def test_save_gif_refuses_an_ambiguous_layout_unless_told(tmp_path):
     assert iio.imread(tmp_path / "grey.gif", index=None).shape[0] == 3
     with pytest.raises(ValueError, match="channels=1"):
         save_gif(grey_bcthw, tmp_path / "b.gif", channels=1)
+
+
+def test_t_equals_one_means_an_image_only_at_the_input():
+    from vdmcourse.nn.unet3d import TemporalAttentionBlock, TemporalConv, UNet3D, UNet3DConfig
+
+    image = UNet2DConfig(image_size=16, base_channels=8, channel_mults=(1, 2), blocks_per_level=1, heads=2, groups=4)
+    config = UNet3DConfig.from_image_config(image, frames=2, temporal_attention_levels=(1,), temporal_downsample=(0,))
+    model = UNet3D(config).eval()
+    seen = []
+    for module in model.modules():
+        if isinstance(module, (TemporalConv, TemporalAttentionBlock)):
+            module.register_forward_hook(lambda module, args, out: seen.append(args[1]))  # the frame count
+    layers = sum(isinstance(m, (TemporalConv, TemporalAttentionBlock)) for m in model.modules())
+    model(torch.randn(1, 2, 1, 16, 16), torch.rand(1))  # T = 2, halved to 1 below level 0
+    assert len(seen) == layers and 1 in seen  # the lower temporal layers ran at an internal T = 1
+    seen.clear()
+    model(torch.randn(1, 1, 1, 16, 16), torch.rand(1))  # an image: no temporal layer at all
+    assert seen == []
+
+
+def test_naive_attention_takes_a_float64_bias_like_attention():
+    from vdmcourse.nn.attention import attention, naive_attention
+
+    q, k, v = (torch.randn(2, 5, 8) for _ in range(3))
+    bias = torch.randn(5, 5, dtype=torch.float64)
+    torch.testing.assert_close(naive_attention(q, k, v, bias=bias), attention(q, k, v, bias=bias), rtol=1e-4, atol=1e-5)

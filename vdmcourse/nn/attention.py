@@ -118,7 +118,7 @@ def naive_attention(
     _check_qkv(q, k, v, mask, bias, "naive_attention")
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., N, M)
     if bias is not None:
-        scores = scores + bias
+        scores = scores + bias.to(scores.dtype)  # as attention() does: the scores keep q's dtype
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = scores.softmax(dim=-1)  # over the keys
@@ -334,7 +334,9 @@ class TemporalAttention(_TimeAwareAttention):
             (with ``causal``: ``t - window <= s <= t``).
         time_position: ``"rope"`` (rotary over the frame index, default),
             ``"sincos"`` (a sin-cos frame embedding added to the tokens),
-            ``"relative"`` (T5 bias per head), ``"learned"`` (a learned table of
+            ``"relative"`` (T5 bias per head; it starts at zero, so at initialisation
+            the layer is permutation-equivariant, as with ``None``, until training
+            gives the bias weights), ``"learned"`` (a learned table of
             ``max_frames`` rows; more frames raise ``ValueError``) or ``None``
             (no position: the module cannot tell frame order).
         zero_init: zero the output projection, so the module adds nothing at init

@@ -266,8 +266,10 @@ class ResBlock3D(nn.Module):
 
     Norms see one frame at a time. ``conv2`` and the temporal layers are
     zero-initialised. Input ``x`` ``(B*T, C_in, H, W)``, ``emb`` ``(B*T, E)``,
-    ``frames`` = T; output ``(B*T, C_out, H, W)``. For T = 1 the temporal layers are
-    skipped (the block is then exactly the image ResBlock).
+    ``frames`` = T; output ``(B*T, C_out, H, W)``. ``video=False`` skips the temporal
+    layers (the block is then exactly the image ResBlock); the model passes it for an
+    image input (T = 1 at the input), not for a clip whose internal T has been halved
+    to 1. Default: ``frames > 1``.
     """
 
     def __init__(
@@ -303,8 +305,8 @@ class ResBlock3D(nn.Module):
             return _frames_back(conv(_frames_first(h, frames)))  # 3x3x3 over (T, H, W)
         return conv(h)  # 3x3 on each frame
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, frames: int) -> torch.Tensor:
-        video = frames > 1
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, frames: int, video: bool | None = None) -> torch.Tensor:
+        video = frames > 1 if video is None else video
         h = self._conv(self.conv1, F.silu(self.norm1(x)), frames)  # (B*T, C_out, H, W)
         if self.temporal is not None and video:
             h = self.temporal(h, frames)
@@ -334,11 +336,12 @@ class MidBlock3D(nn.Module):
         )
         self.second = ResBlock3D(channels, channels, embed_dim, config, temporal_conv=temporal_conv)
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, frames: int) -> torch.Tensor:
-        h = self.attention(self.first(x, emb, frames))
-        if self.temporal_attention is not None and frames > 1:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, frames: int, video: bool | None = None) -> torch.Tensor:
+        video = frames > 1 if video is None else video
+        h = self.attention(self.first(x, emb, frames, video))
+        if self.temporal_attention is not None and video:
             h = self.temporal_attention(h, frames)
-        return self.second(h, emb, frames)
+        return self.second(h, emb, frames, video)
 
 
 class TemporalDownsample(nn.Module):
@@ -506,20 +509,23 @@ class UNet3D(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         self._check_inputs(x, t, cond)
         batch, frames = x.shape[:2]
+        # "T = 1 is an image" is a rule about the input: a clip whose T is halved to 1
+        # inside the network keeps its temporal layers.
+        video = frames > 1
         clip_emb = self.embed(t, cond)  # (B, E)
         emb = repeat(clip_emb, "b e -> (b t) e", t=frames)  # (B*T, E): one vector per frame
         h = self.input_conv(rearrange(x, "b t c h w -> (b t) c h w"))  # (B*T, c0, H, W)
         skips = []
         for i, level in enumerate(self.down):
             for block in level.blocks:
-                h = block(h, emb, frames)
+                h = block(h, emb, frames, video)
                 skips.append((h, frames))
             h = level.resample(h)  # (B*T, c_i, H_i / 2, W_i / 2), except at the lowest level
-            if str(i) in self.temporal_down and frames > 1:
+            if str(i) in self.temporal_down and video:
                 h = self.temporal_down[str(i)](h, frames)  # (B*T/2, c_i, ...)
                 frames //= 2
                 emb = repeat(clip_emb, "b e -> (b t) e", t=frames)
-        h = self.mid(h, emb, frames)
+        h = self.mid(h, emb, frames, video)
         for i, level in zip(reversed(range(len(self.up))), self.up):
             if str(i) in self.temporal_up and frames < skips[-1][1]:
                 h = self.temporal_up[str(i)](h, frames)  # (B*2T, c, ...): back to the skip's frame count
@@ -527,7 +533,7 @@ class UNet3D(nn.Module):
                 emb = repeat(clip_emb, "b e -> (b t) e", t=frames)
             for block in level.blocks:
                 skip, _ = skips.pop()
-                h = block(torch.cat([h, skip], dim=1), emb, frames)  # skip concatenated on channels
+                h = block(torch.cat([h, skip], dim=1), emb, frames, video)  # skip concatenated on channels
             h = level.resample(h)  # (B*T, c_i, 2 H_i, 2 W_i), except at the top level
         out = self.output(h)  # (B*T, C, H, W)
         return rearrange(out, "(b t) c h w -> b t c h w", b=batch)
