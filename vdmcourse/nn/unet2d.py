@@ -281,15 +281,27 @@ class UNet2D(nn.Module):
         if x.ndim != 5 or x.shape[2] != config.channels:
             hint = " -- a batch of images? Add the frame axis: x[:, None]" if x.ndim == 4 else ""
             raise ValueError(f"{name} expects x of shape (B, T, C, H, W) with C={config.channels}; got {tuple(x.shape)}{hint}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} expects x with at least one clip; got an empty batch {tuple(x.shape)}")
+        weight = self.input_conv.weight
+        if x.dtype != weight.dtype:
+            hint = " (uint8 pixels? scale to [-1, 1] first: x.float() / 127.5 - 1)" if not x.is_floating_point() else ""
+            raise TypeError(f"{name} expects x of dtype {weight.dtype}, the model's; got {x.dtype}{hint}: use x.to({weight.dtype})")
+        if x.device != weight.device:
+            raise ValueError(f"{name} is on {weight.device} but x is on {x.device}; move one: x.to({str(weight.device)!r})")
         height, width = x.shape[-2:]
         if height % config.downsampling or width % config.downsampling:
             raise ValueError(f"{name}: H and W must be multiples of {config.downsampling}; got x of shape {tuple(x.shape)}")
         if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
             got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"{name} expects t of shape (B,) = ({x.shape[0]},), one time per clip; got {got}")
+        if t.device != x.device:
+            raise ValueError(f"{name} expects t on x's device {x.device}; got t on {t.device}")
         if cond is not None and (not isinstance(cond, torch.Tensor) or cond.ndim not in (1, 2) or cond.shape[0] != x.shape[0]):
             got = tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__
             raise ValueError(f"{name} expects cond of shape (B,) or (B, K) with B={x.shape[0]}, or None; got {got}")
+        if cond is not None and cond.device != x.device:
+            raise ValueError(f"{name} expects cond on x's device {x.device}; got cond on {cond.device}")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         self._check_inputs(x, t, cond)
