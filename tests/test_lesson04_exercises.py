@@ -125,3 +125,41 @@ def test_noise_target_is_named():
 def test_a_loss_that_is_not_a_scalar_fails():
     result = l04.check_flow_loss(lambda m, x0, g: (m(x0, torch.rand(len(x0), generator=g)) - x0) ** 2)
     assert result.status == WRONG and "scalar" in result.message
+
+
+# Issue 18: wrong answers that used to pass, and raw errors ---------------------------------
+
+
+def test_a_summed_loss_is_named():
+    def summed(model, x0, g):
+        t = torch.rand(len(x0), generator=g)
+        eps = torch.randn(x0.shape, generator=g)
+        tb = clip_shaped(t, x0)
+        return ((model((1 - tb) * x0 + tb * eps, t) - (eps - x0)) ** 2).sum()
+
+    result = expect_mistake(l04.check_flow_loss, summed, l04.SUM_NOT_MEAN)
+    assert "0.25" in result.message
+
+
+def test_a_loss_that_ignores_its_generator_is_named():
+    def global_rng(model, x0, g):
+        t = torch.rand(len(x0))
+        eps = torch.randn_like(x0)
+        tb = clip_shaped(t, x0)
+        return F.mse_loss(model((1 - tb) * x0 + tb * eps, t), eps - x0)
+
+    expect_mistake(l04.check_flow_loss, global_rng, l04.GENERATOR_IGNORED)
+
+
+def test_a_time_tensor_not_reshaped_is_named_instead_of_a_raw_error():
+    expect_mistake(l04.check_add_noise, lambda x0, t, eps: (1 - t) * x0 + t * eps, l04.NOT_BROADCAST)
+    expect_mistake(l04.check_eps_to_x0, lambda eps, x_t, ab: (x_t - (1 - ab).sqrt() * eps) / ab.sqrt(), l04.NOT_BROADCAST)
+    expect_mistake(l04.check_velocity_to_x0, lambda u, x_t, t: x_t - t * u, l04.NOT_BROADCAST)
+
+    def loss_without_reshape(model, x0, g):
+        t = torch.rand(len(x0), generator=g)
+        eps = torch.randn(x0.shape, generator=g)
+        return F.mse_loss(model((1 - t) * x0 + t * eps, t), eps - x0)
+
+    result = expect_mistake(l04.check_flow_loss, loss_without_reshape, l04.NOT_BROADCAST)
+    assert "(B, 1, 1, 1, 1)" in result.hint
