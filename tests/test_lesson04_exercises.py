@@ -1,11 +1,14 @@
 """Lesson 04 self-checks: the reference passes; each planted bug fails, naming its mistake."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from vdmcourse.diffusion import FlowSchedule, cosine_schedule, predict_x0_eps, training_loss
 from vdmcourse.exercises import NOT_ATTEMPTED, WRONG, expect_mistake, expect_pass
 from vdmcourse.exercises import lesson04 as l04
+from vdmcourse.exercises.harness import WRONG as PLANTED_WRONG
+from vdmcourse.exercises.planted import PLANTED_KINDS, planted_answers
 
 
 def clip_shaped(t, x):
@@ -163,3 +166,19 @@ def test_a_time_tensor_not_reshaped_is_named_instead_of_a_raw_error():
 
     result = expect_mistake(l04.check_flow_loss, loss_without_reshape, l04.NOT_BROADCAST)
     assert "(B, 1, 1, 1, 1)" in result.hint
+
+
+# Issue 18: every check fails the stub's neighbours -------------------------------------------
+
+
+PLANTED = [(l04.check_add_noise, lambda x0, t, eps: FlowSchedule().q_sample(x0, t, eps)), (l04.check_eps_to_x0, eps_to_x0),
+           (l04.check_velocity_to_x0, lambda u, x_t, t: predict_x0_eps(u, x_t, t, objective="flow")[0]),
+           (l04.check_flow_loss, flow_loss)]
+
+
+@pytest.mark.parametrize("kind", PLANTED_KINDS)
+@pytest.mark.parametrize("check, reference", PLANTED, ids=[check.__name__ for check, _ in PLANTED])
+def test_planted_answers_fail(check, reference, kind):
+    result = check(planted_answers(reference)[kind])
+    assert result.status == PLANTED_WRONG, f"{kind} should fail:\n{result}"
+    assert result.message

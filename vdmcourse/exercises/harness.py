@@ -172,6 +172,14 @@ def self_check(name: str, reference: str | None = None) -> Callable:
 
 def expect_shape(value, shape: tuple, what: str, *, mistake: str | None = None, hint: str | None = None) -> None:
     """Raise :class:`Wrong` unless ``value`` is a tensor of exactly ``shape``."""
+    if isinstance(value, tuple) and hasattr(value, "values") and hasattr(value, "indices"):
+        raise Wrong(
+            f"{what} should be a torch.Tensor; got the (values, indices) pair that torch.{type(value).__name__} "
+            "returns when given a dim.",
+            mistake=mistake,
+            hint=f"Take .values of it (x.{type(value).__name__}(dim).values), or use x.amax(dim) / x.amin(dim), "
+                 "which return the tensor alone.",
+        )
     if not isinstance(value, torch.Tensor):
         raise Wrong(f"{what} should be a torch.Tensor; got {type(value).__name__}.", mistake=mistake, hint=hint)
     if tuple(value.shape) != tuple(shape):
