@@ -33,6 +33,7 @@ __all__ = [
     "check_causal_block",
     "check_score_count",
     "practice_block",
+    "reference_score_count",
 ]
 
 MISSING_RESIDUAL = "missing residual connection"
@@ -179,7 +180,15 @@ def _score_counts(frames: int, height: int, width: int) -> dict:
             "spatial + temporal": spatial + temporal}
 
 
-@self_check("the cost of attention", reference="the score counts in lesson 03")
+def reference_score_count(kind: str, frames: int, height: int, width: int) -> int:
+    """Query-key scores one head computes for one clip of ``frames`` frames of ``height`` x ``width``
+    positions, ``kind`` in :data:`SCORE_KINDS`."""
+    if kind not in SCORE_KINDS:
+        raise ValueError(f"reference_score_count: kind must be one of {SCORE_KINDS}; got {kind!r}")
+    return _score_counts(frames, height, width)[kind]
+
+
+@self_check("the cost of attention", reference="vdmcourse.exercises.lesson03.reference_score_count")
 def check_score_count(score_count):
     """``score_count(kind, frames, height, width)`` -> the number of query-key scores one head
     computes for one clip, ``kind`` in :data:`SCORE_KINDS`."""
