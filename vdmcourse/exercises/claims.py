@@ -65,12 +65,13 @@ class Claim:
 CLAIMS: list[Claim] = []
 
 
-def claim(text: str, holds) -> Claim:
+def claim(text: str, holds) -> None:
     """Check a sentence against the numbers it is about, show the outcome, and record it.
 
     ``holds`` is the test (anything ``bool()`` accepts, e.g. ``time_2p1d < time_3d``).
-    The claim is displayed at once (so several claims in one cell all show) and
-    returned; nothing is raised, so a lesson always runs to the end.
+    The claim is displayed at once, so several claims in one cell all show; it returns
+    nothing (a cell ending in a claim shows it once) and is kept in :data:`CLAIMS`.
+    Nothing is raised, so a lesson always runs to the end.
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"claim: text must be a non-empty sentence; got {text!r}")
@@ -81,7 +82,6 @@ def claim(text: str, holds) -> Claim:
         with open(log, "a", encoding="utf-8") as file:
             file.write(json.dumps(asdict(result)) + "\n")
     _show(result)
-    return result
 
 
 def _show(result) -> None:
