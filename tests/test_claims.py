@@ -40,6 +40,7 @@ def test_a_failed_claim_in_full_mode_is_marked_and_logged(monkeypatch, tmp_path,
     assert records == [{"text": "(2+1)-D is faster", "holds": False, "quick": False},
                        {"text": "it still runs", "holds": True, "quick": False}]
     assert "does NOT hold" in capsys.readouterr().out
+    assert repr(result) == str(result)
 
 
 def test_a_claim_needs_a_sentence():

@@ -54,6 +54,8 @@ class Claim:
             return f"{mark} {self.text} (does NOT hold in this run)"
         return f"{mark} {self.text}"
 
+    __repr__ = __str__  # what a plain-text view of the notebook shows
+
     def _repr_html_(self) -> str:
         background, colour, _ = _SHOWN[self.outcome]
         return (
