@@ -81,3 +81,31 @@ def test_test_helpers_fail_loudly_on_the_wrong_outcome():
     with pytest.raises(AssertionError, match="expected the mistake"):
         expect_mistake(check_double, lambda x: 3 * x, "added instead of multiplied")
     assert PASSED != WRONG != NOT_ATTEMPTED
+
+
+def test_a_second_failed_attempt_shows_the_stronger_hint_and_a_pass_resets_it():
+    @self_check("twice", reference="vdmcourse.example.twice")
+    def check(answer):
+        if answer != 2:
+            raise Wrong("not two", hint="first hint", more="it is 1 + 1")
+        return "two"
+
+    first = check(3)
+    assert first.more is None and "Second hint" not in str(first)
+    second = check(4)
+    assert second.more == "it is 1 + 1" and "Second hint: it is 1 + 1" in str(second)
+    assert "Second hint" in second._repr_html_()
+    assert check(2).passed
+    assert check(5).more is None  # a pass starts the count again
+
+
+def test_without_a_stronger_hint_the_second_attempt_points_to_the_reference():
+    @self_check("crashy", reference="vdmcourse.example.crashy (its core)")
+    def check(answer):
+        return answer()
+
+    def crash():
+        raise RuntimeError("boom")
+
+    assert check(crash).more is None
+    assert "vdmcourse.example.crashy??" in check(crash).more

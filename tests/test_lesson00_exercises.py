@@ -1,8 +1,11 @@
+import pytest
 import torch
 
 from vdmcourse.data import velocities_from_positions
 from vdmcourse.exercises import NOT_ATTEMPTED, expect_mistake, expect_pass
 from vdmcourse.exercises import lesson00 as ex
+from vdmcourse.exercises.harness import WRONG as PLANTED_WRONG
+from vdmcourse.exercises.planted import PLANTED_KINDS, planted_answers
 
 
 def stub(*args):
@@ -96,3 +99,27 @@ def test_velocities_names_the_real_mistakes():
     expect_mistake(ex.check_velocities, backward_difference, ex.OFF_BY_ONE_FRAME)
     expect_mistake(ex.check_velocities, forward_difference_from_t_plus_1, ex.OFF_BY_ONE_FRAME)
     expect_mistake(ex.check_velocities, lambda p: p[:, 1:] - p[:, :-1], None)  # T - 1 frames only
+
+
+def test_max_with_a_dim_gets_a_hint_about_values_and_amax():
+    result = expect_mistake(ex.check_combine, lambda layers, mode: layers.max(1), None)
+    assert "(values, indices)" in result.message and ".values" in result.hint and "amax" in result.hint
+
+
+def test_messages_about_plural_tensors_read_as_english():
+    result = ex.check_velocities(lambda p: velocities_from_positions(p) * 1.5)
+    assert "differs" in result.message and "the velocity tensor differs" in result.message
+
+
+# Issue 18: every check fails the stub's neighbours -------------------------------------------
+
+
+PLANTED = [(ex.check_reflect, reflect), (ex.check_combine, combine), (ex.check_velocities, velocities_from_positions)]
+
+
+@pytest.mark.parametrize("kind", PLANTED_KINDS)
+@pytest.mark.parametrize("check, reference", PLANTED, ids=[check.__name__ for check, _ in PLANTED])
+def test_planted_answers_fail(check, reference, kind):
+    result = check(planted_answers(reference)[kind])
+    assert result.status == PLANTED_WRONG, f"{kind} should fail:\n{result}"
+    assert result.message

@@ -1,11 +1,15 @@
 """Lesson 01 self-checks pass the references and name the planted mistakes."""
 
+import pytest
 import torch
 
+from vdmcourse.course import to_unit_range
 from vdmcourse.diffusion import sample
 from vdmcourse.exercises import expect_mistake, expect_pass
 from vdmcourse.exercises import lesson01 as L
 from vdmcourse.exercises.harness import NOT_ATTEMPTED
+from vdmcourse.exercises.harness import WRONG as PLANTED_WRONG
+from vdmcourse.exercises.planted import PLANTED_KINDS, planted_answers
 
 
 def test_video_bytes():
@@ -31,7 +35,8 @@ def test_generate_frames():
 
     def looped(model, labels, frames, generator, steps=30, guidance_scale=2.0):  # one sampler call per frame: also right
         shape = (len(labels), 1, 1, model.config.image_size, model.config.image_size)
-        return torch.cat([sample(model, shape, steps=steps, cond=labels, generator=generator, progress=False) for _ in range(frames)], 1)
+        return torch.cat([sample(model, shape, steps=steps, cond=labels, guidance_scale=guidance_scale, generator=generator,
+                                 progress=False) for _ in range(frames)], 1)
 
     expect_pass(L.check_generate_frames, looped)
 
@@ -64,3 +69,33 @@ def test_stubs_are_not_attempted():
 
     for check in (L.check_video_bytes, L.check_frame_difference, L.check_generate_frames):
         assert check(stub).status == NOT_ATTEMPTED
+
+
+def test_frames_in_the_unit_range_are_named():
+    def unit(model, labels, frames, generator, steps=30, guidance_scale=2.0):
+        return to_unit_range(L.generate_frames(model, labels, frames, generator, steps, guidance_scale))
+
+    expect_mistake(L.check_generate_frames, unit, L.UNIT_RANGE)
+
+
+def test_an_ignored_guidance_scale_is_named():
+    def unguided(model, labels, frames, generator, steps=30, guidance_scale=2.0):
+        shape = (len(labels), frames, 1, model.config.image_size, model.config.image_size)
+        return sample(model, shape, steps=steps, cond=labels, generator=generator, progress=False)
+
+    expect_mistake(L.check_generate_frames, unguided, L.GUIDANCE_IGNORED)
+
+
+# Issue 18: every check fails the stub's neighbours -------------------------------------------
+
+
+PLANTED = [(L.check_video_bytes, L.video_bytes), (L.check_frame_difference, L.frame_difference),
+           (L.check_generate_frames, L.generate_frames)]
+
+
+@pytest.mark.parametrize("kind", PLANTED_KINDS)
+@pytest.mark.parametrize("check, reference", PLANTED, ids=[check.__name__ for check, _ in PLANTED])
+def test_planted_answers_fail(check, reference, kind):
+    result = check(planted_answers(reference)[kind])
+    assert result.status == PLANTED_WRONG, f"{kind} should fail:\n{result}"
+    assert result.message

@@ -1,5 +1,6 @@
 """Lesson 02 self-checks: the reference passes; each planted bug fails, naming its mistake."""
 
+import pytest
 import math
 
 import torch
@@ -8,6 +9,8 @@ from einops import rearrange
 from vdmcourse.exercises import NOT_ATTEMPTED, expect_mistake, expect_pass
 from vdmcourse.exercises import lesson02 as l02
 from vdmcourse.nn import causal_mask, naive_attention
+from vdmcourse.exercises.harness import WRONG as PLANTED_WRONG
+from vdmcourse.exercises.planted import PLANTED_KINDS, planted_answers
 
 
 def attend(q, k, v):
@@ -111,3 +114,27 @@ def test_causal_mask_bugs_are_named():
     expect_mistake(l02.check_causal_mask, lambda t: torch.ones(t, t, dtype=torch.bool).tril(-1), None)
     result = expect_mistake(l02.check_causal_mask, lambda t: torch.ones(t, t).tril(), None)
     assert "bool" in result.message
+
+
+def test_attention_within_each_frame_is_named_as_space_not_time():
+    def within_frame(q, k, v):
+        b, t, h, w, d = q.shape
+        tokens = [rearrange(z, "b t h w d -> (b t) (h w) d") for z in (q, k, v)]
+        return rearrange(attend(*tokens), "(b t) (h w) d -> b t h w d", b=b, h=h)
+
+    result = expect_mistake(l02.check_temporal_attention, within_frame, l02.SPACE_NOT_TIME)
+    assert "(b h w) t d" in result.hint and "reshape" not in result.hint
+
+
+# Issue 18: every check fails the stub's neighbours -------------------------------------------
+
+
+PLANTED = [(l02.check_attention, attend), (l02.check_temporal_attention, temporal), (l02.check_causal_mask, causal_mask)]
+
+
+@pytest.mark.parametrize("kind", PLANTED_KINDS)
+@pytest.mark.parametrize("check, reference", PLANTED, ids=[check.__name__ for check, _ in PLANTED])
+def test_planted_answers_fail(check, reference, kind):
+    result = check(planted_answers(reference)[kind])
+    assert result.status == PLANTED_WRONG, f"{kind} should fail:\n{result}"
+    assert result.message

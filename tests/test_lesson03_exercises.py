@@ -1,11 +1,14 @@
 """Lesson 03 self-checks: the reference passes; each planted bug fails, naming its mistake."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from vdmcourse.exercises import NOT_ATTEMPTED, expect_mistake, expect_pass
 from vdmcourse.exercises import lesson03 as l03
 from vdmcourse.nn import causal_mask
+from vdmcourse.exercises.harness import WRONG as PLANTED_WRONG
+from vdmcourse.exercises.planted import PLANTED_KINDS, planted_answers
 
 
 def block_forward(x, block, mask=None):
@@ -130,3 +133,34 @@ def test_cost_formula_mistakes_are_named():
     expect_mistake(l03.check_score_count, one_sequence, l03.ONE_SEQUENCE)
     expect_mistake(l03.check_score_count, swapped, l03.SWAPPED_AXES)
     expect_mistake(l03.check_score_count, lambda kind, t, h, w: score_count(kind, t, h, w) + 1, None)
+
+
+def test_every_other_branch_order_is_named():
+    def ordered(order, own_norm):
+        def forward(x, block):
+            branches = (block.spatial, block.temporal, block.ffn)
+            for position, index in enumerate(order):
+                x = x + branches[index](block.norms[index if own_norm else position](x))
+            return x
+        return forward
+
+    for order in [(1, 0, 2), (2, 0, 1), (0, 2, 1), (2, 1, 0)]:
+        for own_norm in (True, False):
+            result = expect_mistake(l03.check_block, ordered(order, own_norm), l03.BRANCH_ORDER)
+            assert "->" in result.message
+    expect_pass(l03.check_block, ordered((0, 1, 2), True))
+
+
+# Issue 18: every check fails the stub's neighbours -------------------------------------------
+
+
+PLANTED = [(l03.check_block, block_forward), (l03.check_causal_block, causal_block_forward),
+           (l03.check_score_count, score_count)]
+
+
+@pytest.mark.parametrize("kind", PLANTED_KINDS)
+@pytest.mark.parametrize("check, reference", PLANTED, ids=[check.__name__ for check, _ in PLANTED])
+def test_planted_answers_fail(check, reference, kind):
+    result = check(planted_answers(reference)[kind])
+    assert result.status == PLANTED_WRONG, f"{kind} should fail:\n{result}"
+    assert result.message

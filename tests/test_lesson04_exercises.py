@@ -1,11 +1,14 @@
 """Lesson 04 self-checks: the reference passes; each planted bug fails, naming its mistake."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from vdmcourse.diffusion import FlowSchedule, cosine_schedule, predict_x0_eps, training_loss
 from vdmcourse.exercises import NOT_ATTEMPTED, WRONG, expect_mistake, expect_pass
 from vdmcourse.exercises import lesson04 as l04
+from vdmcourse.exercises.harness import WRONG as PLANTED_WRONG
+from vdmcourse.exercises.planted import PLANTED_KINDS, planted_answers
 
 
 def clip_shaped(t, x):
@@ -125,3 +128,57 @@ def test_noise_target_is_named():
 def test_a_loss_that_is_not_a_scalar_fails():
     result = l04.check_flow_loss(lambda m, x0, g: (m(x0, torch.rand(len(x0), generator=g)) - x0) ** 2)
     assert result.status == WRONG and "scalar" in result.message
+
+
+# Issue 18: wrong answers that used to pass, and raw errors ---------------------------------
+
+
+def test_a_summed_loss_is_named():
+    def summed(model, x0, g):
+        t = torch.rand(len(x0), generator=g)
+        eps = torch.randn(x0.shape, generator=g)
+        tb = clip_shaped(t, x0)
+        return ((model((1 - tb) * x0 + tb * eps, t) - (eps - x0)) ** 2).sum()
+
+    result = expect_mistake(l04.check_flow_loss, summed, l04.SUM_NOT_MEAN)
+    assert "0.25" in result.message
+
+
+def test_a_loss_that_ignores_its_generator_is_named():
+    def global_rng(model, x0, g):
+        t = torch.rand(len(x0))
+        eps = torch.randn_like(x0)
+        tb = clip_shaped(t, x0)
+        return F.mse_loss(model((1 - tb) * x0 + tb * eps, t), eps - x0)
+
+    expect_mistake(l04.check_flow_loss, global_rng, l04.GENERATOR_IGNORED)
+
+
+def test_a_time_tensor_not_reshaped_is_named_instead_of_a_raw_error():
+    expect_mistake(l04.check_add_noise, lambda x0, t, eps: (1 - t) * x0 + t * eps, l04.NOT_BROADCAST)
+    expect_mistake(l04.check_eps_to_x0, lambda eps, x_t, ab: (x_t - (1 - ab).sqrt() * eps) / ab.sqrt(), l04.NOT_BROADCAST)
+    expect_mistake(l04.check_velocity_to_x0, lambda u, x_t, t: x_t - t * u, l04.NOT_BROADCAST)
+
+    def loss_without_reshape(model, x0, g):
+        t = torch.rand(len(x0), generator=g)
+        eps = torch.randn(x0.shape, generator=g)
+        return F.mse_loss(model((1 - t) * x0 + t * eps, t), eps - x0)
+
+    result = expect_mistake(l04.check_flow_loss, loss_without_reshape, l04.NOT_BROADCAST)
+    assert "(B, 1, 1, 1, 1)" in result.hint
+
+
+# Issue 18: every check fails the stub's neighbours -------------------------------------------
+
+
+PLANTED = [(l04.check_add_noise, lambda x0, t, eps: FlowSchedule().q_sample(x0, t, eps)), (l04.check_eps_to_x0, eps_to_x0),
+           (l04.check_velocity_to_x0, lambda u, x_t, t: predict_x0_eps(u, x_t, t, objective="flow")[0]),
+           (l04.check_flow_loss, flow_loss)]
+
+
+@pytest.mark.parametrize("kind", PLANTED_KINDS)
+@pytest.mark.parametrize("check, reference", PLANTED, ids=[check.__name__ for check, _ in PLANTED])
+def test_planted_answers_fail(check, reference, kind):
+    result = check(planted_answers(reference)[kind])
+    assert result.status == PLANTED_WRONG, f"{kind} should fail:\n{result}"
+    assert result.message

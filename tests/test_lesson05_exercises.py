@@ -1,5 +1,6 @@
 """Lesson 05 self-checks: the references pass; each planted bug fails, naming its mistake."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -8,6 +9,8 @@ from torch import nn
 from vdmcourse.exercises import NOT_ATTEMPTED, expect_mistake, expect_pass
 from vdmcourse.exercises import lesson05 as l05
 from vdmcourse.nn.unet3d import TemporalConv
+from vdmcourse.exercises.harness import WRONG as PLANTED_WRONG
+from vdmcourse.exercises.planted import PLANTED_KINDS, planted_answers
 
 
 def stub(*args):
@@ -145,3 +148,78 @@ def test_plain_reshape_that_mixes_pixels_fails():
         return out.reshape(b, t, -1, h, w)
 
     expect_mistake(l05.check_temporal_conv, reshaped, None)
+
+
+# Issue 18: misdiagnoses and raw errors ------------------------------------------------------
+
+
+def unet_variant(x, parts, *, activation=F.silu, save_after_down=False, fifo=False):
+    h = parts.inp(x)
+    skips = []
+    for conv in parts.down:
+        h = activation(conv(h))
+        if save_after_down:
+            h = parts.downsample(h)
+            skips.append(h)
+        else:
+            skips.append(h)
+            h = parts.downsample(h)
+    h = activation(parts.mid(h))
+    for conv in parts.up:
+        h = parts.upsample(h)
+        h = activation(conv(torch.cat([h, skips.pop(0) if fifo else skips.pop()], dim=1)))
+    return parts.out(h)
+
+
+def test_silu_forgotten_is_named_not_called_a_wrong_skip_order():
+    result = expect_mistake(l05.check_unet_forward, lambda x, p: unet_variant(x, p, activation=lambda h: h),
+                            l05.MISSING_ACTIVATION)
+    assert "F.silu" in result.hint
+
+
+def test_skips_saved_after_downsampling_are_named_not_a_raw_size_error():
+    result = expect_mistake(l05.check_unet_forward, lambda x, p: unet_variant(x, p, save_after_down=True),
+                            l05.SKIP_WRONG_RESOLUTION)
+    assert "RuntimeError" not in result.message and "4x4" in result.message
+
+
+def test_skips_taken_first_in_first_out_are_named_not_a_raw_size_error():
+    result = expect_mistake(l05.check_unet_forward, lambda x, p: unet_variant(x, p, fifo=True), l05.SKIP_WRONG_ORDER)
+    assert "pop(0)" in result.hint
+
+
+def test_the_stronger_hint_appears_on_the_second_failed_attempt():
+    late = lambda x, p: unet_variant(x, p, save_after_down=True)  # noqa: E731
+    l05.check_unet_forward(l05.reference_unet_forward)  # a pass resets the count
+    assert l05.check_unet_forward(late).more is None
+    assert "skips.append(h)" in l05.check_unet_forward(late).more
+
+
+# Issue 18: every check fails the stub's neighbours -------------------------------------------
+
+
+PLANTED = [(l05.check_frame_norm, l05.reference_frame_group_norm), (l05.check_unet_forward, l05.reference_unet_forward),
+           (l05.check_temporal_conv, l05.reference_temporal_conv)]
+
+
+@pytest.mark.parametrize("kind", PLANTED_KINDS)
+@pytest.mark.parametrize("check, reference", PLANTED, ids=[check.__name__ for check, _ in PLANTED])
+def test_planted_answers_fail(check, reference, kind):
+    result = check(planted_answers(reference)[kind])
+    assert result.status == PLANTED_WRONG, f"{kind} should fail:\n{result}"
+    assert result.message
+
+
+class _Zeros(nn.Module):
+    def forward(self, h):
+        return torch.zeros_like(h)
+
+
+def test_planted_temporal_layers_fail():
+    planted = {
+        "input unchanged": lambda channels: nn.Identity(),
+        "zeros": lambda channels: _Zeros(),
+        "right shape, wrong values": lambda channels: nn.Conv1d(channels, channels, 3, padding=1),
+    }
+    for kind, answer in planted.items():
+        assert l05.check_temporal_layer(answer).status == PLANTED_WRONG, kind

@@ -1,5 +1,6 @@
 """Lesson 08 self-checks: the reference passes; each planted bug fails, naming its mistake."""
 
+import pytest
 import math
 
 import torch
@@ -7,6 +8,8 @@ import torch
 from vdmcourse.diffusion import classifier_free_guidance, linear_schedule, sample
 from vdmcourse.exercises import NOT_ATTEMPTED, expect_mistake, expect_pass
 from vdmcourse.exercises import lesson08 as l08
+from vdmcourse.exercises.harness import WRONG as PLANTED_WRONG
+from vdmcourse.exercises.planted import PLANTED_KINDS, planted_answers
 
 
 def ddim_step(x_t, eps, ab_t, ab_s):
@@ -101,3 +104,18 @@ def test_guidance_mistakes_are_named():
         return torch.cat([u[:, :, :3] + w * (c[:, :, :3] - u[:, :, :3]), c[:, :, 3:]], dim=2)
 
     expect_mistake(l08.check_cfg, three_of_four, l08.PARTIAL_CHANNELS)
+
+
+# Issue 18: every check fails the stub's neighbours -------------------------------------------
+
+
+PLANTED = [(l08.check_ddim_step, ddim_step), (l08.check_euler_step, euler_step), (l08.check_heun_step, heun_step),
+           (l08.check_cfg, classifier_free_guidance)]
+
+
+@pytest.mark.parametrize("kind", PLANTED_KINDS)
+@pytest.mark.parametrize("check, reference", PLANTED, ids=[check.__name__ for check, _ in PLANTED])
+def test_planted_answers_fail(check, reference, kind):
+    result = check(planted_answers(reference)[kind])
+    assert result.status == PLANTED_WRONG, f"{kind} should fail:\n{result}"
+    assert result.message

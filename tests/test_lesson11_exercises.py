@@ -1,10 +1,13 @@
 """Lesson 11 self-checks: the reference passes; each planted bug fails, naming its mistake."""
 
+import pytest
 import torch
 
 from vdmcourse.exercises import NOT_ATTEMPTED, expect_mistake, expect_pass
 from vdmcourse.exercises import lesson11 as l11
 from vdmcourse.metrics import feature_statistics, frechet_distance, sqrtm_psd
+from vdmcourse.exercises.harness import WRONG as PLANTED_WRONG
+from vdmcourse.exercises.planted import PLANTED_KINDS, planted_answers
 
 
 def covariance(features):
@@ -76,3 +79,17 @@ def test_frechet_mistakes_are_named():
     expect_mistake(l11.check_frechet, no_mean, l11.MISSING_MEAN_TERM)
     expect_mistake(l11.check_frechet, lambda a, b: frechet(a, b) ** 0.5, l11.NOT_SQUARED)
     expect_mistake(l11.check_frechet, lambda a, b: frechet(a, b) + 1.0, None)
+
+
+# Issue 18: every check fails the stub's neighbours -------------------------------------------
+
+
+PLANTED = [(l11.check_covariance, covariance), (l11.check_matrix_sqrt, matrix_sqrt), (l11.check_frechet, frechet)]
+
+
+@pytest.mark.parametrize("kind", PLANTED_KINDS)
+@pytest.mark.parametrize("check, reference", PLANTED, ids=[check.__name__ for check, _ in PLANTED])
+def test_planted_answers_fail(check, reference, kind):
+    result = check(planted_answers(reference)[kind])
+    assert result.status == PLANTED_WRONG, f"{kind} should fail:\n{result}"
+    assert result.message

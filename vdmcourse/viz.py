@@ -39,6 +39,7 @@ __all__ = [
     "save_gif",
     "save_mp4",
     "scrubber",
+    "draw_architecture",
 ]
 
 VALUE_RANGES = ((0.0, 1.0), (-1.0, 1.0))
@@ -452,3 +453,105 @@ def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def draw_architecture(model: torch.nn.Module, inputs: tuple | None = None, *, ax: Axes | None = None) -> Figure:
+    """Draw ``model`` as the modules its forward pass really calls, so the picture cannot
+    drift from the code.
+
+    The model runs once on ``inputs`` (default for course models with a ``config``: one
+    clip of zeros ``(1, T, C, H, W)``, ``t = 0.5`` and label 0 when conditional) with a
+    hook on every submodule; the outermost modules it calls (those whose parent module
+    was not itself called) become boxes, left to right
+    in call order and placed lower the smaller its output's spatial size, so a U-Net
+    draws as a U; it shows the module's name, class and output shape, coloured by
+    what it contains (temporal layers, attention, neither). For a U-Net whose ``down``
+    and ``up`` levels pair up, dashed arrows show the skip connections.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"draw_architecture: model must be an nn.Module; got {type(model).__name__}")
+    inputs = inputs if inputs is not None else _default_inputs(model)
+    calls, hooks = [], []
+
+    def record(name: str, module: torch.nn.Module):
+        def hook(_module, _args, output):
+            output = output[0] if isinstance(output, (tuple, list)) else output
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else ()
+            calls.append((name, module, shape))
+        return hook
+
+    for name, module in model.named_modules():
+        if name and not isinstance(module, (torch.nn.ModuleList, torch.nn.ModuleDict, torch.nn.Identity)):
+            hooks.append(module.register_forward_hook(record(name, module)))
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for handle in hooks:
+            handle.remove()
+    # Keep the outermost calls: a module whose parent was itself called is drawn inside it.
+    called = {name for name, _, _ in calls}
+    boxes = [call for call in calls
+             if not any(".".join(call[0].split(".")[:i]) in called for i in range(1, call[0].count(".") + 1))]
+    if not boxes:
+        raise ValueError(f"draw_architecture: {type(model).__name__}'s forward pass called none of its child modules")
+
+    sizes = [shape[-2] for _, _, shape in boxes if len(shape) >= 4]
+    top = max(sizes) if sizes else 1
+    figure = ax.figure if ax is not None else plt.figure(figsize=(max(6.0, 1.25 * len(boxes)), 4.2))
+    ax = ax if ax is not None else figure.add_subplot()
+    colours = {"temporal": "#f4b183", "attention": "#c5b0d5", "embedding": "#d9d9d9", "other": "#9dc3e6"}
+    centres = {}
+    for index, (name, module, shape) in enumerate(boxes):
+        level = math.log2(top / shape[-2]) if len(shape) >= 4 and shape[-2] > 0 else -0.8
+        kind = _module_kind(module, shape)
+        ax.text(index, -level, f"{name}\n{type(module).__name__}\n{shape[1:]}", ha="center", va="center", fontsize=6.5,
+                bbox=dict(boxstyle="round,pad=0.3", facecolor=colours[kind], edgecolor="#555555"))
+        if index:
+            ax.annotate("", xy=(index - 0.42, -level), xytext=(index - 0.58, centres[boxes[index - 1][0]]),
+                        arrowprops=dict(arrowstyle="->", color="#555555", lw=0.8))
+        centres[name] = -level
+    low = min(centres.values())
+    notes = ["modules in call order"] + (["lower = smaller frames"] if low < 0 else [])
+    downs = [i for i, (name, _, _) in enumerate(boxes) if name.startswith("down.") and "sample" not in name]
+    ups = [i for i, (name, _, _) in enumerate(boxes) if name.startswith("up.") and "sample" not in name]
+    if downs and len(downs) == len(ups):
+        notes.append("dashed = skip connections")
+        for source, target in zip(downs, reversed(ups)):  # last in, first out
+            ax.annotate("", xy=(target, centres[boxes[target][0]] + 0.25), xytext=(source, centres[boxes[source][0]] + 0.25),
+                        arrowprops=dict(arrowstyle="->", ls="--", color="#2e75b6", connectionstyle="arc3,rad=-0.15"))
+    handles = [plt.Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="#555555") for c in colours.values()]
+    ax.legend(handles, ["has temporal layers", "attention (space)", "embedding", "per-frame / other"], fontsize=7,
+              loc="lower right")
+    ax.set_xlim(-0.8, len(boxes) - 0.2)
+    ax.set_ylim(low - 0.8, 1.8)
+    ax.axis("off")
+    ax.set_title(f"{type(model).__name__}: {'; '.join(notes)}", fontsize=9)
+    return figure
+
+
+def _default_inputs(model: torch.nn.Module) -> tuple:
+    config = getattr(model, "config", None)
+    needed = ("image_size", "channels")
+    if config is None or not all(hasattr(config, field) for field in needed):
+        raise ValueError(
+            f"draw_architecture: pass inputs=(...) for {type(model).__name__}: it has no config with "
+            "image_size and channels to build an example clip from"
+        )
+    size, frames = config.image_size, getattr(config, "frames", 1)
+    device = next(model.parameters()).device
+    x = torch.zeros(1, frames, config.channels, size, size, device=device)
+    t = torch.full((1,), 0.5, device=device)
+    labels = torch.zeros(1, dtype=torch.long, device=device) if getattr(config, "num_classes", None) else None
+    return (x, t, labels)
+
+
+def _module_kind(module: torch.nn.Module, shape: tuple) -> str:
+    names = [name.lower() for name, _ in module.named_modules()] + [type(m).__name__.lower() for m in module.modules()]
+    if any("temporal" in name for name in names):
+        return "temporal"
+    if any("attention" in name for name in names):
+        return "attention"
+    if len(shape) <= 2:
+        return "embedding"
+    return "other"

@@ -10,6 +10,7 @@ three outcomes, shown readably in a notebook (HTML) and as plain text:
 * not attempted -- the stub still raises ``NotImplementedError`` (or the answer
   is ``None``): a short note, no error, and the lesson goes on with the reference;
 * wrong -- which property failed, the named mistake if recognised, and a hint;
+  from the second failed attempt at the same check on, a stronger hint too;
 * passed.
 
 Tests use :func:`expect_pass` (the reference must pass) and
@@ -62,6 +63,7 @@ class CheckResult:
     message: str = ""
     mistake: str | None = None
     hint: str | None = None
+    more: str | None = None  # the stronger hint, shown from the second failed attempt on
 
     @property
     def passed(self) -> bool:
@@ -75,6 +77,8 @@ class CheckResult:
             lines.append(f"  Likely mistake: {self.mistake}.")
         if self.hint:
             lines.append(f"  Hint: {self.hint}")
+        if self.more:
+            lines.append(f"  Second hint: {self.more}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -86,6 +90,8 @@ class CheckResult:
             parts.append(f"<b>Likely mistake:</b> {html.escape(self.mistake)}.")
         if self.hint:
             parts.append(f"<b>Hint:</b> {html.escape(self.hint)}")
+        if self.more:
+            parts.append(f"<b>Second hint:</b> {html.escape(self.more)}")
         body = "<br>".join(parts)
         return (
             f'<div style="background:{background};color:{colour};border-left:4px solid {colour};'
@@ -97,14 +103,34 @@ class Wrong(Exception):
     """Raised inside a check when the learner's answer breaks a property.
 
     ``message`` says which property, in the learner's terms; ``mistake`` names
-    the known mistake it points to, if any; ``hint`` says where to look.
+    the known mistake it points to, if any; ``hint`` says where to look; ``more``,
+    a stronger hint (close to the answer), is shown only from the second failed
+    attempt at the same check.
     """
 
-    def __init__(self, message: str, *, mistake: str | None = None, hint: str | None = None):
+    def __init__(self, message: str, *, mistake: str | None = None, hint: str | None = None, more: str | None = None):
         super().__init__(message)
         self.message = message
         self.mistake = mistake
         self.hint = hint
+        self.more = more
+
+
+# Failed attempts per check name in this session: a second failure shows the stronger hint.
+_FAILED_ATTEMPTS: dict[str, int] = {}
+
+
+def _second_hint(name: str, more: str | None, reference: str | None) -> str | None:
+    """The stronger hint for a failed attempt: None on the first; from the second on,
+    ``more`` or, without one, where to read the reference."""
+    _FAILED_ATTEMPTS[name] = _FAILED_ATTEMPTS.get(name, 0) + 1
+    if _FAILED_ATTEMPTS[name] < 2:
+        return None
+    if more:
+        return more
+    if reference:
+        return f"Read the reference: `{reference.split(' (')[0]}??` in a cell shows its source."
+    return None
 
 
 def self_check(name: str, reference: str | None = None) -> Callable:
@@ -126,14 +152,17 @@ def self_check(name: str, reference: str | None = None) -> Callable:
             except NotImplementedError:
                 return CheckResult(name, NOT_ATTEMPTED, "Your function still raises NotImplementedError." + fallback)
             except Wrong as wrong:
-                return CheckResult(name, WRONG, wrong.message, wrong.mistake, wrong.hint)
+                more = _second_hint(name, wrong.more, reference)
+                return CheckResult(name, WRONG, wrong.message, wrong.mistake, wrong.hint, more)
             except Exception as error:  # the learner's code crashed: report it, don't raise
                 return CheckResult(
                     name,
                     WRONG,
                     f"Your code raised {type(error).__name__}: {error}",
                     hint="Run your function on a small input in a cell of its own to see the full traceback.",
+                    more=_second_hint(name, None, reference),
                 )
+            _FAILED_ATTEMPTS.pop(name, None)
             return CheckResult(name, PASSED, note if isinstance(note, str) else "")
 
         return run
@@ -143,6 +172,14 @@ def self_check(name: str, reference: str | None = None) -> Callable:
 
 def expect_shape(value, shape: tuple, what: str, *, mistake: str | None = None, hint: str | None = None) -> None:
     """Raise :class:`Wrong` unless ``value`` is a tensor of exactly ``shape``."""
+    if isinstance(value, tuple) and hasattr(value, "values") and hasattr(value, "indices"):
+        raise Wrong(
+            f"{what} should be a torch.Tensor; got the (values, indices) pair that torch.{type(value).__name__} "
+            "returns when given a dim.",
+            mistake=mistake,
+            hint=f"Take .values of it (x.{type(value).__name__}(dim).values), or use x.amax(dim) / x.amin(dim), "
+                 "which return the tensor alone.",
+        )
     if not isinstance(value, torch.Tensor):
         raise Wrong(f"{what} should be a torch.Tensor; got {type(value).__name__}.", mistake=mistake, hint=hint)
     if tuple(value.shape) != tuple(shape):

@@ -58,8 +58,8 @@ def check_reflect(reflect_step):
         raise Wrong("reflect_step should return a pair (positions, velocities).", hint="End with `return position, velocity`.")
     position, velocity = out
     want_p, want_v = _reflect_reference()
-    expect_shape(position, tuple(want_p.shape), "the new positions")
-    expect_shape(velocity, tuple(want_v.shape), "the new velocities")
+    expect_shape(position, tuple(want_p.shape), "the position tensor")
+    expect_shape(velocity, tuple(want_v.shape), "the velocity tensor")
     position, velocity = position.float(), velocity.float()
     moved = _POSITIONS + _VELOCITIES
     if position.min() < -1e-6 or position.max() > FREE_RANGE + 1e-6:
@@ -89,8 +89,8 @@ def check_reflect(reflect_step):
             mistake=BOTH_COMPONENTS_FLIPPED,
             hint="Hitting the top or bottom wall flips only the row velocity; left or right flips only the column velocity.",
         )
-    expect_close(position, want_p, "the new positions", hint="p = clamp(p + v, 0, free_range), per component.")
-    expect_close(velocity, want_v, "the new velocities", hint="Negate exactly the components whose position hit a wall.")
+    expect_close(position, want_p, "the position tensor", hint="p = clamp(p + v, 0, free_range), per component.")
+    expect_close(velocity, want_v, "the velocity tensor", hint="Negate exactly the components whose position hit a wall.")
     return "Clamped to the wall and only the hitting component negated, for a whole batch at once."
 
 
@@ -146,7 +146,7 @@ def check_velocities(velocities_from_positions_fn):
     positions = _track().contiguous()
     want = velocities_from_positions(positions)
     out = velocities_from_positions_fn(positions.clone())
-    expect_shape(out, tuple(want.shape), "the velocities", hint="One velocity per frame: pad the T - 1 steps with a copy of the last one.")
+    expect_shape(out, tuple(want.shape), "the velocity tensor", hint="One velocity per frame: pad the T - 1 steps with a copy of the last one.")
     out = out.float()
     if torch.allclose(out, -want):
         raise Wrong(
@@ -166,5 +166,5 @@ def check_velocities(velocities_from_positions_fn):
             mistake=OFF_BY_ONE_FRAME,
             hint="v[t] = p[t + 1] - p[t].",
         )
-    expect_close(out, want, "the velocities", hint="positions[:, 1:] - positions[:, :-1] along the time axis (dim 1), then repeat the last step.")
+    expect_close(out, want, "the velocity tensor", hint="positions[:, 1:] - positions[:, :-1] along the time axis (dim 1), then repeat the last step.")
     return "v[t] = p[t + 1] - p[t], aligned with the frames like Clips.velocities."

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vdmcourse.diffusion import sample
+from vdmcourse.diffusion import NULL_LABEL, sample
 from vdmcourse.exercises.harness import Wrong, expect_close, expect_shape, self_check
 
 __all__ = [
@@ -29,6 +29,8 @@ __all__ = [
     "WRONG_AXIS",
     "SAME_NOISE_EVERY_FRAME",
     "LABELS_NOT_PASSED",
+    "UNIT_RANGE",
+    "GUIDANCE_IGNORED",
     "video_bytes",
     "frame_difference",
     "generate_frames",
@@ -44,6 +46,8 @@ SIGNED_DIFFERENCE = "signed differences that cancel out"
 WRONG_AXIS = "differences along an axis other than time"
 SAME_NOISE_EVERY_FRAME = "the same noise for every frame"
 LABELS_NOT_PASSED = "the labels never reach the model"
+UNIT_RANGE = "frames returned in [0, 1] instead of the model range [-1, 1]"
+GUIDANCE_IGNORED = "guidance_scale ignored"
 
 
 def video_bytes(frames: int, channels: int, height: int, width: int, dtype: torch.dtype) -> int:
@@ -164,9 +168,11 @@ class _StillModel(nn.Module):
         self.config = _StubConfig()
         self.anchor = nn.Parameter(torch.zeros(()))
         self.seen_labels: list = []
+        self.seen_frames: list = []
 
     def forward(self, x, t, cond=None):
         self.seen_labels.append(cond)
+        self.seen_frames.append(x.detach().reshape(-1, x.shape[-3] * x.shape[-2] * x.shape[-1]))
         return torch.zeros_like(x) + 0 * self.anchor
 
 
@@ -193,10 +199,35 @@ def check_generate_frames(generate_frames_fn):
             mistake=LABELS_NOT_PASSED,
             hint="Pass cond=labels to vdmcourse.diffusion.sample.",
         )
+    if clip.min() >= 0 and clip.max() <= 1:
+        raise Wrong(
+            "Every value of your clip lies in [0, 1]; the sampler's start noise alone reaches well below 0. "
+            "The rest of the lesson expects the model range [-1, 1].",
+            mistake=UNIT_RANGE,
+            hint="Return the sampler's output as it is; convert with to_unit_range only when showing the clip.",
+        )
     again = generate_frames_fn(_StillModel(), labels, 4, torch.Generator().manual_seed(0), steps=2)
     if not torch.allclose(again.detach(), clip):
         raise Wrong(
             "Two calls with generators seeded the same way give different clips: the randomness does not come from `generator`.",
             hint="Pass generator=generator to the sampler (and draw nothing with torch.randn without it).",
+        )
+    # The still model leaves the sampler's state as it is, so every frame returned must be one the model saw.
+    seen = torch.cat(model.seen_frames).float()
+    returned = clip.reshape(-1, seen.shape[1]).float()
+    if (returned[:, None] - seen[None]).abs().amax(dim=-1).min(dim=1).values.max() > 1e-4:
+        raise Wrong(
+            "Some frames you return are not what the sampler produced (with this test model the sampler returns "
+            "its start noise unchanged, and your frames differ from it).",
+            hint="Return the sampler's output itself: no re-drawing, re-scaling or post-processing.",
+        )
+    guided = _StillModel()
+    generate_frames_fn(guided, labels, 4, torch.Generator().manual_seed(0), steps=2, guidance_scale=3.0)
+    if not any(cond is not None and bool((cond == NULL_LABEL).any()) for cond in guided.seen_labels):
+        raise Wrong(
+            "With guidance_scale=3.0 the model was never asked for its unconditional prediction (the null label): "
+            "the guidance scale never reached the sampler.",
+            mistake=GUIDANCE_IGNORED,
+            hint="Pass guidance_scale=guidance_scale to vdmcourse.diffusion.sample.",
         )
     return "Each frame drawn from its own noise: the lesson's flicker comes from exactly this."

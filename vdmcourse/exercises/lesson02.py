@@ -26,6 +26,7 @@ __all__ = [
     "MISSING_SCALE",
     "BATCH_AXIS",
     "WRONG_REARRANGE",
+    "SPACE_NOT_TIME",
     "CAUSAL_LEAK",
     "INVERTED_MASK",
     "check_attention",
@@ -37,6 +38,7 @@ WRONG_SOFTMAX_AXIS = "softmax over the wrong axis"
 MISSING_SCALE = "missing 1/sqrt(d) scale"
 BATCH_AXIS = "attention over the batch axis"
 WRONG_REARRANGE = "wrong rearrange order"
+SPACE_NOT_TIME = "attention over space (within each frame) instead of over time"
 CAUSAL_LEAK = "causal mask leaks the future"
 INVERTED_MASK = "mask convention inverted"
 
@@ -112,6 +114,23 @@ def check_temporal_attention(temporal_attention):
             mistake=BATCH_AXIS,
             hint="nn.MultiheadAttention expects (sequence, batch, D) unless batch_first=True; with (B*H*W, T, D) "
                  "it attends over B*H*W. Attention must run over the frame axis t of each (b h w) sequence.",
+        )
+
+    one_frame = [z.clone() for z in (q, k, v)]
+    for z in one_frame:
+        z[:, 0] = torch.randn(z[:, 0].shape, generator=g, dtype=torch.float64)
+    frames_moved = (temporal_attention(*one_frame).detach() - out)[:, 1:].abs().max() > 1e-9
+    if not frames_moved:
+        within_frame = [z.clone() for z in (q, k, v)]
+        for z in within_frame:
+            z[:, :, 0, 0] = torch.randn(z[:, :, 0, 0].shape, generator=g, dtype=torch.float64)
+        pixels_moved = (temporal_attention(*within_frame).detach() - out)[:, :, 1:].abs().max() > 1e-9
+        raise Wrong(
+            "Changing frame 0 left every other frame's output unchanged: your frames never attend to each other."
+            + (" Changing one pixel moved the other pixels of its frame: your attention runs over space." if pixels_moved else ""),
+            mistake=SPACE_NOT_TIME if pixels_moved else None,
+            hint="Temporal attention makes one sequence per pixel position, over the frames: "
+                 "rearrange(x, 'b t h w d -> (b h w) t d'), not '(b t) (h w) d' (that is spatial attention, lesson 03).",
         )
 
     one_pixel = [z.clone() for z in (q, k, v)]

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 
 import torch
 
@@ -32,6 +33,7 @@ __all__ = [
     "check_causal_block",
     "check_score_count",
     "practice_block",
+    "reference_score_count",
 ]
 
 MISSING_RESIDUAL = "missing residual connection"
@@ -78,15 +80,28 @@ def _silenced(block: SpatiotemporalBlock) -> SpatiotemporalBlock:
 def _variants(x, block):
     """What the usual wrong assemblies compute."""
     n, branches = block.norms, (block.spatial, block.temporal, block.ffn)
-    post, no_norm, normed_stream, swapped = x, x, x, x
+    post, no_norm, normed_stream = x, x, x
     for norm, branch in zip(n, branches):
         post = norm(post + branch(post))
         no_norm = no_norm + branch(no_norm)
         normed_stream = norm(normed_stream) + branch(norm(normed_stream))
-    swapped = swapped + block.temporal(n[0](swapped))
-    swapped = swapped + block.spatial(n[1](swapped))
-    swapped = swapped + block.ffn(n[2](swapped))
-    return {"post": post, "no norm": no_norm, "normed stream": normed_stream, "swapped": swapped}
+    return {"post": post, "no norm": no_norm, "normed stream": normed_stream}
+
+
+def _reordered(x, block):
+    """Every other order of the three branches, each with its own norm or with the norm of
+    the position it runs at: ``{"temporal -> spatial -> FFN": output, ...}``."""
+    names, branches = ("spatial", "temporal", "FFN"), (block.spatial, block.temporal, block.ffn)
+    orders = {}
+    for order in itertools.permutations(range(3)):
+        if order == (0, 1, 2):
+            continue
+        for own_norm in (True, False):
+            h = x
+            for position, index in enumerate(order):
+                h = h + branches[index](block.norms[index if own_norm else position](h))
+            orders.setdefault(" -> ".join(names[i] for i in order), []).append(h)
+    return orders
 
 
 @self_check("assemble the spatiotemporal block", reference="vdmcourse.nn.SpatiotemporalBlock")
@@ -112,9 +127,11 @@ def check_block(block_forward):
         if _close(out, variants["no norm"]):
             raise Wrong("Your branches see x without its norm.", mistake=NORM_PLACEMENT,
                         hint="Use block.norms[i] on each branch's input: x = x + branch(norms[i](x)).")
-        if _close(out, variants["swapped"]):
-            raise Wrong("Your block runs temporal attention before spatial attention.", mistake=BRANCH_ORDER,
-                        hint="The order is spatial (within each frame), temporal (across frames), then FFN.")
+        for order, outputs in _reordered(x, block).items():
+            if any(_close(out, candidate) for candidate in outputs):
+                raise Wrong(f"Your block runs its branches as {order}.", mistake=BRANCH_ORDER,
+                            hint="The order is spatial (within each frame), temporal (across frames), then FFN, "
+                                 "each with its own norm: norms[0], norms[1], norms[2].")
         if not _close(quiet_out, x):
             raise Wrong("With every branch outputting zero your block does not return its input.",
                         mistake=NORM_PLACEMENT,
@@ -163,7 +180,15 @@ def _score_counts(frames: int, height: int, width: int) -> dict:
             "spatial + temporal": spatial + temporal}
 
 
-@self_check("the cost of attention", reference="the score counts in lesson 03")
+def reference_score_count(kind: str, frames: int, height: int, width: int) -> int:
+    """Query-key scores one head computes for one clip of ``frames`` frames of ``height`` x ``width``
+    positions, ``kind`` in :data:`SCORE_KINDS`."""
+    if kind not in SCORE_KINDS:
+        raise ValueError(f"reference_score_count: kind must be one of {SCORE_KINDS}; got {kind!r}")
+    return _score_counts(frames, height, width)[kind]
+
+
+@self_check("the cost of attention", reference="vdmcourse.exercises.lesson03.reference_score_count")
 def check_score_count(score_count):
     """``score_count(kind, frames, height, width)`` -> the number of query-key scores one head
     computes for one clip, ``kind`` in :data:`SCORE_KINDS`."""

@@ -25,6 +25,9 @@ __all__ = [
     "MISSING_SQRT",
     "TIME_SCALE",
     "NOISE_TARGET",
+    "NOT_BROADCAST",
+    "SUM_NOT_MEAN",
+    "GENERATOR_IGNORED",
     "check_add_noise",
     "check_eps_to_x0",
     "check_velocity_to_x0",
@@ -37,6 +40,27 @@ FLOW_SIGN = "flow sign flipped (target x0 - eps under our convention)"
 MISSING_SQRT = "alpha_bar used where sqrt(alpha_bar) belongs"
 TIME_SCALE = "timestep scale mismatched (t in [0, 1000] where the model expects [0, 1])"
 NOISE_TARGET = "noise eps as the target instead of the velocity eps - x0"
+NOT_BROADCAST = "a (B,) tensor multiplied with a (B, T, C, H, W) clip without reshaping"
+SUM_NOT_MEAN = "the squared errors summed instead of averaged"
+GENERATOR_IGNORED = "the randomness does not come from the generator it was given"
+
+
+def _call(fn, *args, what: str):
+    """Call the learner's ``fn``; a broadcasting error of a (B,) tensor against a clip is
+    the exercise's classic trap, so name it instead of showing the raw RuntimeError."""
+    try:
+        return fn(*args)
+    except RuntimeError as error:
+        text = str(error)
+        if "must match the size" in text or "broadcast" in text:
+            raise Wrong(
+                f"{what} raised: {text}. A tensor with one value per clip, shape (B,), lines up with the "
+                "*last* axis of a (B, T, C, H, W) clip, not the first.",
+                mistake=NOT_BROADCAST,
+                hint="Reshape it to (B, 1, 1, 1, 1) first: t.view(-1, 1, 1, 1, 1) (or t[:, None, None, None, None]).",
+                more="x_t = (1 - t.view(-1, 1, 1, 1, 1)) * x0 + t.view(-1, 1, 1, 1, 1) * eps.",
+            ) from None
+        raise
 
 # Four clips of four frames: with B == T, time broadcast over the frame axis runs silently.
 _B, _T = 4, 4
@@ -60,7 +84,7 @@ def check_add_noise(add_noise):
     """``add_noise(x0, t, eps) -> x_t``: clips ``(B, T, C, H, W)``, ``t`` of shape ``(B,)`` in [0, 1];
     ``x_t = (1 - t) x0 + t eps`` with each clip's t shared by all of its frames."""
     x0, eps, t = _clips()
-    out = add_noise(x0.clone(), t.clone(), eps.clone())
+    out = _call(add_noise, x0.clone(), t.clone(), eps.clone(), what="add_noise(x0, t, eps)")
     expect_shape(out, tuple(x0.shape), "add_noise(x0, t, eps)", hint="x_t has the clip's shape.")
     out = out.float()
     if torch.allclose(out, (1 - _per_frame(t)) * x0 + _per_frame(t) * eps, atol=1e-6):
@@ -88,7 +112,7 @@ def check_eps_to_x0(eps_to_x0):
     alpha_bar = torch.tensor([0.9, 0.5, 0.2, 0.05])  # (B,)
     ab = alpha_bar.view(-1, 1, 1, 1, 1)
     x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
-    out = eps_to_x0(eps.clone(), x_t.clone(), alpha_bar.clone())
+    out = _call(eps_to_x0, eps.clone(), x_t.clone(), alpha_bar.clone(), what="eps_to_x0(eps_hat, x_t, alpha_bar)")
     expect_shape(out, tuple(x0.shape), "eps_to_x0(eps_hat, x_t, alpha_bar)")
     out = out.float()
     if torch.allclose(out, (x_t - (1 - ab) * eps) / ab, atol=1e-5):
@@ -113,7 +137,7 @@ def check_velocity_to_x0(velocity_to_x0):
     tb = t.view(-1, 1, 1, 1, 1)
     x_t = (1 - tb) * x0 + tb * eps
     u = eps - x0
-    out = velocity_to_x0(u.clone(), x_t.clone(), t.clone())
+    out = _call(velocity_to_x0, u.clone(), x_t.clone(), t.clone(), what="velocity_to_x0(u, x_t, t)")
     expect_shape(out, tuple(x0.shape), "velocity_to_x0(u, x_t, t)")
     out = out.float()
     if torch.allclose(out, x_t + tb * u, atol=1e-5):
@@ -148,7 +172,7 @@ class _Probe(torch.nn.Module):
         tb = t.to(x_t.dtype).clamp(1e-4, 1).view(-1, 1, 1, 1, 1)
         x0 = self.level.view(-1, 1, 1, 1, 1).expand_as(x_t)
         eps = (x_t - (1 - tb) * x0) / tb
-        out = {"flow": eps - x0, "flipped": x0 - eps, "eps": eps}[self.answer]
+        out = {"flow": eps - x0, "flipped": x0 - eps, "eps": eps, "off by 0.5": eps - x0 + 0.5}[self.answer]
         return out + self.bias
 
 
@@ -160,7 +184,7 @@ def _probe_clips() -> tuple[torch.Tensor, torch.Tensor]:
 def _loss(flow_loss, answer: str, seed: int = 0):
     level, x0 = _probe_clips()
     probe = _Probe(level, answer)
-    loss = flow_loss(probe, x0.clone(), torch.Generator().manual_seed(seed))
+    loss = _call(flow_loss, probe, x0.clone(), torch.Generator().manual_seed(seed), what="flow_loss(model, x0, generator)")
     return probe, loss
 
 
@@ -201,6 +225,7 @@ def check_flow_loss(flow_loss):
             hint="Noise with x_t = (1 - t) x0 + t eps (t = 1 is noise) and pass that same t to the model.",
         )
     if loss.item() < 1e-3:
+        _check_loss_scale_and_generator(flow_loss, x_t)
         return "One t per clip in [0, 1], x_t = (1 - t) x0 + t eps, target eps - x0: the perfect model scores zero."
     if _loss(flow_loss, "flipped")[1].item() < 1e-3:
         raise Wrong("A model predicting eps - x0 scores badly with your loss; one predicting x0 - eps scores zero.",
@@ -210,3 +235,31 @@ def check_flow_loss(flow_loss):
                     hint="The flow target is the velocity d x_t / dt = eps - x0.")
     raise Wrong(f"A perfect velocity model still scores {loss.item():.3g} with your loss (it should be 0).",
                 hint="target = eps - x0 with the same eps that built x_t; loss = mean((model(x_t, t) - target) ** 2).")
+
+
+def _check_loss_scale_and_generator(flow_loss, x_t: torch.Tensor) -> None:
+    """A perfect model scores 0 under a sum as under a mean, and whatever the noise:
+    probe the scale with a model that is off by 0.5 everywhere (a mean squared error
+    of exactly 0.25), and the randomness with two equally seeded generators."""
+    _, off = _loss(flow_loss, "off by 0.5")
+    if abs(off.item() - 0.25) > 1e-3:
+        summed = abs(off.item() - 0.25 * x_t.numel()) < 1e-3 * x_t.numel()
+        raise Wrong(
+            f"A model that is off by 0.5 at every value should score 0.25 (the mean squared error); yours gives {off.item():.4g}.",
+            mistake=SUM_NOT_MEAN if summed else None,
+            hint="Average, don't sum: ((output - target) ** 2).mean() or F.mse_loss(output, target). A sum grows "
+                 "with the batch and clip size, and so would the learning rate you need.",
+        )
+    seen = []
+    with torch.random.fork_rng():  # leave the learner's global random state as it was
+        for global_seed in (11, 12):  # a different global seed each time: only the generator may matter
+            torch.manual_seed(global_seed)
+            probe, _ = _loss(flow_loss, "flow", seed=7)
+            seen.append(probe.seen[0])
+    (x_a, t_a), (x_b, t_b) = seen
+    if not (torch.equal(t_a, t_b) and torch.equal(x_a, x_b)):
+        raise Wrong(
+            "Two calls with generators seeded the same way drew different t or noise: your draws ignore `generator`.",
+            mistake=GENERATOR_IGNORED,
+            hint="Pass it to every draw: torch.rand(B, generator=generator) and torch.randn(x0.shape, generator=generator).",
+        )

@@ -16,6 +16,8 @@ temporal padding that shifts frames.
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -30,6 +32,7 @@ __all__ = [
     "NOT_ZERO_INIT",
     "NO_TIME_MIXING",
     "SHIFTED_FRAMES",
+    "MISSING_ACTIVATION",
     "TinyUNetParts",
     "reference_frame_group_norm",
     "reference_unet_forward",
@@ -46,6 +49,7 @@ SKIP_WRONG_ORDER = "skips consumed in the wrong order"
 NOT_ZERO_INIT = "temporal layer not zero-initialised"
 NO_TIME_MIXING = "temporal layer does not look across frames"
 SHIFTED_FRAMES = "temporal conv padding that shifts frames"
+MISSING_ACTIVATION = "F.silu left out after the convs"
 
 
 def _generator(seed: int = 0) -> torch.Generator:
@@ -112,20 +116,44 @@ class TinyUNetParts(nn.Module):
         return F.interpolate(h, scale_factor=2.0, mode="nearest")
 
 
-def reference_unet_forward(x: torch.Tensor, parts: TinyUNetParts) -> torch.Tensor:
+def reference_unet_forward(x: torch.Tensor, parts: TinyUNetParts, activation=F.silu) -> torch.Tensor:
     """``(N, C, H, W)`` -> ``(N, C, H, W)``: skips saved before each down-sampling and
     concatenated, last in first out, after the matching up-sampling."""
     h = parts.inp(x)
     skips = []
     for conv in parts.down:
-        h = F.silu(conv(h))
+        h = activation(conv(h))
         skips.append(h)  # at this level's resolution, before halving
         h = parts.downsample(h)
-    h = F.silu(parts.mid(h))
+    h = activation(parts.mid(h))
     for conv in parts.up:
         h = parts.upsample(h)
-        h = F.silu(conv(torch.cat([h, skips.pop()], dim=1)))
+        h = activation(conv(torch.cat([h, skips.pop()], dim=1)))
     return parts.out(h)
+
+
+def _skip_crash(error: RuntimeError) -> Wrong | None:
+    """Name the size mismatch a misplaced skip causes at the first up step (8x8 features)."""
+    sizes = [int(size) for size in re.findall(r"size (\d+)", str(error))]
+    if "Sizes of tensors must match" not in str(error) or 8 not in sizes:
+        return None
+    other = next((size for size in sizes if size != 8), None)
+    if other == 4:
+        return Wrong(
+            "torch.cat failed at the first up step: a 4x4 skip met the 8x8 up-sampled features. The skip was "
+            "saved after down-sampling, one level too low.",
+            mistake=SKIP_WRONG_RESOLUTION,
+            hint="Save the skip right after a level's conv, before parts.downsample.",
+            more="for conv in parts.down: h = F.silu(conv(h)); skips.append(h); h = parts.downsample(h)",
+        )
+    if other == 16:
+        return Wrong(
+            "torch.cat failed at the first up step: the 16x16 skip of level 0 met the 8x8 features of level 1. "
+            "The skips were taken first in, first out.",
+            mistake=SKIP_WRONG_ORDER,
+            hint="The decoder's first up step needs the last skip saved: skips.pop(), not skips.pop(0).",
+        )
+    return None
 
 
 @self_check("U-Net forward with skips", reference="vdmcourse.nn.unet3d.UNet3D.forward")
@@ -134,7 +162,13 @@ def check_unet_forward(unet_forward):
     parts = TinyUNetParts()
     x = torch.randn(3, 1, 16, 16, generator=_generator(1))
     with torch.no_grad():
-        out = unet_forward(x, parts)
+        try:
+            out = unet_forward(x, parts)
+        except RuntimeError as error:
+            named = _skip_crash(error)
+            if named is None:
+                raise
+            raise named from None
         calls = list(parts.calls)
         parts.calls.clear()
         expected = reference_unet_forward(x, parts)
@@ -153,6 +187,16 @@ def check_unet_forward(unet_forward):
         )
     if [i for i, _ in calls] != [0, 1]:
         raise Wrong("The up convs ran in the wrong order.", hint="parts.up[0] is level 1 (8x8), parts.up[1] is level 0.")
+    with torch.no_grad():
+        parts.calls.clear()
+        linear = reference_unet_forward(x, parts, activation=lambda h: h)
+    if torch.allclose(out, linear, atol=1e-5):
+        raise Wrong(
+            "Your wiring matches the reference, but no F.silu was applied: without an activation the whole U-Net "
+            "is one linear map, however deep.",
+            mistake=MISSING_ACTIVATION,
+            hint="Apply F.silu after each conv except parts.inp and parts.out.",
+        )
     if not torch.allclose(out, expected, atol=1e-5):
         raise Wrong(
             "The sizes are right but the output differs from the reference: the skips may be concatenated "

@@ -30,6 +30,8 @@ __all__ = [
     "SCALE_OFF_BY_ONE",
     "COND_UNCOND_SWAPPED",
     "PARTIAL_CHANNELS",
+    "reference_euler_step",
+    "reference_heun_step",
     "check_ddim_step",
     "check_euler_step",
     "check_heun_step",
@@ -84,6 +86,19 @@ def check_ddim_step(ddim_step):
     expect_close(out, _ddim(x_t, eps, ab_t, ab_s), "x_s", atol=1e-5,
                  hint="x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t); x_s = sqrt(ab_s) x0_hat + sqrt(1 - ab_s) eps.")
     return "Predict x0, re-noise it with the same eps to the next time: deterministic DDIM."
+
+
+def reference_euler_step(x_t, velocity, t, s):
+    """One Euler step of the flow ODE from time ``t`` down to ``s``: ``x_t + (s - t) velocity``."""
+    return x_t + (s - t) * velocity
+
+
+def reference_heun_step(velocity_fn, x_t, t, s):
+    """One Heun step from ``t`` down to ``s``: the Euler predictor, then the average of the
+    slopes at both ends (Karras et al. 2022, Algorithm 1)."""
+    d1 = velocity_fn(x_t, t)
+    d2 = velocity_fn(x_t + (s - t) * d1, s)
+    return x_t + (s - t) * (d1 + d2) / 2
 
 
 @self_check("One Euler step of the flow ODE", reference='vdmcourse.diffusion.sample(..., sampler="euler")')

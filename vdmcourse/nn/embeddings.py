@@ -308,7 +308,7 @@ class RelativePositionBias(nn.Module):
     Offsets ``j - i`` fall in ``num_buckets`` buckets: exact for small ``|j - i|``,
     logarithmic up to ``max_distance``, and every farther offset shares the last
     bucket -- so any number of frames works. Used by the factorised video U-Net of
-    Ho et al. 2022 (together with RoPE). Zero-initialised: no bias at the start.
+    Ho et al. 2022 (relative position embeddings over time, not RoPE). Zero-initialised: no bias at the start.
 
     ``forward(length)`` returns a float ``(heads, length, length)`` bias to add to
     the attention scores (query ``i``, key ``j``).

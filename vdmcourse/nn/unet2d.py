@@ -108,7 +108,7 @@ class ResBlock(nn.Module):
     """GroupNorm -> SiLU -> Conv3x3 -> FiLM -> GroupNorm -> SiLU -> Conv3x3, plus a skip.
 
     The conditioning vector sets a per-channel scale and shift after the second
-    norm (FiLM; "scale-shift norm" of Dhariwal & Nichol 2021). The second conv is
+    norm (FiLM, Perez et al. 2018; the "scale-shift norm" of Dhariwal & Nichol 2021). The second conv is
     zero-initialised, so the block starts as its skip path.
 
     Input ``x`` ``(N, C_in, H, W)`` and ``emb`` ``(N, E)``; output ``(N, C_out, H, W)``.

@@ -1,0 +1,34 @@
+"""benchmarks/run_lessons.py: which rows fail, and the table it writes."""
+
+import importlib.util
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location("run_lessons", Path(__file__).parent.parent / "benchmarks" / "run_lessons.py")
+run_lessons = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run_lessons)
+
+
+def row(**changes):
+    base = dict(lesson="05_the_3d_unet", mode="full", seconds=120.0, peak_rss_mib=900, claims=3, claims_held=3,
+                failed_claims=[], error=None, date="d", machine="m", threads="1")
+    return {**base, **changes}
+
+
+def test_a_full_run_fails_on_claims_time_and_memory():
+    assert run_lessons.problems(row(), 10, 2) == []
+    found = run_lessons.problems(row(failed_claims=["it is faster"], seconds=700, peak_rss_mib=3000), 10, 2)
+    assert found == ["claim does not hold: it is faster", "took 11.7 min (limit 10)", "peak RSS 2.93 GiB (limit 2)"]
+
+
+def test_a_quick_run_fails_only_on_errors():
+    assert run_lessons.problems(row(mode="quick", seconds=900, peak_rss_mib=5000), 10, 2) == []
+    assert run_lessons.problems(row(mode="quick", error="ValueError: x"), 10, 2) == ["error: ValueError: x"]
+
+
+def test_the_table_lists_every_row_and_the_claims_that_failed(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_lessons, "RESULTS", tmp_path)
+    run_lessons.write_table([row(), row(lesson="08_samplers_and_guidance", failed_claims=["variety falls"], claims_held=2)])
+    table = (tmp_path / "lessons.md").read_text()
+    assert "| 05_the_3d_unet | full | 2.0 min | 900 MiB | 3/3 | ok |" in table
+    assert "| 08_samplers_and_guidance | full | 2.0 min | 900 MiB | 2/3 | claims fail |" in table
+    assert "- 08_samplers_and_guidance (full): variety falls" in table
