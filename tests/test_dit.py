@@ -221,6 +221,13 @@ def test_rope_3d_rotates_each_channel_group_by_its_own_axis():
     torch.testing.assert_close(out[:, 8:], apply_rope(x[:, 8:], positions[:, 2]))  # column
 
 
+def test_the_precomputed_rope_tables_equal_rope_3d():
+    layout = TokenLayout.build([(3, 2, 4), (2, 5, 1)], packed=True, causal=False, device="cpu")
+    x = torch.randn(2, 4, layout.length, 24)
+    cos, sin, swap = layout.rope_tables(24)
+    torch.testing.assert_close(x * cos + x[..., swap] * sin, rope_3d(x, layout.positions))
+
+
 def test_a_grid_beyond_max_grid_is_refused_naming_the_numbers():
     model = dit(max_grid=(4, 4, 4))
     model(clips(), times())

@@ -267,6 +267,24 @@ class TokenLayout:
     def length(self) -> int:
         return self.positions.shape[0]
 
+    def rope_tables(self, head_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:func:`rope_3d` as one multiply-add, computed once per forward pass:
+        ``rope_3d(x) == x * cos + x[..., swap] * sin`` with ``cos``, ``sin`` ``(L, head_dim)``
+        and ``swap`` the permutation that exchanges the two halves of each axis' channels."""
+        cached = self.__dict__.setdefault("_rope", {})
+        if head_dim not in cached:
+            cos, sin, swap, start = [], [], [], 0
+            for axis, width in enumerate(_rope_split(head_dim)):
+                half = width // 2
+                freqs = 10000.0 ** (-torch.arange(half, dtype=torch.float32, device=self.positions.device) / half)
+                angles = self.positions[:, axis, None] * freqs  # (L, half), as apply_rope
+                cos += [angles.cos(), angles.cos()]
+                sin += [-angles.sin(), angles.sin()]
+                swap += list(range(start + half, start + width)) + list(range(start, start + half))
+                start += width
+            cached[head_dim] = (torch.cat(cos, -1), torch.cat(sin, -1), torch.tensor(swap, device=self.positions.device))
+        return cached[head_dim]
+
     def mask(self, kind: str) -> torch.Tensor | None:
         """Bool ``(L, L)`` (packed; True = may attend) or, for a bucket, the frame mask
         of the grouped sequences (``None`` when every token may see every other)."""
@@ -279,9 +297,7 @@ class TokenLayout:
                 return mask
             h, w = self.grids[0][1:]
             return mask.repeat_interleave(h * w, 0).repeat_interleave(h * w, 1)  # (L, L)
-        cached = getattr(self, "_masks", None)
-        if cached is None:
-            cached = self._masks = {}
+        cached = self.__dict__.setdefault("_masks", {})
         if kind not in cached:
             seg, pos = self.segments, self.positions
             allowed = seg[:, None] == seg[None, :]  # block-diagonal: clips never see each other
@@ -336,7 +352,8 @@ class DiTAttention(nn.Module):
         q, k, v = rearrange(self.qkv(x), "b l (three n c) -> three b n l c", three=3, n=self.heads)  # (B, heads, L, c) each
         q, k = self.q_norm(q), self.k_norm(k)
         if self.rope:
-            q, k = rope_3d(q, layout.positions), rope_3d(k, layout.positions)
+            cos, sin, swap = layout.rope_tables(q.shape[-1])  # rope_3d, precomputed once per forward
+            q, k = q * cos + q[..., swap] * sin, k * cos + k[..., swap] * sin
         q, k, v = (_group(z, kind, layout) for z in (q, k, v))
         out = attention(q, k, v, mask=layout.mask(kind))
         out = _ungroup(out, kind, layout, batch)  # (B, heads, L, c)
