@@ -367,3 +367,17 @@ def test_checkpoint_round_trip_rebuilds_the_same_model(tmp_path):
     loaded = build_model(path).eval()
     assert loaded.config == model.config
     torch.testing.assert_close(loaded(clips(), times()), model(clips(), times()))
+
+
+def test_the_shipped_dit_cpu_loads_samples_and_evaluates_through_the_cli(tmp_path, capsys):
+    from vdmcourse.cli import main
+    from vdmcourse.pretrained import load_pretrained
+
+    model = load_pretrained("dit-cpu", device="cpu")
+    assert isinstance(model, VideoDiT) and not model.training
+    strip = tmp_path / "dit.png"
+    assert main(["sample", "--checkpoint", "dit-cpu", "--out", str(strip), "--num", "2", "--steps", "2"]) == 0
+    assert strip.stat().st_size > 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", "dit-cpu", "--num", "65"]) == 0  # 65: the fewest the Fréchet distance takes
+    assert "dit-cpu" in capsys.readouterr().out
