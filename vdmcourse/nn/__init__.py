@@ -14,6 +14,7 @@ from vdmcourse.nn.attention import (
     window_mask,
 )
 from vdmcourse.nn.blocks import FeedForward, Full3DBlock, SpatiotemporalBlock
+from vdmcourse.nn.dit import VideoDiT, VideoDiTConfig
 from vdmcourse.nn.embeddings import (
     LabelEmbedding,
     PositionTable,
@@ -44,6 +45,8 @@ __all__ = [
     "UNet2DConfig",
     "UNet3D",
     "UNet3DConfig",
+    "VideoDiT",
+    "VideoDiTConfig",
     "apply_rope",
     "attention",
     "causal_mask",

@@ -1,0 +1,416 @@
+"""The video DiT on a CPU: FLOP/s, layouts, variable sizes, a mini scaling study, sampling
+time, and sample quality at fixed training budgets against the U-Net.
+
+    python benchmarks/bench_dit.py flops                     # dit-cpu's step: FLOP/s vs this machine's matmul peak
+    python benchmarks/bench_dit.py layouts --seconds 120     # full / alternate / STDiT at about equal parameters
+    python benchmarks/bench_dit.py packing                   # packing vs padding vs buckets on a mixed batch
+    python benchmarks/bench_dit.py scaling --seconds 120     # three widths, the same CPU budget each
+    python benchmarks/bench_dit.py sampling                  # 8 clips at the preset's defaults, DiT and U-Net
+    python benchmarks/bench_unet3d.py snapshot runs/dit-cpu  # beside training: keeps every saved model
+    python benchmarks/bench_dit.py budgets runs/dit-cpu      # strips + metrics at 5/10/15/30 min
+
+``flops`` counts one training step's FLOPs with ``torch.utils.flop_counter.FlopCounterMode``
+(forward + backward; the optimiser's elementwise work is not counted), times the step, and
+times a large fp32 matmul in the same process with the same threads: achieved FLOP/s
+over matmul peak. A ``torch.profiler`` run splits the step's time by operator kind.
+
+``layouts`` and ``scaling`` train each variant for the same wall-clock seconds, one after
+the other in one process (one thread), and report step time, the memory autograd keeps
+for the backward pass, and the loss; ``scaling`` also plots loss against training FLOPs
+and draws a strip per width. ``budgets`` scores the snapshots of a ``dit-cpu`` run exactly
+as ``bench_unet3d.py budgets`` scores ``video-cpu`` (same clips, seeds, metrics).
+
+Everything goes to ``benchmarks/results/dit.md`` (and ``.json``) with the machine and the
+load average: on a shared machine the wall-clock figures are pessimistic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_unet3d import CLIPS, PER_DIGIT, _draw, _evaluator, _scores, load_average, saved_for_backward_mb  # noqa: E402
+
+from vdmcourse.course import CHECKPOINT_DIR, seed_everything, to_unit_range  # noqa: E402
+from vdmcourse.data import MovingMNISTConfig, generate_clips  # noqa: E402
+from vdmcourse.diffusion import sample  # noqa: E402
+import vdmcourse.nn.dit as dit_module  # noqa: E402
+from vdmcourse.nn.attention import naive_attention  # noqa: E402
+from vdmcourse.nn.dit import bucket_batch_sizes  # noqa: E402
+from vdmcourse.presets import get_preset  # noqa: E402
+from vdmcourse.pretrained import atomic_path, build_model, load_checkpoint, load_pretrained  # noqa: E402
+from vdmcourse.train import Trainer, machine_info  # noqa: E402
+from vdmcourse.viz import frame_strip  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+BUDGETS_MIN = (5, 10, 15, 30)
+
+
+def _batch(preset, seed=0):
+    return preset.batches()(torch.Generator().manual_seed(seed))
+
+
+def _step_flops(model, loss_fn, batch) -> int:
+    """FLOPs of one forward + backward. ``FlopCounterMode`` counts nothing for the CPU
+    kernels of ``scaled_dot_product_attention``, so attention is counted on the textbook
+    ``naive_attention`` (the same matmuls, spelled out)."""
+    counter = FlopCounterMode(display=False)
+    with counter, mock.patch.object(dit_module, "attention", naive_attention):
+        loss_fn(model, batch, torch.Generator().manual_seed(1)).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def _time_steps(model, loss_fn, batch, steps: int) -> float:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    generator = torch.Generator().manual_seed(1)
+    for i in range(steps + 1):
+        if i == 1:
+            started = time.perf_counter()  # the first step warms up
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model, batch, generator).backward()
+        optimizer.step()
+    return (time.perf_counter() - started) / steps
+
+
+def matmul_peak(size: int = 1024, repeats: int = 20) -> float:
+    """fp32 FLOP/s of a ``size``-square matmul with the current threads (best of three)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        best = min(best, (time.perf_counter() - started) / repeats)
+    return 2 * size**3 / best
+
+
+def _kind(name: str) -> str:
+    name = name.lower()
+    if "attention" in name or "sdpa" in name or "softmax" in name or "bmm" in name or "baddbmm" in name:
+        return "attention"
+    if "addmm" in name or name in ("aten::mm", "aten::linear", "aten::matmul"):
+        return "linear (matmul)"
+    if "norm" in name:
+        return "layer / RMS norms"
+    if any(k in name for k in ("mul", "add", "sub", "div", "gelu", "silu", "cos", "sin", "cat", "neg", "pow", "where")):
+        return "elementwise (RoPE, modulation, activations)"
+    if any(k in name for k in ("copy", "clone", "contiguous", "permute", "view", "reshape", "transpose", "expand", "index")):
+        return "copies and reshapes"
+    return "other"
+
+
+def flops(args) -> dict:
+    preset = get_preset("dit-cpu")
+    model = preset.build_model()
+    loss_fn, batch = preset.loss_fn(), _batch(preset)
+    step_flops = _step_flops(model, loss_fn, batch)
+    step_s = _time_steps(model, loss_fn, batch, args.steps)
+    peak = matmul_peak()
+    # Where the time goes: self CPU time of the step's operators, grouped.
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        _time_steps(model, loss_fn, batch, 2)
+    shares: dict[str, float] = {}
+    for event in profiler.key_averages():
+        if event.key.startswith("aten::") and not event.key.startswith("aten::_to_copy"):
+            shares[_kind(event.key)] = shares.get(_kind(event.key), 0.0) + event.self_cpu_time_total
+    total = sum(shares.values())
+    profile_total_s = profiler.key_averages().self_cpu_time_total / 1e6
+    row = {
+        "model": f"dit-cpu ({sum(p.numel() for p in model.parameters()):,} params), batch {preset.batch_size}",
+        "step_gflop": step_flops / 1e9,
+        "step_s": step_s,
+        "achieved_gflops": step_flops / step_s / 1e9,
+        "matmul_peak_gflops": peak / 1e9,
+        "fraction_of_peak": step_flops / step_s / peak,
+        "time_shares": {k: v / total for k, v in sorted(shares.items(), key=lambda kv: -kv[1])},
+        "aten_share_of_profiled_time": total / 1e6 / profile_total_s if profile_total_s else None,
+        "threads": torch.get_num_threads(),
+        "load_average": load_average(),
+    }
+    print(row, flush=True)
+    return row
+
+
+def _train_for(preset, seconds: float, seed: int = 0) -> dict:
+    seed_everything(seed)
+    model = preset.build_model()
+    batch = _batch(preset)
+    step_flops = _step_flops(model, preset.loss_fn(), batch)
+    memory = saved_for_backward_mb(model, batch["video"] * 2 - 1, torch.rand(len(batch["video"])), batch["labels"])
+    trainer = Trainer(model, preset.loss_fn(), preset.batches(), preset.train, device="cpu", progress=False)
+    trainer.fit(10**9, time_limit=seconds)
+    losses = trainer.history
+    tail = losses[-min(50, len(losses)):]
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "steps": trainer.step,
+        "train_s": trainer.elapsed,
+        "s_per_step": trainer.elapsed / trainer.step,
+        "step_gflop": step_flops / 1e9,
+        "saved_for_backward_mb": memory,
+        "loss_last_50": sum(tail) / len(tail),
+        "loss_curve": [sum(losses[i : i + 25]) / len(losses[i : i + 25]) for i in range(0, len(losses), 25)],
+        "trainer": trainer,
+    }
+
+
+def layouts(args) -> dict:
+    base = get_preset("dit-cpu")
+    config = base.model_config
+    # STDiT has two attentions per block (and nine modulation vectors): one block fewer keeps
+    # the parameter count within a few per cent of the others.
+    variants = {
+        "full (every block: all tokens)": dataclasses.replace(config, layout="full"),
+        "alternate (Latte: spatial / temporal blocks)": dataclasses.replace(config, layout="alternate"),
+        "stdit (spatial then temporal in each block)": dataclasses.replace(config, layout="stdit", depth=config.depth - 1),
+    }
+    rows = []
+    for name, variant in variants.items():
+        result = _train_for(dataclasses.replace(base, model_config=variant), args.seconds)
+        result.pop("trainer")
+        rows.append({"layout": name, "depth": variant.depth, **result})
+        print({k: v for k, v in rows[-1].items() if k != "loss_curve"}, flush=True)
+    return {"seconds": args.seconds, "load_average": load_average(), "rows": rows}
+
+
+def packing(args) -> dict:
+    torch.manual_seed(0)
+    model = get_preset("dit-cpu").build_model()
+    sizes = [(10, 32, 32), (6, 24, 24), (12, 16, 32), (8, 32, 16), (4, 24, 48), (10, 16, 16)] * 2
+    clips = [torch.randn(t, 1, h, w) for t, h, w in sizes]
+    times, labels = torch.rand(len(clips)), torch.randint(0, 10, (len(clips),))
+    real_tokens = sum(model.tokens_per_clip(*s) for s in sizes)
+    frames, height, width = (max(s[i] for s in sizes) for i in range(3))
+
+    def padded():  # everything padded to the largest T, H, W: one batch
+        x = torch.zeros(len(clips), frames, 1, height, width)
+        for i, clip in enumerate(clips):
+            x[i, : clip.shape[0], :, : clip.shape[2], : clip.shape[3]] = clip
+        model(x, times, labels).square().mean().backward()
+
+    def bucketed():  # one forward per size
+        for size in sorted(set(sizes)):
+            index = [i for i, s in enumerate(sizes) if s == size]
+            model(torch.stack([clips[i] for i in index]), times[index], labels[index]).square().mean().backward()
+
+    def packed():  # one sequence, block-diagonal mask
+        sum(out.square().mean() for out in model.forward_packed(clips, times, labels)).backward()
+
+    rows = []
+    for name, run, tokens in [
+        ("padding to the largest T x H x W", padded, len(clips) * model.tokens_per_clip(frames, height, width)),
+        ("buckets (one forward per size)", bucketed, real_tokens),
+        ("packing (one sequence, block-diagonal mask)", packed, real_tokens),
+    ]:
+        run()
+        started = time.perf_counter()
+        for _ in range(args.repeats):
+            run()
+            model.zero_grad(set_to_none=True)
+        rows.append({"method": name, "tokens": tokens, "wasted_tokens": (tokens - real_tokens) / tokens,
+                     "s_per_step": (time.perf_counter() - started) / args.repeats})
+        print(rows[-1], flush=True)
+    return {"clips": [list(s) for s in sizes], "real_tokens": real_tokens, "load_average": load_average(), "rows": rows,
+            "bucket_batch_sizes_at_2560_tokens": {str(k): v for k, v in bucket_batch_sizes(sorted(set(sizes)), model.config.patch, 2560).items()}}
+
+
+def scaling(args) -> dict:
+    import matplotlib.pyplot as plt
+
+    base = get_preset("dit-cpu")
+    rows, trainers = [], {}
+    for dim in (32, 64, 96):
+        config = dataclasses.replace(base.model_config, dim=dim, heads=4)
+        result = _train_for(dataclasses.replace(base, model_config=config), args.seconds)
+        trainer = result.pop("trainer")
+        video = _draw(trainer.ema, base.metadata())
+        strip = RESULTS / f"dit_scaling_dim{dim}.png"
+        with atomic_path(strip) as tmp:
+            frame_strip(video[:5], titles=[str(i) for i in range(5)]).savefig(tmp, format="png", dpi=120)
+        rows.append({"dim": dim, **result, "train_pflop": result["step_gflop"] * result["steps"] / 1e6,
+                     **_scores(video, _evaluator(), base.data.digit_size), "strip": str(strip.relative_to(RESULTS.parent.parent))})
+        print({k: v for k, v in rows[-1].items() if k != "loss_curve"}, flush=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in rows:
+        steps = [25 * i + 12 for i in range(len(row["loss_curve"]))]
+        ax.plot([s * row["step_gflop"] / 1e3 for s in steps], row["loss_curve"], label=f"dim {row['dim']} ({row['params']:,} params)")
+    ax.set_xscale("log"), ax.set_xlabel("training TFLOP (forward + backward)"), ax.set_ylabel("flow loss (25-step means)")
+    ax.set_title(f"the same {args.seconds:.0f} s of CPU each"), ax.legend()
+    fig.tight_layout()
+    with atomic_path(RESULTS / "dit_scaling.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    return {"seconds": args.seconds, "load_average": load_average(), "rows": rows, "plot": "benchmarks/results/dit_scaling.png"}
+
+
+def sampling(args) -> dict:
+    rows = []
+    for name in ("dit-cpu", "video-cpu"):
+        path = CHECKPOINT_DIR / f"{name}.safetensors"
+        if not path.is_file():
+            continue
+        checkpoint = load_checkpoint(path)
+        info, model = checkpoint.metadata, load_pretrained(name, device="cpu")
+        kwargs = dict(sampler=info["sampler"], steps=info["sample_steps"], cond=torch.arange(8), guidance_scale=info["guidance_scale"], progress=False)
+        sample(model, (8, *info["sample_shape"]), generator=seed_everything(0), **kwargs)  # warm-up
+        best = math.inf
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            sample(model, (8, *info["sample_shape"]), generator=seed_everything(0), **kwargs)
+            best = min(best, time.perf_counter() - started)
+        rows.append({"model": name, "sampler": info["sampler"], "steps": info["sample_steps"], "guidance": info["guidance_scale"],
+                     "seconds_8_clips": best, "threads": torch.get_num_threads()})
+        print(rows[-1], flush=True)
+    return {"load_average": load_average(), "rows": rows,
+            "latents": "not measured: the video VAE (lesson 06) has not landed on this branch"}
+
+
+def budgets(args) -> dict:
+    run = Path(args.run)
+    index = json.loads((run / "snapshots" / "index.json").read_text())
+    evaluator = _evaluator()
+    first = load_checkpoint(run / "snapshots" / min(index))
+    info = first.metadata
+
+    def strip_for(video, label: str) -> str:
+        strip = RESULTS / f"dit_samples_{label}.png"
+        with atomic_path(strip) as tmp:
+            frame_strip(video[:5], titles=[str(i) for i in range(5)]).savefig(tmp, format="png", dpi=120)
+        return str(strip.relative_to(RESULTS.parent.parent))
+
+    real = generate_clips(CLIPS, MovingMNISTConfig(**info["data"]), generator=seed_everything(0))
+    rows = [{"budget_min": None, "snapshot": "real clips", "step": None, "train_min": None, "load_average": "",
+             **_scores(real.video, evaluator, info["data"]["digit_size"]), "strip": strip_for(real.video, "real")}]
+    trained_s = max(entry["train_s"] for entry in index.values())
+    step_s = trained_s / max(entry["step"] for entry in index.values())
+    for minutes in BUDGETS_MIN:
+        if trained_s < minutes * 60 - step_s:
+            continue
+        _, name = max((entry["train_s"], name) for name, entry in index.items() if entry["train_s"] <= minutes * 60 + step_s)
+        entry = index[name]
+        checkpoint = load_checkpoint(run / "snapshots" / name)
+        video = _draw(build_model(checkpoint), checkpoint.metadata)
+        rows.append({"budget_min": minutes, "snapshot": name, "step": entry["step"], "train_min": entry["train_s"] / 60,
+                     "load_average": entry["load_average"], **_scores(video, evaluator, info["data"]["digit_size"]),
+                     "strip": strip_for(video, f"{minutes:02d}min")})
+        print(rows[-1], flush=True)
+    return {"run": str(run), "rows": rows}
+
+
+def write_report(results: dict) -> None:
+    path = RESULTS / "dit.json"
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    stored.update(results)
+    stored["machine"] = machine_info()
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(stored, indent=1) + "\n")
+    m = stored["machine"]
+    lines = ["# The video DiT on a CPU", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs: the load average is given with each table), "
+             f"torch {m['torch']}. One torch thread unless stated.", ""]
+    if "flops" in stored:
+        f = stored["flops"]
+        lines += ["## Training-step FLOP/s against the matmul peak", "",
+                  f"{f['model']}; FLOPs from `FlopCounterMode` (forward + backward; attention counted on `naive_attention`, "
+                  "whose matmuls the counter sees), the peak from a 1024² fp32 matmul in the same "
+                  f"process, {f['threads']} thread(s), load average {f['load_average']}.", "",
+                  "| step GFLOP | s/step | achieved GFLOP/s | matmul peak GFLOP/s | fraction of peak |", "|---:|---:|---:|---:|---:|",
+                  f"| {f['step_gflop']:.2f} | {f['step_s']:.3f} | {f['achieved_gflops']:.1f} | {f['matmul_peak_gflops']:.1f} | {f['fraction_of_peak']:.0%} |",
+                  "", "Where the step's operator time goes (`torch.profiler`, self CPU time):", "",
+                  "| kind | share |", "|---|---:|"]
+        lines += [f"| {kind} | {share:.0%} |" for kind, share in f["time_shares"].items()]
+        lines.append("")
+    if "budgets" in stored:
+        lines += ["## Samples at fixed CPU training budgets (dit-cpu, from scratch)", "",
+                  "Measured exactly as `bench_unet3d.py budgets` measures `video-cpu` (see `unet3d.md` for the definitions): "
+                  f"{CLIPS} clips ({PER_DIGIT} of each digit), seed 0, the preset's sampler; strips show digits 0-4. "
+                  "Training minutes are the trainer's own clock, one torch thread.", "",
+                  "| budget | step | training min | load avg | frame difference | flicker | identity | shape change | physics (px) | dynamic | strip |",
+                  "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+        for row in stored["budgets"]["rows"]:
+            budget = "real clips" if row["budget_min"] is None else f"{row['budget_min']} min"
+            lines.append(f"| {budget} | {row['step'] or ''} | {'' if row['train_min'] is None else format(row['train_min'], '.1f')} | "
+                         f"{row['load_average']} | {row['frame_difference']:.4f} | {row['flicker']:.4f} | "
+                         f"{'n/a' if row['identity_persistence'] is None else format(row['identity_persistence'], '.2f')} | "
+                         f"{row['shape_change']:.2f} | {row['physics_px']:.2f} | {row['dynamic_degree']:.2f} | "
+                         f"[{Path(row['strip']).name}]({Path(row['strip']).name}) |")
+        lines.append("")
+    if "layouts" in stored:
+        lay = stored["layouts"]
+        lines += ["## Layouts at about equal parameters", "",
+                  f"dit-cpu's width, each trained {lay['seconds']:.0f} s of wall clock from the same seed, one after the other "
+                  f"(load average at the end {lay['load_average']}). Memory: tensors autograd keeps for the backward pass, batch 8.", "",
+                  "| layout | blocks | params | GFLOP/step | s/step | steps | saved for backward (MB) | loss (last 50 steps) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in lay["rows"]:
+            lines.append(f"| {r['layout']} | {r['depth']} | {r['params']:,} | {r['step_gflop']:.2f} | {r['s_per_step']:.3f} | "
+                         f"{r['steps']} | {r['saved_for_backward_mb']:.0f} | {r['loss_last_50']:.4f} |")
+        lines.append("")
+    if "packing" in stored:
+        p = stored["packing"]
+        lines += ["## Packing vs padding vs buckets", "",
+                  f"One forward + backward of the dit-cpu model on {len(p['clips'])} clips of 6 sizes "
+                  f"({p['real_tokens']} real tokens); load average {p['load_average']}.", "",
+                  "| method | tokens computed | wasted | s/step |", "|---|---:|---:|---:|"]
+        for r in p["rows"]:
+            lines.append(f"| {r['method']} | {r['tokens']} | {r['wasted_tokens']:.0%} | {r['s_per_step']:.3f} |")
+        lines.append("")
+    if "scaling" in stored:
+        s = stored["scaling"]
+        lines += ["## A mini scaling study", "",
+                  f"Widths 32, 64, 96 of the dit-cpu model (depth and patch fixed), {s['seconds']:.0f} s of training each, "
+                  f"one after the other (load average at the end {s['load_average']}). Plot: [dit_scaling.png](dit_scaling.png).", "",
+                  "| width | params | steps | training PFLOP | loss (last 50) | identity | shape change | physics (px) | strip |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in s["rows"]:
+            lines.append(f"| {r['dim']} | {r['params']:,} | {r['steps']} | {r['train_pflop']:.3f} | {r['loss_last_50']:.4f} | "
+                         f"{'n/a' if r['identity_persistence'] is None else format(r['identity_persistence'], '.2f')} | "
+                         f"{r['shape_change']:.2f} | {r['physics_px']:.2f} | [{Path(r['strip']).name}]({Path(r['strip']).name}) |")
+        lines.append("")
+    if "sampling" in stored:
+        sm = stored["sampling"]
+        lines += ["## Sampling time, 8 clips", "", f"Best of a few runs at each checkpoint's default sampler, steps and guidance "
+                  f"(load average {sm['load_average']}). Latents: {sm['latents']}.", "",
+                  "| model | sampler | steps | guidance | threads | seconds |", "|---|---|---:|---:|---:|---:|"]
+        for r in sm["rows"]:
+            lines.append(f"| {r['model']} | {r['sampler']} | {r['steps']} | {r['guidance']} | {r['threads']} | {r['seconds_8_clips']:.2f} |")
+        lines.append("")
+    if stored.get("notes"):
+        lines += ["## What we see", "", stored["notes"], ""]
+    with atomic_path(RESULTS / "dit.md") as tmp:
+        tmp.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("flops").add_argument("--steps", type=int, default=5)
+    for name in ("layouts", "scaling"):
+        sub.add_parser(name).add_argument("--seconds", type=float, default=120.0)
+    sub.add_parser("packing").add_argument("--repeats", type=int, default=3)
+    sub.add_parser("sampling").add_argument("--repeats", type=int, default=3)
+    sub.add_parser("budgets").add_argument("run")
+    sub.add_parser("note", help="set the closing note of the report").add_argument("text")
+    args = parser.parse_args(argv)
+    if args.command == "note":
+        write_report({"notes": args.text})
+        return 0
+    run = {"flops": flops, "layouts": layouts, "packing": packing, "scaling": scaling, "sampling": sampling, "budgets": budgets}[args.command]
+    write_report({args.command: run(args)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

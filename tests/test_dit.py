@@ -1,0 +1,383 @@
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from vdmcourse.diffusion import training_loss
+from vdmcourse.nn.dit import (
+    LAYOUTS,
+    DiTBlock,
+    TokenLayout,
+    VideoDiT,
+    VideoDiTConfig,
+    bucket_batch_sizes,
+    patchify,
+    rope_3d,
+    unpatchify,
+)
+from vdmcourse.nn.embeddings import apply_rope
+from vdmcourse.pretrained import build_model, save_checkpoint
+
+SMALL = VideoDiTConfig(patch=(1, 4, 4), dim=48, depth=2, heads=4, frames=4, image_size=16)
+
+
+def seeded(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def clips(batch=2, frames=4, channels=1, height=16, width=16, seed=0):
+    return torch.randn(batch, frames, channels, height, width, generator=seeded(seed))
+
+
+def times(batch=2, seed=1):
+    return torch.rand(batch, generator=seeded(seed))
+
+
+def wake_up(model, seed=2):
+    """Give every zero-initialised weight random values, as training would."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if not parameter.any():
+                parameter.normal_(std=0.1)
+    return model
+
+
+def dit(**changes):
+    return VideoDiT(dataclasses.replace(SMALL, **changes))
+
+
+# Patches.
+
+
+@pytest.mark.parametrize("patch", [(1, 1, 1), (1, 4, 4), (2, 4, 4), (2, 2, 8), (4, 8, 2)])
+def test_patchify_then_unpatchify_is_exactly_the_identity(patch):
+    x = clips(frames=8, channels=3, height=16, width=24)
+    tokens = patchify(x, patch)
+    assert tokens.shape == (2, 8 // patch[0], 16 // patch[1], 24 // patch[2], patch[0] * patch[1] * patch[2] * 3)
+    assert torch.equal(unpatchify(tokens, patch, 3), x)
+
+
+def test_a_token_holds_its_own_tubelet():
+    x = clips(frames=4, channels=2, height=8, width=8)
+    tokens = patchify(x, (2, 4, 4))  # (2, 2, 2, 2, 64)
+    tubelet = x[1, 2:4, :, 4:8, 0:4]  # frames 2-3, rows 4-7, columns 0-3: token (1, 1, 0)
+    assert torch.equal(tokens[1, 1, 1, 0], tubelet.permute(0, 2, 3, 1).reshape(-1))  # order (pt, ph, pw, c)
+
+
+def test_sizes_not_divisible_by_the_patch_are_refused_naming_the_numbers():
+    with pytest.raises(ValueError, match="H=18 is not a multiple of 4"):
+        patchify(clips(height=18), (1, 4, 4))
+    with pytest.raises(ValueError, match="T=5 is not a multiple of 2"):
+        dit(patch=(2, 4, 4))(clips(frames=5), times())
+
+
+# Shapes, pixels and latents.
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("frames, height, width", [(1, 16, 16), (4, 16, 16), (6, 8, 24), (3, 32, 16)])
+def test_output_has_the_input_shape_for_any_duration_and_size(layout, frames, height, width):
+    model = wake_up(dit(layout=layout))
+    x = clips(frames=frames, height=height, width=width)
+    out = model(x, times(), torch.tensor([3, 7]))
+    assert out.shape == x.shape
+    assert torch.isfinite(out).all()
+
+
+def test_runs_on_latents_with_any_channel_count():
+    model = wake_up(dit(channels=4, patch=(1, 2, 2)))
+    latents = clips(channels=4, height=8, width=8)  # (B, T, C, H, W), as a VAE's encoder gives
+    assert model(latents, times()).shape == latents.shape
+
+
+# adaLN-Zero.
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_untrained_model_outputs_exactly_zero(layout):
+    model = dit(layout=layout, position="sincos+rope")
+    out = model(clips(), times(), torch.tensor([1, 2]))
+    assert torch.equal(out, torch.zeros_like(out))
+
+
+@pytest.mark.parametrize("kinds", [("full",), ("spatial",), ("temporal",), ("spatial", "temporal")])
+def test_every_block_is_the_identity_at_init(kinds):
+    model = dit()
+    block = DiTBlock(48, 4, kinds, cond_dim=48, qk_norm=True, rope=True)
+    model.blocks[0] = block
+    model.initialize_weights()
+    tokens = torch.randn(2, 4 * 4 * 4, 48)
+    layout = TokenLayout.build([(4, 4, 4)], packed=False, causal=False, device="cpu")
+    assert torch.equal(block(tokens, torch.randn(2, 48), layout), tokens)
+
+
+def test_init_zeroes_the_modulations_and_final_layer_and_nothing_else_of_the_blocks():
+    model = dit()
+    zero = {name for name, p in model.named_parameters() if not p.any()}
+    modulation = {name for name in zero if "adaLN_modulation" in name}
+    assert modulation == {name for name, _ in model.named_parameters() if "adaLN_modulation" in name}
+    assert {"final.linear.weight", "final.linear.bias"} <= zero
+    weights = [name for name in zero if name.endswith("weight") and "adaLN" not in name and "final" not in name]
+    assert weights == []
+
+
+def test_six_modulation_vectors_per_dit_block_and_nine_with_spatial_then_temporal():
+    assert dit().blocks[0].adaLN_modulation[-1].out_features == 6 * 48
+    assert dit(layout="stdit").blocks[0].adaLN_modulation[-1].out_features == 9 * 48
+
+
+def test_the_block_norm_has_no_affine_parameters_and_modulation_acts_as_one_plus_scale():
+    block = DiTBlock(8, 2, ("full",), cond_dim=4)
+    assert not list(block.norm.parameters())
+    with torch.no_grad():
+        block.adaLN_modulation[-1].bias.zero_()
+        block.adaLN_modulation[-1].bias[2 * 8 : 3 * 8] = 1.0  # gate of the attention branch only
+    tokens = torch.randn(1, 5, 8)
+    layout = TokenLayout.build([(5, 1, 1)], packed=False, causal=False, device="cpu")
+    expected = tokens + block.attentions[0](block.norm(tokens), "full", layout)  # shift = scale = 0
+    torch.testing.assert_close(block(tokens, torch.zeros(1, 4), layout), expected)
+
+
+def test_gradients_reach_every_parameter_once_the_zero_layers_wake_up():
+    model = dit(context_dim=8)
+    context = torch.randn(2, 3, 8)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    # Step 1 moves only the final Linear, step 2 the gates, step 3 reaches everything behind them.
+    for _ in range(3):
+        optimizer.zero_grad()
+        (model(clips(), times(), torch.tensor([1, 2]), context=context) - clips(seed=5)).pow(2).mean().backward()
+        optimizer.step()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert missing == []
+
+
+# Clips never mix.
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_changing_one_clip_of_the_batch_leaves_the_others_alone(layout):
+    # The seed's bug: (B, N, D) into nn.MultiheadAttention without batch_first attends over the batch.
+    model = wake_up(dit(layout=layout)).eval()
+    x = clips(batch=3)
+    changed = x.clone()
+    changed[1] = torch.randn_like(x[1])
+    t, labels = times(3), torch.tensor([1, 2, 3])
+    before, after = model(x, t, labels), model(changed, t, labels)
+    torch.testing.assert_close(before[[0, 2]], after[[0, 2]], rtol=0, atol=1e-6)
+    assert not torch.allclose(before[1], after[1])
+
+
+def test_the_batch_leak_probe_catches_attention_over_the_batch_axis():
+    class SeedAttention(nn.Module):  # the seed chapter's call: no batch_first
+        def __init__(self):
+            super().__init__()
+            self.mha = nn.MultiheadAttention(48, 4)
+
+        def forward(self, x, kind, layout):
+            return self.mha(x, x, x)[0]
+
+    model = wake_up(dit())
+    model.blocks[0].attentions[0] = SeedAttention()
+    x = clips(batch=3)
+    changed = x.clone()
+    changed[1] = torch.randn_like(x[1])
+    leaked = (model(x, times(3)) - model(changed, times(3)))[[0, 2]].abs().max()
+    assert leaked > 1e-3
+
+
+# Positions.
+
+
+@pytest.mark.parametrize("position", ["sincos", "rope", "sincos+rope"])
+def test_permuting_frames_changes_the_output_with_positions(position):
+    model = wake_up(dit(position=position)).eval()
+    x, order = clips(batch=1), torch.tensor([2, 0, 3, 1])
+    out, permuted = model(x, times(1)), model(x[:, order], times(1))
+    assert not torch.allclose(permuted, out[:, order], atol=1e-4)
+
+
+def test_without_positions_permuting_frames_just_permutes_the_output():
+    model = wake_up(dit(position=None)).eval()
+    x, order = clips(batch=1), torch.tensor([2, 0, 3, 1])
+    torch.testing.assert_close(model(x[:, order], times(1)), model(x, times(1))[:, order], rtol=0, atol=1e-5)
+
+
+def test_rope_3d_scores_depend_only_on_the_offset_between_positions():
+    q, k = torch.randn(1, 12), torch.randn(1, 12)
+    a = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 7.0]])
+    shifted = a + torch.tensor([5.0, -3.0, 11.0])
+    score = (rope_3d(q, a[:1]) * rope_3d(k, a[1:])).sum()
+    torch.testing.assert_close((rope_3d(q, shifted[:1]) * rope_3d(k, shifted[1:])).sum(), score)
+
+
+def test_rope_3d_rotates_each_channel_group_by_its_own_axis():
+    x = torch.randn(5, 12)
+    positions = torch.randn(5, 3)
+    out = rope_3d(x, positions)
+    torch.testing.assert_close(out[:, :4], apply_rope(x[:, :4], positions[:, 0]))  # frame
+    torch.testing.assert_close(out[:, 4:8], apply_rope(x[:, 4:8], positions[:, 1]))  # row
+    torch.testing.assert_close(out[:, 8:], apply_rope(x[:, 8:], positions[:, 2]))  # column
+
+
+def test_the_precomputed_rope_tables_equal_rope_3d():
+    layout = TokenLayout.build([(3, 2, 4), (2, 5, 1)], packed=True, causal=False, device="cpu")
+    x = torch.randn(2, 4, layout.length, 24)
+    cos, sin, swap = layout.rope_tables(24)
+    torch.testing.assert_close(x * cos + x[..., swap] * sin, rope_3d(x, layout.positions))
+
+
+def test_a_grid_beyond_max_grid_is_refused_naming_the_numbers():
+    model = dit(max_grid=(4, 4, 4))
+    model(clips(), times())
+    with pytest.raises(ValueError, match=r"8x4x4 token grid, beyond config.max_grid = 4x4x4"):
+        model(clips(frames=8), times())
+
+
+# Causality.
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_causal_model_output_before_frame_k_ignores_frame_k_and_later(layout):
+    model = wake_up(dit(layout=layout, causal=True)).eval()
+    x, k = clips(frames=5), 3
+    changed = x.clone()
+    changed[:, k:] = torch.randn_like(x[:, k:])
+    before, after = model(x, times()), model(changed, times())
+    torch.testing.assert_close(before[:, :k], after[:, :k], rtol=0, atol=1e-6)
+    assert not torch.allclose(before[:, k:], after[:, k:])
+
+
+# Variable size: packing and buckets.
+
+SIZES = [(4, 16, 16), (2, 8, 24), (6, 12, 8)]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_every_clip_of_a_packed_batch_gives_what_it_gives_alone(layout, causal):
+    model = wake_up(dit(layout=layout, causal=causal, position="sincos+rope")).eval()
+    videos = [torch.randn(t, 1, h, w, generator=seeded(i)) for i, (t, h, w) in enumerate(SIZES)]
+    t, labels = times(3), torch.tensor([4, 10, 7])
+    packed = model.forward_packed(videos, t, labels)
+    for i, video in enumerate(videos):
+        alone = model(video[None], t[i : i + 1], labels[i : i + 1])[0]
+        torch.testing.assert_close(packed[i], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_a_packing_mask_that_lets_clips_see_each_other_breaks_the_equivalence(monkeypatch):
+    model = wake_up(dit()).eval()
+    videos = [torch.randn(t, 1, h, w, generator=seeded(i)) for i, (t, h, w) in enumerate(SIZES)]
+    honest = TokenLayout.mask
+
+    def see_everything(self, kind):
+        mask = honest(self, kind)
+        return None if mask is None else torch.ones_like(mask)
+
+    monkeypatch.setattr(TokenLayout, "mask", see_everything)
+    packed = model.forward_packed(videos, times(3))
+    alone = model(videos[0][None], times(3)[:1])[0]
+    assert not torch.allclose(packed[0], alone, atol=1e-4)
+
+
+def test_packed_mask_is_block_diagonal():
+    layout = TokenLayout.build([(1, 2, 2), (2, 1, 1)], packed=True, causal=False, device="cpu")
+    mask = layout.mask("full")
+    expected = torch.block_diag(torch.ones(4, 4), torch.ones(2, 2)).bool()
+    assert torch.equal(mask, expected)
+    temporal = layout.mask("temporal")
+    assert temporal[4, 5] and not temporal[0, 1] and not temporal[0, 4]
+
+
+def test_packed_tokens_whose_lengths_do_not_add_up_are_refused():
+    model = dit()
+    layout = TokenLayout.build([(2, 4, 4), (1, 2, 2)], packed=True, causal=False, device="cpu")
+    with pytest.raises(ValueError, match=r"2\*4\*4 \+ 1\*2\*2 = 36 tokens; got 30"):
+        model.forward_tokens(torch.randn(1, 30, 48), torch.randn(2, 48), layout)
+
+
+def test_bucket_batch_sizes_keep_tokens_per_batch_about_constant():
+    sizes = [(10, 32, 32), (6, 24, 24), (12, 32, 64)]
+    batches = bucket_batch_sizes(sizes, (2, 4, 4), tokens_per_batch=2560)
+    assert batches == {(10, 32, 32): 8, (6, 24, 24): 24, (12, 32, 64): 3}
+    with pytest.raises(ValueError, match="W=30 is not a multiple of 4"):
+        bucket_batch_sizes([(10, 32, 30)], (2, 4, 4), 100)
+
+
+# Conditioning.
+
+
+def test_labels_and_the_null_row_change_the_output():
+    model = wake_up(dit()).eval()
+    x, t = clips(), times()
+    assert model.label_embed.table.num_embeddings == 11  # ten digits and the null label
+    torch.testing.assert_close(model(x, t), model(x, t, torch.tensor([10, 10])))
+    assert not torch.allclose(model(x, t, torch.tensor([3, 3])), model(x, t, torch.tensor([10, 10])))
+
+
+def test_caption_context_goes_through_cross_attention_and_starts_as_nothing():
+    model = dit(context_dim=8)
+    wake_up(model)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.cross.out.weight.zero_()
+            block.cross.out.bias.zero_()
+    x, t, context = clips(), times(), torch.randn(2, 3, 8)
+    torch.testing.assert_close(model(x, t, context=context), model(x, t))
+    wake_up(model)
+    assert not torch.allclose(model(x, t, context=context), model(x, t))
+    with pytest.raises(ValueError, match="context_dim"):
+        dit()(x, t, context=context)
+
+
+def test_bad_inputs_are_refused_by_name():
+    model = dit()
+    with pytest.raises(ValueError, match=r"\(B, T, C, H, W\) with C=1"):
+        model(torch.randn(2, 1, 16, 16), times())
+    with pytest.raises(ValueError, match=r"t of shape \(B,\)"):
+        model(clips(), torch.rand(3))
+    with pytest.raises(ValueError, match="heads=5 must divide dim=48"):
+        VideoDiTConfig(dim=48, heads=5)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        VideoDiTConfig(layout="diagonal")
+
+
+# Training and checkpoints.
+
+
+def test_a_few_steps_of_flow_training_lower_the_loss():
+    torch.manual_seed(0)
+    model = dit(patch=(2, 4, 4))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    x0 = clips(batch=4).clamp(-1, 1)
+    losses = []
+    for step in range(30):
+        loss = training_loss(model, x0, objective="flow", cond=torch.tensor([1, 2, 3, 4]), generator=seeded(step % 3))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) < 0.8 * sum(losses[:5])
+
+
+def test_checkpoint_round_trip_rebuilds_the_same_model(tmp_path):
+    model = wake_up(dit(layout="stdit", max_grid=(8, 8, 8))).eval()
+    path = save_checkpoint(tmp_path / "dit.safetensors", model)
+    loaded = build_model(path).eval()
+    assert loaded.config == model.config
+    torch.testing.assert_close(loaded(clips(), times()), model(clips(), times()))
+
+
+def test_the_shipped_dit_cpu_loads_samples_and_evaluates_through_the_cli(tmp_path, capsys):
+    from vdmcourse.cli import main
+    from vdmcourse.pretrained import load_pretrained
+
+    model = load_pretrained("dit-cpu", device="cpu")
+    assert isinstance(model, VideoDiT) and not model.training
+    strip = tmp_path / "dit.png"
+    assert main(["sample", "--checkpoint", "dit-cpu", "--out", str(strip), "--num", "2", "--steps", "2"]) == 0
+    assert strip.stat().st_size > 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", "dit-cpu", "--num", "65"]) == 0  # 65: the fewest the Fréchet distance takes
+    assert "dit-cpu" in capsys.readouterr().out

@@ -1,0 +1,633 @@
+"""A video diffusion transformer over spacetime patches (Sora's backbone, lesson 07).
+
+Peebles & Xie 2023 (DiT) turned a diffusion U-Net into a plain transformer over
+image patches; Sora, Latte, Open-Sora, CogVideoX and Wan do the same over *spacetime*
+patches of a clip. This file holds the whole model, in sections: patches, 3-D
+positions, attention, the adaLN-Zero block, the final layer, the model, variable
+sizes (buckets and packing).
+
+* **Tubelets.** A clip ``(B, T, C, H, W)`` is cut into non-overlapping
+  ``pt x ph x pw`` tubelets; each becomes one token (:func:`patchify`, exactly undone
+  by :func:`unpatchify`). Pixels or VAE latents alike: C is any channel count.
+* **Positions for any T x H x W**, computed on the fly: a 3-D sin-cos table added
+  to the tokens (:func:`vdmcourse.nn.embeddings.sincos_table_3d`, as DiT's 2-D one)
+  and/or 3-D RoPE (CogVideoX): each head's channels split in three, each part rotated
+  by the token's frame, row or column (:func:`rope_3d`).
+* **Layouts** (Latte compares them; :data:`LAYOUTS`): ``"full"`` (every block attends
+  over all tokens of a clip), ``"alternate"`` (spatial and temporal blocks
+  alternate, Latte), ``"stdit"`` (spatial then temporal attention inside one block,
+  Open-Sora's STDiT).
+* **adaLN-Zero exactly as DiT**: ``LayerNorm`` without affine parameters (eps 1e-6),
+  ``x * (1 + scale) + shift``, gated residuals; (shift, scale, gate) per branch from
+  ``SiLU -> Linear`` of the conditioning vector (six vectors for attention + MLP).
+  Every modulation Linear and the final layer are zero-initialised: at init every
+  block is the identity and the model outputs exactly zero.
+* **Conditioning**: diffusion time + digit label (with the null row of
+  classifier-free guidance), summed into one vector per clip; with ``context_dim``,
+  a cross-attention branch per block (zero-initialised output, PixArt-alpha) takes
+  caption tokens ``(B, L, context_dim)``.
+* **Variable size**, both ways the field does it: a batch of one size (a *bucket*,
+  Open-Sora; :func:`bucket_batch_sizes` keeps tokens per batch about constant), or
+  clips of different sizes *packed* into one token sequence with a block-diagonal
+  attention mask and per-clip positions (NaViT; :meth:`VideoDiT.forward_packed`).
+
+Tokens travel as ``(B, L, D)`` with ``L = t * h * w`` in (t, h, w) order; a
+:class:`TokenLayout` says how they group for spatial / temporal / full attention.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from vdmcourse.nn.attention import attention, causal_mask
+from vdmcourse.nn.blocks import FeedForward
+from vdmcourse.nn.embeddings import LabelEmbedding, TimestepEmbedding, apply_rope, sincos_table_3d
+
+__all__ = [
+    "VideoDiTConfig",
+    "VideoDiT",
+    "DiTBlock",
+    "DiTAttention",
+    "FinalLayer",
+    "TokenLayout",
+    "patchify",
+    "unpatchify",
+    "modulate",
+    "rope_3d",
+    "token_grid",
+    "bucket_batch_sizes",
+    "LAYOUTS",
+    "POSITIONS",
+]
+
+LAYOUTS = ("full", "alternate", "stdit")
+POSITIONS = (None, "sincos", "rope", "sincos+rope")
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class VideoDiTConfig:
+    """Everything that defines a :class:`VideoDiT` (and what its checkpoint stores).
+
+    Attributes:
+        channels: C of the clips, in and out (1 for MNIST pixels; a VAE's latent channels).
+        patch: tubelet size ``(pt, ph, pw)``: frames, rows and columns per token.
+        dim: token width D. depth: number of blocks. heads: attention heads (divide D).
+        mlp_ratio: MLP hidden width as a multiple of D.
+        layout: ``"full"``, ``"alternate"`` or ``"stdit"`` (see the module docstring).
+        position: ``"sincos"`` (added table), ``"rope"`` (3-D rotary), ``"sincos+rope"``
+            or None (no position: permuting tokens permutes the output).
+        qk_norm: RMS-normalise queries and keys per head (SD3): bounded attention logits.
+        causal: a token sees only tokens of its own and earlier frames (token frames:
+            ``pt`` video frames each).
+        num_classes: digit classes for label conditioning (plus the null row), or None.
+        context_dim: width of caption tokens for cross-attention, or None (no branch).
+        max_grid: the largest token grid ``(t, h, w)`` the model accepts, or None (any
+            grid: positions are computed on the fly).
+        frames, image_size: the clip size it is trained on (what samplers draw by
+            default); any T, H, W divisible by the patch runs.
+    """
+
+    channels: int = 1
+    patch: tuple[int, int, int] = (1, 4, 4)
+    dim: int = 128
+    depth: int = 6
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    layout: str = "full"
+    position: str | None = "rope"
+    qk_norm: bool = True
+    causal: bool = False
+    num_classes: int | None = 10
+    context_dim: int | None = None
+    max_grid: tuple[int, int, int] | None = None
+    frames: int = 10
+    image_size: int = 32
+
+    def __post_init__(self):
+        _positive_ints(self, ("channels", "dim", "depth", "heads", "frames", "image_size"))
+        if not (isinstance(self.patch, tuple) and len(self.patch) == 3 and all(_is_positive_int(p) for p in self.patch)):
+            raise ValueError(f"VideoDiTConfig: patch must be a tuple (pt, ph, pw) of positive ints; got {self.patch!r}")
+        if self.dim % self.heads:
+            raise ValueError(f"VideoDiTConfig: heads={self.heads} must divide dim={self.dim}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"VideoDiTConfig: layout must be one of {LAYOUTS}; got {self.layout!r}")
+        if self.position not in POSITIONS:
+            raise ValueError(f"VideoDiTConfig: position must be one of {POSITIONS}; got {self.position!r}")
+        if self.position and "rope" in self.position and (self.head_dim < 6 or self.head_dim % 2):
+            raise ValueError(f"VideoDiTConfig: 3-D RoPE needs an even head width >= 6; got dim // heads = {self.head_dim}")
+        if self.position and "sincos" in self.position and (self.dim < 6 or self.dim % 2):
+            raise ValueError(f"VideoDiTConfig: the 3-D sin-cos table needs an even dim >= 6; got dim={self.dim}")
+        if self.num_classes is not None and not _is_positive_int(self.num_classes):
+            raise ValueError(f"VideoDiTConfig: num_classes must be None or a positive int; got {self.num_classes!r}")
+        if self.context_dim is not None and not _is_positive_int(self.context_dim):
+            raise ValueError(f"VideoDiTConfig: context_dim must be None or a positive int; got {self.context_dim!r}")
+        if self.max_grid is not None and not (
+            isinstance(self.max_grid, tuple) and len(self.max_grid) == 3 and all(_is_positive_int(g) for g in self.max_grid)
+        ):
+            raise ValueError(f"VideoDiTConfig: max_grid must be None or a tuple (t, h, w) of positive ints; got {self.max_grid!r}")
+        if not self.mlp_ratio > 0:
+            raise ValueError(f"VideoDiTConfig: mlp_ratio must be positive; got {self.mlp_ratio!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    @property
+    def patch_dim(self) -> int:
+        """Numbers in one tubelet: ``pt * ph * pw * C`` (a token's input and output width)."""
+        pt, ph, pw = self.patch
+        return pt * ph * pw * self.channels
+
+    def block_kinds(self) -> list[tuple[str, ...]]:
+        """The attention branches of each block, in order, e.g. ``[("spatial", "temporal"), ...]``."""
+        if self.layout == "full":
+            return [("full",)] * self.depth
+        if self.layout == "stdit":
+            return [("spatial", "temporal")] * self.depth
+        return [("spatial",) if i % 2 == 0 else ("temporal",) for i in range(self.depth)]
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _positive_ints(config, names) -> None:
+    for name in names:
+        if not _is_positive_int(getattr(config, name)):
+            raise ValueError(f"VideoDiTConfig: {name} must be a positive int; got {getattr(config, name)!r}")
+
+
+# ---------------------------------------------------------------------------- patches
+
+
+def token_grid(shape, patch) -> tuple[int, int, int]:
+    """The token grid ``(t, h, w) = (T / pt, H / ph, W / pw)`` of a clip ``(..., T, C, H, W)``;
+    a ``ValueError`` naming the numbers when a size is not divisible by its patch."""
+    frames, _, height, width = shape[-4:]
+    pt, ph, pw = patch
+    bad = [f"{name}={size} is not a multiple of {p}" for name, size, p in (("T", frames, pt), ("H", height, ph), ("W", width, pw)) if size % p]
+    if bad:
+        raise ValueError(f"clip of shape {tuple(shape)} does not split into {pt}x{ph}x{pw} tubelets: " + "; ".join(bad))
+    return frames // pt, height // ph, width // pw
+
+
+def patchify(x: torch.Tensor, patch) -> torch.Tensor:
+    """Cut clips into tubelets: ``(B, T, C, H, W)`` -> ``(B, t, h, w, pt*ph*pw*C)``.
+
+    Token ``(i, j, k)`` holds frames ``i*pt .. i*pt+pt-1``, rows ``j*ph ..`` and columns
+    ``k*pw ..``, flattened in the order (pt, ph, pw, C). Nothing is computed: it is a
+    reshape, and :func:`unpatchify` undoes it exactly.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 5:
+        raise ValueError(f"patchify expects clips of shape (B, T, C, H, W); got {getattr(x, 'shape', type(x).__name__)}")
+    token_grid(x.shape, patch)
+    pt, ph, pw = patch
+    return rearrange(x, "b (t pt) c (h ph) (w pw) -> b t h w (pt ph pw c)", pt=pt, ph=ph, pw=pw)
+
+
+def unpatchify(tokens: torch.Tensor, patch, channels: int) -> torch.Tensor:
+    """The exact inverse of :func:`patchify`: ``(B, t, h, w, pt*ph*pw*C)`` -> ``(B, T, C, H, W)``."""
+    pt, ph, pw = patch
+    if not isinstance(tokens, torch.Tensor) or tokens.ndim != 5 or tokens.shape[-1] != pt * ph * pw * channels:
+        raise ValueError(
+            f"unpatchify expects tokens of shape (B, t, h, w, pt*ph*pw*C) = (B, t, h, w, {pt * ph * pw * channels}) "
+            f"for patch {tuple(patch)} and C={channels}; got {getattr(tokens, 'shape', type(tokens).__name__)}"
+        )
+    return rearrange(tokens, "b t h w (pt ph pw c) -> b (t pt) c (h ph) (w pw)", pt=pt, ph=ph, pw=pw, c=channels)
+
+
+# -------------------------------------------------------------------------- positions
+
+
+def _grid_positions(grid, device) -> torch.Tensor:
+    """``(t*h*w, 3)`` float (frame, row, column) index of every token, in (t, h, w) order."""
+    axes = [torch.arange(n, device=device, dtype=torch.float32) for n in grid]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+
+
+def _rope_split(head_dim: int) -> tuple[int, int, int]:
+    """Channels of a head given to (frame, row, column), each even -- the split of
+    :func:`~vdmcourse.nn.embeddings.sincos_table_3d`: rows and columns ``2 * (d // 6)`` each."""
+    spatial = 2 * (head_dim // 6)
+    return head_dim - 2 * spatial, spatial, spatial
+
+
+def rope_3d(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """3-D rotary embedding: the last axis of ``x`` ``(..., L, d)`` is split in three even
+    parts (:func:`_rope_split`), rotated by each token's frame, row and column
+    (:func:`~vdmcourse.nn.embeddings.apply_rope` per axis). ``positions``: ``(L, 3)``.
+
+    The score of two rotated vectors depends only on the *offset* between their
+    positions along each axis: attention sees relative spacetime, for any grid."""
+    if positions.ndim != 2 or positions.shape != (x.shape[-2], 3):
+        raise ValueError(f"rope_3d: positions must have shape (L, 3) = ({x.shape[-2]}, 3); got {tuple(positions.shape)}")
+    parts = x.split(_rope_split(x.shape[-1]), dim=-1)
+    return torch.cat([apply_rope(part, positions[:, i]) for i, part in enumerate(parts)], dim=-1)
+
+
+# -------------------------------------------------------------------- token layouts
+
+
+@dataclass
+class TokenLayout:
+    """How the tokens of a forward pass are arranged, so attention can group them.
+
+    ``grids``: the ``(t, h, w)`` of each clip. ``packed=False``: ``B`` clips of the same
+    grid, tokens ``(B, t*h*w, D)``. ``packed=True``: the clips' tokens one after the
+    other in a single sequence ``(1, sum(t*h*w), D)``; ``segments`` ``(L,)`` says which
+    clip each token belongs to, and attention is masked to stay inside a clip
+    (block-diagonal). ``positions`` ``(L, 3)``: each token's (frame, row, column) in
+    its own clip.
+    """
+
+    grids: list[tuple[int, int, int]]
+    packed: bool
+    positions: torch.Tensor
+    segments: torch.Tensor | None = None
+    causal: bool = False
+
+    @classmethod
+    def build(cls, grids, *, packed: bool, causal: bool, device) -> TokenLayout:
+        positions = torch.cat([_grid_positions(g, device) for g in grids])  # (L, 3)
+        segments = None
+        if packed:
+            sizes = torch.tensor([math.prod(g) for g in grids], device=device)
+            segments = torch.repeat_interleave(torch.arange(len(grids), device=device), sizes)  # (L,)
+        return cls(list(grids), packed, positions, segments, causal)
+
+    @property
+    def length(self) -> int:
+        return self.positions.shape[0]
+
+    def rope_tables(self, head_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:func:`rope_3d` as one multiply-add, computed once per forward pass:
+        ``rope_3d(x) == x * cos + x[..., swap] * sin`` with ``cos``, ``sin`` ``(L, head_dim)``
+        and ``swap`` the permutation that exchanges the two halves of each axis' channels."""
+        cached = self.__dict__.setdefault("_rope", {})
+        if head_dim not in cached:
+            cos, sin, swap, start = [], [], [], 0
+            for axis, width in enumerate(_rope_split(head_dim)):
+                half = width // 2
+                freqs = 10000.0 ** (-torch.arange(half, dtype=torch.float32, device=self.positions.device) / half)
+                angles = self.positions[:, axis, None] * freqs  # (L, half), as apply_rope
+                cos += [angles.cos(), angles.cos()]
+                sin += [-angles.sin(), angles.sin()]
+                swap += list(range(start + half, start + width)) + list(range(start, start + half))
+                start += width
+            cached[head_dim] = (torch.cat(cos, -1), torch.cat(sin, -1), torch.tensor(swap, device=self.positions.device))
+        return cached[head_dim]
+
+    def mask(self, kind: str) -> torch.Tensor | None:
+        """Bool ``(L, L)`` (packed; True = may attend) or, for a bucket, the frame mask
+        of the grouped sequences (``None`` when every token may see every other)."""
+        if not self.packed:
+            frames = self.grids[0][0]
+            if not self.causal or kind == "spatial":
+                return None
+            mask = causal_mask(frames, device=self.positions.device)  # (t, t)
+            if kind == "temporal":
+                return mask
+            h, w = self.grids[0][1:]
+            return mask.repeat_interleave(h * w, 0).repeat_interleave(h * w, 1)  # (L, L)
+        cached = self.__dict__.setdefault("_masks", {})
+        if kind not in cached:
+            seg, pos = self.segments, self.positions
+            allowed = seg[:, None] == seg[None, :]  # block-diagonal: clips never see each other
+            if kind == "spatial":
+                allowed &= pos[:, None, 0] == pos[None, :, 0]
+            elif kind == "temporal":
+                allowed &= (pos[:, None, 1:] == pos[None, :, 1:]).all(-1)
+            if self.causal:
+                allowed &= pos[None, :, 0] <= pos[:, None, 0]
+            cached[kind] = allowed
+        return cached[kind]
+
+
+def _group(x: torch.Tensor, kind: str, layout: TokenLayout) -> torch.Tensor:
+    """``(B, heads, L, c)`` -> the sequences ``kind`` attends within (bucket only)."""
+    if layout.packed or kind == "full":
+        return x
+    t, h, w = layout.grids[0]
+    if kind == "spatial":
+        return rearrange(x, "b n (t s) c -> (b t) n s c", t=t)  # each frame on its own
+    return rearrange(x, "b n (t s) c -> (b s) n t c", t=t)  # each position across frames
+
+
+def _ungroup(x: torch.Tensor, kind: str, layout: TokenLayout, batch: int) -> torch.Tensor:
+    if layout.packed or kind == "full":
+        return x
+    if kind == "spatial":
+        return rearrange(x, "(b t) n s c -> b n (t s) c", b=batch)
+    return rearrange(x, "(b s) n t c -> b n (t s) c", b=batch)
+
+
+# -------------------------------------------------------------------------- attention
+
+
+class DiTAttention(nn.Module):
+    """Multi-head self-attention over tokens ``(B, L, D)``, grouped by ``kind``:
+    ``"full"`` (all tokens of a clip), ``"spatial"`` (the tokens of one frame),
+    ``"temporal"`` (one position across frames). Optional QK-norm (RMSNorm per head)
+    and 3-D RoPE, both applied per token *before* grouping."""
+
+    def __init__(self, dim: int, heads: int, *, qk_norm: bool = False, rope: bool = False):
+        super().__init__()
+        self.heads = heads
+        self.rope = rope
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.q_norm = nn.RMSNorm(dim // heads, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(dim // heads, eps=1e-6) if qk_norm else nn.Identity()
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, kind: str, layout: TokenLayout) -> torch.Tensor:
+        batch = x.shape[0]
+        q, k, v = rearrange(self.qkv(x), "b l (three n c) -> three b n l c", three=3, n=self.heads)  # (B, heads, L, c) each
+        q, k = self.q_norm(q), self.k_norm(k)
+        if self.rope:
+            cos, sin, swap = layout.rope_tables(q.shape[-1])  # rope_3d, precomputed once per forward
+            q, k = q * cos + q[..., swap] * sin, k * cos + k[..., swap] * sin
+        q, k, v = (_group(z, kind, layout) for z in (q, k, v))
+        out = attention(q, k, v, mask=layout.mask(kind))
+        out = _ungroup(out, kind, layout, batch)  # (B, heads, L, c)
+        return self.out(rearrange(out, "b n l c -> b l (n c)"))  # (B, L, D)
+
+
+class CrossAttention(nn.Module):
+    """Tokens ``(B, L, D)`` attend to caption tokens ``(B, M, context_dim)``; the output
+    projection is zero-initialised, so the branch adds nothing until trained."""
+
+    def __init__(self, dim: int, heads: int, context_dim: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(context_dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        q = rearrange(self.q(x), "b l (n c) -> b n l c", n=self.heads)
+        k, v = rearrange(self.kv(context), "b m (two n c) -> two b n m c", two=2, n=self.heads)
+        mask = None if context_mask is None else context_mask[:, None, None, :]  # (B, 1, 1, M): True = a real token
+        out = attention(q, k, v, mask=mask)  # (B, heads, L, c)
+        return self.out(rearrange(out, "b n l c -> b l (n c)"))
+
+
+# ------------------------------------------------------------------------------ block
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN's affine map ``x * (1 + scale) + shift``: with zero (shift, scale) it is ``x``."""
+    return x * (1 + scale) + shift
+
+
+class DiTBlock(nn.Module):
+    """One adaLN-Zero transformer block (Peebles & Xie 2023), for video.
+
+    For each branch -- the attentions in ``kinds`` (e.g. ``("full",)`` or
+    ``("spatial", "temporal")``), then the MLP::
+
+        x = x + gate * branch(modulate(LayerNorm(x), shift, scale))
+
+    with a LayerNorm *without* affine parameters (eps 1e-6) and one (shift, scale,
+    gate) per branch from ``SiLU -> Linear(cond_dim, 3 * branches * D)`` of the
+    conditioning vector -- six vectors for the DiT block ``("full",)``. That Linear is
+    zero-initialised (by :class:`VideoDiT`), so every gate starts at 0 and the block
+    starts as the identity. With ``context_dim``, a cross-attention branch (pre-norm,
+    zero-initialised output) sits before the MLP.
+
+    ``forward(x, modulation, layout, context=None, context_mask=None)``: ``x`` ``(B, L, D)``;
+    ``modulation`` the per-clip conditioning ``(B, cond_dim)`` (packed: one row per clip);
+    returns ``(B, L, D)``.
+    """
+
+    def __init__(self, dim: int, heads: int, kinds: tuple[str, ...], *, cond_dim: int, mlp_ratio: float = 4.0,
+                 qk_norm: bool = False, rope: bool = False, context_dim: int | None = None):
+        super().__init__()
+        self.kinds = tuple(kinds)
+        self.norm = nn.LayerNorm(dim, eps=1e-6, elementwise_affine=False)  # no parameters: shared by every branch
+        self.attentions = nn.ModuleList(DiTAttention(dim, heads, qk_norm=qk_norm, rope=rope) for _ in self.kinds)
+        self.cross_norm = nn.LayerNorm(dim, eps=1e-6) if context_dim else None
+        self.cross = CrossAttention(dim, heads, context_dim) if context_dim else None
+        self.mlp = FeedForward(dim, mlp_ratio)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 3 * (len(self.kinds) + 1) * dim))
+
+    def forward(self, x, cond, layout: TokenLayout, context=None, context_mask=None) -> torch.Tensor:
+        params = _per_token(self.adaLN_modulation(cond), layout)  # (B, 1, 3kD) or packed (1, L, 3kD)
+        params = params.chunk(3 * (len(self.kinds) + 1), dim=-1)
+        for i, (kind, attend) in enumerate(zip(self.kinds, self.attentions)):
+            shift, scale, gate = params[3 * i : 3 * i + 3]
+            x = x + gate * attend(modulate(self.norm(x), shift, scale), kind, layout)
+        if self.cross is not None and context is not None:
+            x = x + self.cross(self.cross_norm(x), context, context_mask)
+        shift, scale, gate = params[-3:]
+        return x + gate * self.mlp(modulate(self.norm(x), shift, scale))
+
+
+def _per_token(params: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+    """Per-clip vectors ``(B, P)`` -> broadcastable to the tokens: ``(B, 1, P)``, or for a
+    packed sequence each token's own clip's row, ``(1, L, P)``."""
+    return params[layout.segments][None] if layout.packed else params[:, None]
+
+
+class FinalLayer(nn.Module):
+    """LayerNorm (no affine) -> ``modulate`` by (shift, scale) from the condition ->
+    Linear to a tubelet's ``pt*ph*pw*C`` numbers. Its modulation and output Linear are
+    zero-initialised (DiT), so the model outputs exactly zero at init."""
+
+    def __init__(self, dim: int, cond_dim: int, patch_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-6, elementwise_affine=False)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 2 * dim))
+        self.linear = nn.Linear(dim, patch_dim)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+        shift, scale = _per_token(self.adaLN_modulation(cond), layout).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))  # (B, L, patch_dim)
+
+
+# ------------------------------------------------------------------------------ model
+
+
+class VideoDiT(nn.Module):
+    """A diffusion transformer over spacetime patches.
+
+    ``model(x, t, cond=None, context=None, context_mask=None)``:
+
+    * ``x``: ``(B, T, C, H, W)`` -- noisy clips in ``[-1, 1]`` or noisy VAE latents;
+      C = ``config.channels``; T, H, W multiples of ``config.patch`` (any such size runs).
+    * ``t``: float ``(B,)`` in ``[0, 1]`` (1 = pure noise).
+    * ``cond``: None (the null label), or long labels ``(B,)`` / ``(B, K)`` in
+      ``[0, num_classes]`` (``num_classes`` is the null label; K labels are summed).
+    * ``context``: caption tokens ``(B, M, context_dim)`` for a model built with
+      ``context_dim`` (``context_mask`` bool ``(B, M)``, True = a real token).
+
+    Returns ``(B, T, C, H, W)``: the prediction the objective asks for. Clips of
+    different sizes in one call: :meth:`forward_packed`.
+    """
+
+    def __init__(self, config: VideoDiTConfig | None = None):
+        super().__init__()
+        config = config or VideoDiTConfig()
+        if not isinstance(config, VideoDiTConfig):
+            raise TypeError(f"VideoDiT expects a VideoDiTConfig; got {type(config).__name__}")
+        self.config = config
+        dim = config.dim
+        self.patch_embed = nn.Linear(config.patch_dim, dim)  # = a Conv3d with stride = kernel = patch
+        self.time_embed = TimestepEmbedding(dim)
+        self.label_embed = LabelEmbedding(config.num_classes, dim) if config.num_classes else None
+        rope = bool(config.position) and "rope" in config.position
+        self.blocks = nn.ModuleList(
+            DiTBlock(dim, config.heads, kinds, cond_dim=dim, mlp_ratio=config.mlp_ratio, qk_norm=config.qk_norm,
+                     rope=rope, context_dim=config.context_dim)
+            for kinds in config.block_kinds()
+        )
+        self.final = FinalLayer(dim, dim, config.patch_dim)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """All of the model's initialisation, in one place (as DiT's ``initialize_weights``)."""
+        # Xavier-uniform for the transformer's Linears, zero biases (DiT's _basic_init);
+        # the time and label embeddings keep their own std-0.02 init.
+        for module in [self.patch_embed, *self.blocks.modules(), self.final.linear]:
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        for block in self.blocks:
+            # adaLN-Zero: shift, scale and gate start at 0, so every block is the identity.
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+            if block.cross is not None:
+                # A caption branch added later must not change a trained model at first.
+                nn.init.zeros_(block.cross.out.weight)
+                nn.init.zeros_(block.cross.out.bias)
+        # A zero final layer: the untrained model predicts exactly 0.
+        for layer in (self.final.adaLN_modulation[-1], self.final.linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def embed(self, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """One conditioning vector per clip: time + label embedding, ``(B, D)``."""
+        emb = self.time_embed(t)  # (B, D)
+        if self.label_embed is None:
+            if cond is not None:
+                raise ValueError("VideoDiT: this model is unconditional (config.num_classes=None) but cond was given")
+            return emb
+        if cond is None:
+            cond = torch.full((t.shape[0],), self.label_embed.null_label, dtype=torch.long, device=t.device)
+        return emb + self.label_embed(cond)  # (B, D)
+
+    def forward(self, x, t, cond=None, context=None, context_mask=None) -> torch.Tensor:
+        self._check_clips(x, t, cond, context)
+        grid = self._grid(x.shape)
+        tokens = rearrange(self.patch_embed(patchify(x, self.config.patch)), "b t h w d -> b (t h w) d")  # (B, L, D)
+        layout = TokenLayout.build([grid], packed=False, causal=self.config.causal, device=x.device)
+        out = self.forward_tokens(tokens, self.embed(t, cond), layout, context, context_mask)  # (B, L, patch_dim)
+        out = rearrange(out, "b (t h w) p -> b t h w p", t=grid[0], h=grid[1], w=grid[2])
+        return unpatchify(out, self.config.patch, self.config.channels)  # (B, T, C, H, W)
+
+    def forward_tokens(self, tokens, cond_emb, layout: TokenLayout, context=None, context_mask=None) -> torch.Tensor:
+        """The transformer on embedded tokens: ``(B, L, D)`` + per-clip conditioning
+        ``(clips, D)`` -> ``(B, L, pt*ph*pw*C)``. Adds the sin-cos table if configured."""
+        expected = layout.length
+        if tokens.shape[1] != expected:
+            sizes = " + ".join(f"{t}*{h}*{w}" for t, h, w in layout.grids)
+            raise ValueError(f"VideoDiT: the clips' token grids add up to {sizes} = {expected} tokens; got {tokens.shape[1]}")
+        if self.config.position and "sincos" in self.config.position:
+            table = torch.cat([sincos_table_3d(*g, self.config.dim, device=tokens.device).reshape(-1, self.config.dim) for g in layout.grids])
+            tokens = tokens + table.to(tokens.dtype)  # (B, L, D)
+        for block in self.blocks:
+            tokens = block(tokens, cond_emb, layout, context, context_mask)
+        return self.final(tokens, cond_emb, layout)
+
+    def forward_packed(self, clips, t, cond=None) -> list[torch.Tensor]:
+        """Clips of different sizes in ONE token sequence (NaViT, "Patch n' Pack").
+
+        ``clips``: a list of ``(T_i, C, H_i, W_i)`` tensors; ``t`` ``(N,)``; ``cond`` None or
+        ``(N,)`` / ``(N, K)``. Each clip's tokens keep their own positions and attend only
+        within their clip (a block-diagonal mask), so each output equals what the clip
+        gives alone, to float rounding. Returns the list of ``(T_i, C, H_i, W_i)`` outputs.
+        """
+        if not isinstance(clips, (list, tuple)) or not clips:
+            raise ValueError(f"VideoDiT.forward_packed expects a non-empty list of (T, C, H, W) clips; got {type(clips).__name__}")
+        for i, clip in enumerate(clips):
+            if not isinstance(clip, torch.Tensor) or clip.ndim != 4 or clip.shape[1] != self.config.channels:
+                raise ValueError(
+                    f"VideoDiT.forward_packed: clip {i} must have shape (T, C, H, W) with C={self.config.channels}; "
+                    f"got {getattr(clip, 'shape', type(clip).__name__)}"
+                )
+        self._check_conditioning(len(clips), t, cond, None)
+        grids = [self._grid(clip.shape) for clip in clips]
+        tokens = torch.cat([rearrange(patchify(c[None], self.config.patch), "1 t h w p -> (t h w) p") for c in clips])[None]
+        layout = TokenLayout.build(grids, packed=True, causal=self.config.causal, device=tokens.device)
+        out = self.forward_tokens(self.patch_embed(tokens), self.embed(t, cond), layout)[0]  # (L, patch_dim)
+        pieces = out.split([math.prod(g) for g in grids])
+        return [
+            unpatchify(rearrange(p, "(t h w) q -> 1 t h w q", t=g[0], h=g[1], w=g[2]), self.config.patch, self.config.channels)[0]
+            for p, g in zip(pieces, grids)
+        ]
+
+    def tokens_per_clip(self, frames: int, height: int, width: int) -> int:
+        """Tokens of one ``frames x height x width`` clip (the sequence length attention sees)."""
+        return math.prod(token_grid((frames, self.config.channels, height, width), self.config.patch))
+
+    # Guard rails.
+
+    def _grid(self, shape) -> tuple[int, int, int]:
+        grid = token_grid(shape, self.config.patch)
+        limit = self.config.max_grid
+        if limit is not None and any(g > m for g, m in zip(grid, limit)):
+            raise ValueError(
+                f"VideoDiT: a clip of shape {tuple(shape)} is a {grid[0]}x{grid[1]}x{grid[2]} token grid, beyond "
+                f"config.max_grid = {limit[0]}x{limit[1]}x{limit[2]} (t x h x w)"
+            )
+        return grid
+
+    def _check_clips(self, x, t, cond, context) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"VideoDiT expects x to be a torch.Tensor (B, T, C, H, W); got {type(x).__name__}")
+        if x.ndim != 5 or x.shape[2] != self.config.channels:
+            hint = " -- a batch of images? Add the frame axis: x[:, None]" if x.ndim == 4 else ""
+            raise ValueError(f"VideoDiT expects x of shape (B, T, C, H, W) with C={self.config.channels}; got {tuple(x.shape)}{hint}")
+        self._check_conditioning(x.shape[0], t, cond, context)
+
+    def _check_conditioning(self, batch, t, cond, context) -> None:
+        if not isinstance(t, torch.Tensor) or t.shape != (batch,):
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"VideoDiT expects t of shape (B,) = ({batch},), one time per clip; got {got}")
+        if cond is not None and (not isinstance(cond, torch.Tensor) or cond.ndim not in (1, 2) or cond.shape[0] != batch):
+            got = tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__
+            raise ValueError(f"VideoDiT expects cond of shape (B,) or (B, K) with B={batch}, or None; got {got}")
+        if context is not None:
+            if self.config.context_dim is None:
+                raise ValueError("VideoDiT: this model has no caption branch (config.context_dim=None) but context was given")
+            if context.ndim != 3 or context.shape[0] != batch or context.shape[2] != self.config.context_dim:
+                raise ValueError(
+                    f"VideoDiT expects context of shape (B, M, context_dim) = ({batch}, M, {self.config.context_dim}); "
+                    f"got {tuple(context.shape)}"
+                )
+
+
+# ---------------------------------------------------------------------------- buckets
+
+
+def bucket_batch_sizes(sizes, patch, tokens_per_batch: int) -> dict[tuple[int, int, int], int]:
+    """Open-Sora's buckets: one batch size per clip size ``(T, H, W)``, chosen so that
+    every batch holds about ``tokens_per_batch`` tokens (at least one clip).
+
+    ``patch``: the model's ``(pt, ph, pw)``. Returns ``{(T, H, W): batch_size}``.
+    """
+    if not _is_positive_int(tokens_per_batch):
+        raise ValueError(f"bucket_batch_sizes: tokens_per_batch must be a positive int; got {tokens_per_batch!r}")
+    out = {}
+    for size in sizes:
+        frames, height, width = size
+        tokens = math.prod(token_grid((frames, 1, height, width), patch))
+        out[tuple(size)] = max(1, round(tokens_per_batch / tokens))
+    return out
