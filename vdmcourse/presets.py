@@ -293,17 +293,17 @@ _PRESETS = [
         description="the course's video VAE: causal (2+1)-D, 32x32 frames -> 8x8x4 latents, one-digit clips (CPU)",
         model_class=VideoVAE,
         model_config=VideoVAEConfig(widths=(16, 32, 32)),
-        # Convolutional in time, so short clips teach it (5 frames: a causal conv of 3 taps
-        # in each of its ResBlocks sees its whole past); the scaling factor is measured
-        # on the 10-frame clips latent diffusion trains on.
+        # Convolutional in time, so 5-frame clips teach it at half the cost of 10; the
+        # scaling factor is measured on the 10-frame clips latent diffusion trains on.
+        # MSE, not L1: in a 200-step probe L1 settled on blank frames (16.8 dB), MSE reached 26.4 dB.
         data=MovingMNISTConfig.cpu(frames=5),
         objective=None,
-        loss=functools.partial(vae_loss, beta=1e-4, reconstruction="l1"),
+        loss=functools.partial(vae_loss, beta=1e-4, reconstruction="mse"),
         finish=functools.partial(_fit_scaling_factor, data=MovingMNISTConfig.cpu()),
         batch_size=8,
-        steps=3000,
+        steps=1500,
         quick_steps=4,
-        train=TrainConfig(lr=2e-3, warmup_steps=50, ema_decay=0.995, checkpoint_every=100),
+        train=TrainConfig(lr=1e-3, warmup_steps=50, ema_decay=0.995, checkpoint_every=100),
     ),
     Preset(
         name="latent-video-cpu",
