@@ -4,6 +4,7 @@ designs, chunked decoding, and latent against pixel diffusion.
     python benchmarks/bench_vae.py compare --steps 400 [--variants NAME ...]   # train + score VAE variants
     python benchmarks/bench_vae.py chunks                                       # chunked decoding of vae-cpu
     python benchmarks/bench_vae.py latent                                       # latent-video-cpu vs video-cpu
+    python benchmarks/bench_vae.py score runs/vae-cpu/model.safetensors         # held-out PSNR / SSIM of a VAE
     python benchmarks/bench_vae.py table                                        # write results/vae.md
 
 ``compare`` trains each variant with the ``vae-cpu`` recipe (same seeds, same clips,
@@ -120,6 +121,20 @@ def compare(args) -> None:
         with atomic_path(RUNS / f"{name}.json") as tmp:
             tmp.write_text(json.dumps(result, indent=1))
         print(json.dumps(result), flush=True)
+
+
+def score(args) -> None:
+    """Held-out reconstruction figures of a trained VAE checkpoint (what its manifest entry records)."""
+    from vdmcourse.pretrained import build_model
+
+    vae = build_model(args.checkpoint)
+    clips = test_clips(args.clips, frames=10)
+    result = {"checkpoint": str(args.checkpoint), "held_out_clips": args.clips, "frames": 10,
+              "scaling_factor": vae.scaling_factor.item(), **score_vae(vae, clips)}
+    print(json.dumps(result, indent=1))
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(json.dumps(result, indent=1))
 
 
 def _largest_activation_mb(module: torch.nn.Module, run) -> float:
@@ -271,6 +286,11 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=64)
     p.add_argument("--variants", nargs="*", choices=list(VARIANTS))
     p.set_defaults(run=compare)
+    p = sub.add_parser("score")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--clips", type=int, default=256)
+    p.add_argument("--out", type=Path)
+    p.set_defaults(run=score)
     p = sub.add_parser("chunks")
     p.set_defaults(run=chunks)
     p = sub.add_parser("latent")
