@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from vdmcourse.course import CHECKPOINT_DIR
 from vdmcourse.presets import PRESETS, Preset, get_preset
 
 
@@ -14,8 +15,14 @@ def test_every_preset_is_consistent(name):
     preset = PRESETS[name]
     assert preset.name == name
     assert 0 < preset.quick_steps <= preset.steps
+    if preset.vae is not None and not (CHECKPOINT_DIR / f"{preset.vae}.safetensors").is_file():
+        pytest.skip(f"{name} diffuses in {preset.vae}'s latents, which is not shipped (a GPU preset)")
     json.dumps(preset.metadata())  # stored in every checkpoint
-    if preset.generative:
+    if preset.vae is not None:
+        frames, channels, size, _ = preset.latent_shape
+        assert (preset.model_config.image_size, preset.model_config.channels, preset.model_config.frames) == (size, channels, frames)
+        assert preset.metadata()["latent_shape"] == list(preset.latent_shape)
+    elif preset.generative:
         assert preset.model_config.image_size == preset.data.canvas
         assert preset.sample_shape == (preset.data.frames, 1, preset.data.canvas, preset.data.canvas)
 

@@ -26,7 +26,7 @@ from safetensors.torch import load_file as load_safetensors_file
 from vdmcourse.course import CHECKPOINT_DIR, pick_device, seed_everything, to_unit_range
 from vdmcourse.diffusion import SAMPLERS, sample
 from vdmcourse.metrics import Evaluator, evaluate_videos, format_report
-from vdmcourse.presets import PRESETS, get_preset
+from vdmcourse.presets import PRESETS, get_preset, load_latent_vae
 from vdmcourse.pretrained import atomic_path, build_model, load_checkpoint, seal, verify_shipped
 from vdmcourse.train import CHECKPOINT_NAME, MODEL_NAME, Trainer, machine_info
 from vdmcourse.viz import frame_strip, save_gif
@@ -110,6 +110,11 @@ def train(args) -> int:
             print(f"rewrote {', '.join(trainer.repaired)} from the checkpoint (the last save was cut short)")
     try:
         trainer.fit(steps, time_limit=None if args.minutes is None else 60 * args.minutes)
+        if preset.finish is not None:
+            with torch.no_grad():
+                preset.finish(trainer.model)
+                preset.finish(trainer.ema)
+            trainer.save()
     except KeyboardInterrupt:
         again = command if args.resume else command + " --resume"
         print(f"stopped at step {trainer.step}; last checkpoint: step {trainer.saved_step}. Continue with:\n  {again}")
@@ -170,17 +175,20 @@ def _preview_writer(preset, out: Path):
 
     def preview(model, step: int) -> None:
         labels = torch.arange(10) if preset.conditional else None
+        device = next(model.parameters()).device
         clips = sample(
             model,
-            (10, *preset.sample_shape),
+            (10, *(preset.latent_shape or preset.sample_shape)),
             objective=preset.objective,
             sampler=preset.sampler,
             steps=preset.sample_steps,
             cond=labels,
             guidance_scale=preset.guidance_scale if preset.conditional else 1.0,
-            generator=torch.Generator(device=next(model.parameters()).device).manual_seed(0),
+            generator=torch.Generator(device=device).manual_seed(0),
             progress=False,
         )
+        if preset.vae is not None:
+            clips = load_latent_vae(preset.vae, device=device).decode_latents(clips)
         (out / "samples").mkdir(parents=True, exist_ok=True)
         save_gif(to_unit_range(clips), out / "samples" / f"step_{step:06d}.gif", columns=5, scale=2)
 
@@ -230,14 +238,22 @@ def _load_generative(name_or_path, device, purpose: str):
             f"{checkpoint.path} is not a diffusion model trained from a preset (its metadata names no objective); "
             f"there is nothing to {purpose}"
         )
-    return build_model(checkpoint).to(pick_device(device)), info
+    model = build_model(checkpoint).to(pick_device(device))
+    if "vae" in info:  # a latent model: refuse now, not after sampling, if its VAE is not the one it was trained on
+        load_latent_vae(info["vae"]["name"], device=pick_device(device), fingerprint=info["vae"]["fingerprint"])
+    return model, info
 
 
 def _draw(model, info, shape, labels, seed, *, sampler=None, steps=None, guidance=None) -> torch.Tensor:
     """Sample clips ``shape`` = (N, T, C, H, W) in [0, 1], with the checkpoint's recorded
-    sampler, steps and guidance unless given (guidance only for a conditional draw)."""
+    sampler, steps and guidance unless given (guidance only for a conditional draw).
+    A latent model samples latents and decodes them through its VAE."""
     if guidance is None:
         guidance = info["guidance_scale"] if labels is not None else 1.0
+    vae = None
+    if "vae" in info:
+        vae = load_latent_vae(info["vae"]["name"], device=next(model.parameters()).device, fingerprint=info["vae"]["fingerprint"])
+        shape = (shape[0], *vae.config.latent_shape(*shape[1:2], *shape[3:]))
     clips = sample(
         model,
         shape,
@@ -248,6 +264,9 @@ def _draw(model, info, shape, labels, seed, *, sampler=None, steps=None, guidanc
         guidance_scale=guidance,
         generator=seed_everything(seed),
     )
+    if vae is not None:
+        with torch.no_grad():
+            clips = vae.decode_latents(clips)  # (N, T, C, H, W) in [-1, 1]
     return to_unit_range(clips.cpu())
 
 

@@ -29,8 +29,11 @@ from vdmcourse.nn.embeddings import (
 )
 from vdmcourse.nn.unet2d import UNet2D, UNet2DConfig
 from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
+from vdmcourse.nn.vae import CausalConv3d, DiagonalGaussian, VideoVAE, VideoVAEConfig
 
 __all__ = [
+    "CausalConv3d",
+    "DiagonalGaussian",
     "FeedForward",
     "Full3DBlock",
     "FullAttention",
@@ -47,6 +50,8 @@ __all__ = [
     "UNet3DConfig",
     "VideoDiT",
     "VideoDiTConfig",
+    "VideoVAE",
+    "VideoVAEConfig",
     "apply_rope",
     "attention",
     "causal_mask",
