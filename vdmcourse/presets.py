@@ -23,13 +23,14 @@ from torch import nn
 from vdmcourse.course import budget, to_model_range
 from vdmcourse.data import MovingMNISTConfig, generate_clips
 from vdmcourse.diffusion import OBJECTIVES, TIME_DISTRIBUTIONS, training_loss
+from vdmcourse.diffusion.context import ContextConfig, masked_training_loss, random_context_masks, random_context_times
 from vdmcourse.metrics.features import Evaluator, EvaluatorConfig, evaluator_batch, evaluator_loss
 from vdmcourse.nn.unet2d import UNet2D, UNet2DConfig
 from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
 from vdmcourse import pretrained
 from vdmcourse.train import TrainConfig
 
-__all__ = ["Preset", "PRESETS", "get_preset"]
+__all__ = ["Preset", "PRESETS", "get_preset", "context_clips"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class Preset:
             inflated from a trained image model).
         loss: ``(model, batch, generator) -> loss`` replacing the diffusion loss.
         batch_source: ``(generator, batch_size=...) -> batch`` replacing the Moving MNIST clips.
+        context: a :class:`~vdmcourse.diffusion.context.ContextConfig`: train with masked-frame
+            conditioning (random context frames per clip, clean or noise-augmented, out of the
+            loss); batches then carry ``"mask"`` and ``"context_t"`` (see :func:`context_clips`).
+            ``init_from`` may then name a model of the preset's own class, which is fine-tuned.
     """
 
     name: str
@@ -76,6 +81,7 @@ class Preset:
     init_from: str | None = None
     loss: Callable[[nn.Module, Any, torch.Generator], torch.Tensor] | None = None
     batch_source: Callable[..., Any] | None = None
+    context: ContextConfig | None = None
 
     def __post_init__(self):
         if self.loss is None and self.objective not in OBJECTIVES:
@@ -113,6 +119,10 @@ class Preset:
             source = pretrained.build_model(self.init_from)
         else:
             source = pretrained.load_pretrained(self.init_from, device="cpu")
+        if isinstance(source, self.model_class):  # fine-tuning a model of the same kind (e.g. video-ctx-cpu)
+            if source.config != self.model_config:
+                raise ValueError(f"Preset {self.name!r}: init_from {self.init_from!r} has config {source.config}, not the preset's {self.model_config}")
+            return source.train()
         return self.model_class.from_image_model(source, self.model_config)
 
     def batches(self) -> Callable[[torch.Generator], Any]:
@@ -133,6 +143,8 @@ class Preset:
         or the preset's own ``loss``."""
         if self.loss is not None:
             return self.loss
+        if self.context is not None:
+            return self._context_loss
 
         def loss(model: nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor:
             return training_loss(
@@ -148,6 +160,20 @@ class Preset:
 
         return loss
 
+    def _context_loss(self, model: nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        return masked_training_loss(
+            model,
+            to_model_range(batch["video"]),
+            batch["mask"],
+            context_t=batch["context_t"],
+            objective=self.objective,
+            cond=batch["labels"] if self.conditional else None,
+            p_uncond=self.p_uncond if self.conditional else 0.0,
+            generator=generator,
+            t_distribution=self.t_distribution,
+            t_mean=self.t_mean,
+        )
+
     def metadata(self) -> dict:
         """What a checkpoint made from this preset records, so that sampling needs no preset."""
         return {
@@ -161,7 +187,35 @@ class Preset:
             "guidance_scale": self.guidance_scale,
             "data": dataclasses.asdict(self.data),
             "batch_size": self.batch_size,
+            **({"context": dataclasses.asdict(self.context)} if self.context is not None else {}),
         }
+
+
+def context_clips(
+    generator: torch.Generator,
+    *,
+    batch_size: int,
+    data: MovingMNISTConfig,
+    context: ContextConfig,
+    keyframe_stride: int = 1,
+    keyframe_fraction: float = 0.0,
+) -> dict:
+    """A batch for masked-frame conditioning: ``{"video", "labels", "mask" (B, T) bool,
+    "context_t" (B,)}``. A ``keyframe_fraction`` of the clips move ``keyframe_stride`` times
+    faster -- every ``keyframe_stride``-th frame of a ``data`` clip (bounces are elastic) --
+    so the model can also generate the sparse keyframes of hierarchical generation."""
+    fast = round(batch_size * keyframe_fraction) if keyframe_stride > 1 else 0
+    parts = [generate_clips(batch_size - fast, data, generator=generator)]
+    if fast:
+        speed = tuple(keyframe_stride * v for v in data.speed)
+        parts.append(generate_clips(fast, dataclasses.replace(data, speed=speed), generator=generator))
+    frames = data.frames
+    return {
+        "video": torch.cat([part.video for part in parts]),
+        "labels": torch.cat([part.labels for part in parts]),
+        "mask": random_context_masks(batch_size, frames, context, generator=generator),
+        "context_t": random_context_times(batch_size, context, generator=generator),
+    }
 
 
 _PRESETS = [
@@ -254,6 +308,26 @@ _PRESETS = [
         train=TrainConfig(lr=3e-3, warmup_steps=100, weight_decay=0.01, ema_decay=0.995, checkpoint_every=250),
     ),
 ]
+
+# video-cpu fine-tuned with masked-frame conditioning (lesson 12): the same model, new loss and batches.
+_VIDEO_CPU = next(preset for preset in _PRESETS if preset.name == "video-cpu")
+_PRESETS.append(
+    dataclasses.replace(
+        _VIDEO_CPU,
+        name="video-ctx-cpu",
+        description="video-cpu fine-tuned with masked-frame conditioning (random context frames, clean or "
+        "noise-augmented, out of the loss): prediction, extension, interpolation, keyframes (CPU)",
+        # A quarter of the clips move 3x faster, so the same model draws keyframes 3 frames apart.
+        batch_source=functools.partial(
+            context_clips, data=_VIDEO_CPU.data, context=ContextConfig(), keyframe_stride=3, keyframe_fraction=0.25
+        ),
+        context=ContextConfig(),
+        steps=3000,
+        quick_steps=2,
+        train=TrainConfig(lr=5e-4, warmup_steps=20, ema_decay=0.995, checkpoint_every=50),
+        init_from="video-cpu",
+    )
+)
 
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in _PRESETS}
 
