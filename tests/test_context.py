@@ -11,6 +11,8 @@ from vdmcourse.diffusion.context import (
     masked_training_loss,
     random_context_masks,
     random_context_times,
+    forcing_times,
+    sample_forcing,
     sample_with_context,
 )
 from vdmcourse.nn.unet2d import UNet2DConfig
@@ -239,3 +241,49 @@ def test_video_ctx_batches_carry_masks_fast_keyframe_clips_and_a_masked_loss():
     _, t = spy.calls[0]
     context = batch["mask"]
     torch.testing.assert_close(t[context], batch["context_t"][:, None].expand(8, 10)[context])
+
+
+# --- diffusion forcing ---------------------------------------------------------------------
+
+
+def test_forcing_times_together_is_the_plain_grid():
+    grid = forcing_times(4, 3, "together")
+    assert grid.shape == (5, 3)
+    torch.testing.assert_close(grid[:, 0], torch.linspace(1, 0, 5, dtype=torch.float64))
+    assert torch.equal(grid[:, 0], grid[:, 2])
+
+
+def test_forcing_times_pyramid_makes_later_frames_noisier_and_ends_clean():
+    grid = forcing_times(5, 4, "pyramid", delay=2)
+    assert grid.shape == (5 + 2 * 3 + 1, 4)
+    assert (grid[0] == 1).all() and (grid[-1] == 0).all()
+    assert (grid[1:] <= grid[:-1]).all(), "every frame only ever gets cleaner"
+    assert (grid[:, 1:] >= grid[:, :-1]).all(), "a later frame is never cleaner than an earlier one"
+    assert grid[5, 0] == 0 and grid[5, 3] == 1, "frame 0 is clean before frame 3 starts"
+
+
+def test_sample_forcing_together_equals_the_euler_sampler():
+    from vdmcourse.diffusion import sample
+
+    model = wake_up(UNet3D(VIDEO))
+    shape = (2, 4, 1, 16, 16)
+    ours = sample_forcing(model, shape, steps=3, cond=torch.tensor([1, 2]), guidance_scale=2.0, generator=seeded(4))
+    euler = sample(model, shape, sampler="euler", steps=3, cond=torch.tensor([1, 2]), guidance_scale=2.0, generator=seeded(4), progress=False)
+    torch.testing.assert_close(ours, euler, atol=1e-4, rtol=1e-4)
+
+
+def test_sample_forcing_pyramid_calls_the_model_with_staggered_times():
+    spy = Spy((1, 3, 1, 4, 4))
+    out = sample_forcing(spy, (1, 3, 1, 4, 4), schedule="pyramid", steps=2, delay=1, generator=seeded(1), device="cpu")
+    assert out.shape == (1, 3, 1, 4, 4)
+    times = [t[0].tolist() for _, t in spy.calls]
+    assert times == [[1.0, 1.0, 1.0], [0.5, 1.0, 1.0], [0.0, 0.5, 1.0], [0.0, 0.0, 0.5]]
+
+
+def test_diffusion_forcing_training_runs_on_the_unet3d():
+    from vdmcourse.diffusion import training_loss
+
+    model = wake_up(UNet3D(VIDEO)).train()
+    loss = training_loss(model, torch.rand(2, 4, 1, 16, 16) * 2 - 1, one_t_per_clip=False, generator=seeded(1))
+    loss.backward()
+    assert torch.isfinite(loss) and model.output[-1].weight.grad is not None

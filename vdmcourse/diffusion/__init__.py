@@ -8,12 +8,15 @@ velocity target ``eps - x0``; samples live in ``[-1, 1]``; videos are ``(B, T, C
 
 from vdmcourse.diffusion.context import (
     CONTEXT_MASKS,
+    FORCING_SCHEDULES,
     ContextConfig,
     context_mask,
+    forcing_times,
     frame_times,
     masked_training_loss,
     random_context_masks,
     random_context_times,
+    sample_forcing,
     sample_with_context,
 )
 from vdmcourse.diffusion.guidance import NULL_LABEL, classifier_free_guidance, guided_output
@@ -64,4 +67,7 @@ __all__ = [
     "random_context_masks",
     "random_context_times",
     "sample_with_context",
+    "FORCING_SCHEDULES",
+    "forcing_times",
+    "sample_forcing",
 ]

@@ -18,6 +18,13 @@ interpolation with a single idea, used here:
 At sampling time (:func:`sample_with_context`) the context frames are put back at
 every model call, with their time, and pasted exactly into the result.
 
+**Diffusion forcing** (Chen et al. 2024) is the alternative training scheme: an independent
+noise level per frame (``training_loss(..., one_t_per_clip=False)``), so the model learns
+every mix of clean, half-noisy and noisy frames. It samples on a per-frame time grid
+(:func:`forcing_times`): all frames together, or a *pyramid* where each later frame lags
+behind (is noisier than) the one before -- the first frames come out clean first and the
+later ones are drawn knowing more and more of them (:func:`sample_forcing`).
+
 Masks are boolean ``(B, T)`` tensors, True where a frame is context.
 """
 
@@ -27,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vdmcourse.diffusion.guidance import NULL_LABEL, check_labels
+from vdmcourse.diffusion.guidance import NULL_LABEL, check_labels, guided_output
 from vdmcourse.diffusion.objectives import model_target, resolve_schedule, sample_timesteps
 from vdmcourse.diffusion.samplers import sample
 from vdmcourse.nn.embeddings import drop_labels
@@ -41,9 +48,13 @@ __all__ = [
     "frame_times",
     "masked_training_loss",
     "sample_with_context",
+    "FORCING_SCHEDULES",
+    "forcing_times",
+    "sample_forcing",
 ]
 
 CONTEXT_MASKS = ("none", "first", "first_k", "last_k", "every_n")
+FORCING_SCHEDULES = ("together", "pyramid")
 
 
 @dataclass(frozen=True)
@@ -253,3 +264,61 @@ def sample_with_context(
         if was_training:
             model.train()
     return torch.where(expand, context, out)
+
+
+def forcing_times(steps: int, frames: int, schedule: str = "together", *, delay: int = 1) -> torch.Tensor:
+    """The per-frame time grid of diffusion-forcing sampling: ``(K + 1, T)``, row k the times
+    of the T frames after k steps, from all 1 (noise) to all 0 (clean).
+
+    ``"together"``: every frame on ``1 - k / steps`` (K = steps). ``"pyramid"``: frame f starts
+    ``f * delay`` steps after frame 0 (K = steps + delay (T - 1)), so at every row a later frame
+    is at least as noisy as an earlier one.
+    """
+    if schedule not in FORCING_SCHEDULES:
+        raise ValueError(f"forcing_times: schedule must be one of {FORCING_SCHEDULES}; got {schedule!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"forcing_times: steps must be an int >= 1; got {steps!r}")
+    if not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"forcing_times: frames must be an int >= 1; got {frames!r}")
+    if not isinstance(delay, int) or delay < 0:
+        raise ValueError(f"forcing_times: delay must be an int >= 0; got {delay!r}")
+    lag = delay * torch.arange(frames) if schedule == "pyramid" else torch.zeros(frames, dtype=torch.long)
+    rows = torch.arange(steps + int(lag[-1]) + 1)[:, None]  # (K + 1, 1)
+    progress = (rows - lag[None, :]).clamp(0, steps)  # (K + 1, T): steps each frame has taken
+    return 1 - progress.to(torch.float64) / steps
+
+
+@torch.no_grad()
+def sample_forcing(
+    model,
+    shape: tuple[int, ...],
+    *,
+    schedule: str = "together",
+    steps: int = 10,
+    delay: int = 1,
+    cond: torch.Tensor | None = None,
+    guidance_scale: float = 1.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Euler sampling of a flow model with one time per frame along :func:`forcing_times`.
+
+    ``shape``: ``(B, T, C, H, W)``; the model is called with times ``(B, T)``. Each step moves
+    frame f from its time ``t_f`` to the next row's ``s_f`` along the predicted velocity
+    (``x += (s_f - t_f) v_f``; frames whose time does not change stay put). With
+    ``"together"`` this is the plain Euler sampler. Returns ``(B, T, C, H, W)`` in ``[-1, 1]``.
+    """
+    grid = forcing_times(steps, shape[1], schedule, delay=delay)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    draw_device = generator.device if generator is not None else device
+    x = torch.randn(shape, generator=generator, device=draw_device).to(device)
+    if cond is not None:
+        cond = check_labels(cond, shape[0]).to(device)
+    for now, after in zip(grid[:-1], grid[1:]):
+        if torch.equal(now, after):
+            continue
+        t = now.to(device=device, dtype=x.dtype).expand(shape[0], -1)  # (B, T)
+        velocity = guided_output(model, x, t, cond, guidance_scale)
+        step = (after - now).to(device=device, dtype=x.dtype).reshape(1, -1, *([1] * (x.ndim - 2)))
+        x = x + step * velocity
+    return x
