@@ -329,6 +329,27 @@ _PRESETS.append(
     )
 )
 
+# Its GPU counterpart, written down but not trained here: train image-gpu, then video-gpu, copy each
+# run's model.safetensors to data/checkpoints/<name>.safetensors, then train video-ctx-gpu.
+# 20-frame windows: interpolation spans both ends with n = 19; keyframes 3 apart need window=19.
+_VIDEO_GPU = next(preset for preset in _PRESETS if preset.name == "video-gpu")
+_GPU_CONTEXT = ContextConfig(max_k=10, every_n=(2, 3, 19))
+_PRESETS.append(
+    dataclasses.replace(
+        _VIDEO_GPU,
+        name="video-ctx-gpu",
+        description="video-gpu fine-tuned with masked-frame conditioning for long videos and 10 -> 10 prediction (64x64, 20 frames); GPU-sized",
+        batch_source=functools.partial(
+            context_clips, data=_VIDEO_GPU.data, context=_GPU_CONTEXT, keyframe_stride=3, keyframe_fraction=0.25
+        ),
+        context=_GPU_CONTEXT,
+        steps=10_000,
+        quick_steps=2,
+        train=TrainConfig(lr=1e-4, warmup_steps=200, ema_decay=0.9995, checkpoint_every=500),
+        init_from="video-gpu",
+    )
+)
+
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in _PRESETS}
 
 
