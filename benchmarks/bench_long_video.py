@@ -8,7 +8,10 @@
 (autoregressive with k = 2 and 5 context frames, with and without context noise
 augmentation; sliding windows; keyframes + interpolation), conditioned on the labels of
 real long clips drawn from the test digits, and scores every 10-frame window along the
-video: identity persistence (the course's evaluator), digit-count stability, ink mass
+video: whether the digit is still the one asked for (the course's evaluator classifies the
+tracked digit in every frame; the share of frames showing the clip's label -- a swap at a window
+seam shows here even when each window is self-consistent), identity persistence within the
+window, digit-count stability, ink mass
 (relative to the real clips' mean), the physics residual (px) and flicker. The real
 clips are the floor. It also records the model calls and seconds per generated frame.
 
@@ -33,8 +36,8 @@ import torch
 from vdmcourse.course import CHECKPOINT_DIR
 from vdmcourse.data import MovingMNISTConfig, generate_clips
 from vdmcourse.metrics import prediction_scores
-from vdmcourse.metrics.features import load_evaluator
-from vdmcourse.metrics.physics import constant_velocity_prediction, physics_scores
+from vdmcourse.metrics.features import crop_digits, load_evaluator
+from vdmcourse.metrics.physics import constant_velocity_prediction, physics_scores, track_digits
 from vdmcourse.metrics.prediction import copy_last_frame
 from vdmcourse.metrics.temporal import digit_count_consistency, flicker, identity_persistence
 from vdmcourse.pipelines import LongVideoPipeline
@@ -57,11 +60,22 @@ def ink_mass(video: torch.Tensor, threshold: float = 0.3) -> torch.Tensor:
     return (video * (video > threshold)).flatten(2).sum(-1)  # (B, T)
 
 
-def window_curves(video: torch.Tensor, evaluator) -> dict[str, list[float]]:
+def digit_classes(video: torch.Tensor, evaluator) -> torch.Tensor:
+    """The evaluator's class of the (one) tracked digit in every frame: ``(B, T)``, -1 where unseen."""
+    tracks = track_digits(video, 1)
+    crops = crop_digits(video, tracks.centres, evaluator.config.digit_size)[:, :, 0]  # (B, T, S, S)
+    with torch.no_grad():
+        classes = evaluator.classify(crops.flatten(0, 1)).argmax(1).view(video.shape[:2])
+    return classes.masked_fill(~tracks.clean[:, :, 0], -1)
+
+
+def window_curves(video: torch.Tensor, evaluator, labels: torch.Tensor) -> dict[str, list[float]]:
     """Each metric on consecutive 10-frame windows: one value per window (mean over clips)."""
-    curves = {name: [] for name in ("identity_persistence", "digit_count", "ink_mass", "physics_px", "flicker")}
+    curves = {name: [] for name in ("label_kept", "identity_persistence", "digit_count", "ink_mass", "physics_px", "flicker")}
+    kept = (digit_classes(video, evaluator) == labels[:, :1]).float()  # (B, T); unseen frames count as lost
     for start in range(0, video.shape[1] - SEGMENT + 1, SEGMENT):
         part = video[:, start : start + SEGMENT]
+        curves["label_kept"].append(kept[:, start : start + SEGMENT].mean().item())
         curves["identity_persistence"].append(identity_persistence(part, evaluator, 1).nanmean().item())
         curves["digit_count"].append(digit_count_consistency(part, 1).mean().item())
         curves["ink_mass"].append(ink_mass(part).mean().item())
@@ -74,7 +88,7 @@ def drift(args) -> dict:
     pipe = LongVideoPipeline.from_pretrained(args.checkpoint, device="cpu")
     evaluator = load_evaluator()
     real = generate_clips(args.clips, MovingMNISTConfig.cpu(frames=args.frames, split="test"), generator=torch.Generator().manual_seed(1))
-    results = {"real clips": {"curves": window_curves(real.video, evaluator)}}
+    results = {"real clips": {"curves": window_curves(real.video, evaluator, real.labels)}}
     real_ink = sum(results["real clips"]["curves"]["ink_mass"]) / len(results["real clips"]["curves"]["ink_mass"])
     videos = {"real clips": real.video}
     for name, settings in STRATEGIES.items():
@@ -83,7 +97,7 @@ def drift(args) -> dict:
         cpu = time.process_time() - cpu_start
         videos[name] = out.frames
         results[name] = {
-            "curves": window_curves(out.frames, evaluator),
+            "curves": window_curves(out.frames, evaluator, real.labels),
             "model_calls": out.model_calls,
             "model_calls_per_frame": out.model_calls / args.frames,
             "seconds_per_frame": out.seconds / (args.frames * args.clips),
@@ -104,7 +118,7 @@ def plot_drift(results: dict) -> None:
     import matplotlib.pyplot as plt
 
     names = list(next(iter(results.values()))["curves"])
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4))
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.4))
     for axis, metric in zip(axes, names):
         for name, entry in results.items():
             curve = entry["curves"][metric]
@@ -161,8 +175,8 @@ def write_report(key: str, result: dict) -> None:
             "Mean over the 10-frame windows of the first 30 frames -> of the last 30 frames. "
             "Ink mass is relative to the real clips' mean. Plot: `long_video_drift.png`; strips: `long_video_strips.png`.",
             "",
-            "| strategy | identity | digit count | ink mass | physics px | flicker | model calls / frame | CPU s / frame |",
-            "|---|---|---|---|---|---|---|---|",
+            "| strategy | label kept | identity in window | digit count | ink mass | physics px | flicker | model calls / frame | CPU s / frame |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for name, entry in d["results"].items():
             c = entry["curves"]
@@ -173,7 +187,7 @@ def write_report(key: str, result: dict) -> None:
 
             cost = f"{entry['model_calls_per_frame']:.1f} | {entry['cpu_seconds_per_frame']:.3f}" if "model_calls" in entry else "- | -"
             lines.append(
-                f"| {name} | {span('identity_persistence')} | {span('digit_count')} | {span('ink_mass')} | "
+                f"| {name} | {span('label_kept')} | {span('identity_persistence')} | {span('digit_count')} | {span('ink_mass')} | "
                 f"{span('physics_px')} | {span('flicker', 4)} | {cost} |"
             )
         lines += ["", f"Machine: {stored['drift']['machine']['cpu']}, {stored['drift']['machine']['torch_threads']} thread(s), load average {stored['drift']['load_average']}.", ""]
