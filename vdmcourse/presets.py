@@ -24,6 +24,7 @@ from torch import nn
 from vdmcourse.course import CHECKPOINT_DIR, budget, to_model_range
 from vdmcourse.data import MovingMNISTConfig, generate_clips
 from vdmcourse.diffusion import OBJECTIVES, TIME_DISTRIBUTIONS, training_loss
+from vdmcourse.diffusion.context import ContextConfig, masked_training_loss, random_context_masks, random_context_times
 from vdmcourse.metrics.features import Evaluator, EvaluatorConfig, evaluator_batch, evaluator_loss
 from vdmcourse.nn.dit import VideoDiT, VideoDiTConfig
 from vdmcourse.nn.unet2d import UNet2D, UNet2DConfig
@@ -32,7 +33,7 @@ from vdmcourse.nn.vae import VideoVAE, VideoVAEConfig, vae_fingerprint, vae_loss
 from vdmcourse import pretrained
 from vdmcourse.train import TrainConfig
 
-__all__ = ["Preset", "PRESETS", "get_preset", "load_latent_vae"]
+__all__ = ["Preset", "PRESETS", "get_preset", "load_latent_vae", "context_clips"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ class Preset:
         vae: None, or a shipped VAE's name (or a ``.safetensors`` path): the model is then a
             latent diffusion model trained on that VAE's scaled latents, and sampling decodes
             through it. Checkpoints record the VAE's fingerprint; any other VAE is refused.
+        context: a :class:`~vdmcourse.diffusion.context.ContextConfig`: train with masked-frame
+            conditioning (random context frames per clip, clean or noise-augmented, out of the
+            loss); batches then carry ``"mask"`` and ``"context_t"`` (see :func:`context_clips`).
+            ``init_from`` may then name a model of the preset's own class, which is fine-tuned.
     """
 
     name: str
@@ -86,6 +91,7 @@ class Preset:
     batch_source: Callable[..., Any] | None = None
     finish: Callable[[nn.Module], None] | None = None
     vae: str | None = None
+    context: ContextConfig | None = None
 
     def __post_init__(self):
         if self.loss is None and self.objective not in OBJECTIVES:
@@ -130,6 +136,10 @@ class Preset:
             source = pretrained.build_model(self.init_from)
         else:
             source = pretrained.load_pretrained(self.init_from, device="cpu")
+        if isinstance(source, self.model_class):  # fine-tuning a model of the same kind (e.g. video-ctx-cpu)
+            if source.config != self.model_config:
+                raise ValueError(f"Preset {self.name!r}: init_from {self.init_from!r} has config {source.config}, not the preset's {self.model_config}")
+            return source.train()
         return self.model_class.from_image_model(source, self.model_config)
 
     def batches(self) -> Callable[[torch.Generator], Any]:
@@ -150,6 +160,8 @@ class Preset:
         or the preset's own ``loss``."""
         if self.loss is not None:
             return self.loss
+        if self.context is not None:
+            return self._context_loss
 
         def loss(model: nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor:
             x0 = to_model_range(batch["video"])
@@ -169,6 +181,20 @@ class Preset:
 
         return loss
 
+    def _context_loss(self, model: nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        return masked_training_loss(
+            model,
+            to_model_range(batch["video"]),
+            batch["mask"],
+            context_t=batch["context_t"],
+            objective=self.objective,
+            cond=batch["labels"] if self.conditional else None,
+            p_uncond=self.p_uncond if self.conditional else 0.0,
+            generator=generator,
+            t_distribution=self.t_distribution,
+            t_mean=self.t_mean,
+        )
+
     def metadata(self) -> dict:
         """What a checkpoint made from this preset records, so that sampling needs no preset."""
         return {
@@ -182,6 +208,7 @@ class Preset:
             "guidance_scale": self.guidance_scale,
             "data": dataclasses.asdict(self.data),
             "batch_size": self.batch_size,
+            **({"context": dataclasses.asdict(self.context)} if self.context is not None else {}),
         } | (self._vae_metadata() if self.vae is not None else {})
 
     def _vae_metadata(self) -> dict:
@@ -198,6 +225,33 @@ def _fit_scaling_factor(model: nn.Module, data: MovingMNISTConfig, clips: int = 
     model.eval()
     model.fit_scaling_factor(to_model_range(video).to(device), torch.Generator(device=device).manual_seed(1234))
     model.train(was_training)
+
+
+def context_clips(
+    generator: torch.Generator,
+    *,
+    batch_size: int,
+    data: MovingMNISTConfig,
+    context: ContextConfig,
+    keyframe_stride: int = 1,
+    keyframe_fraction: float = 0.0,
+) -> dict:
+    """A batch for masked-frame conditioning: ``{"video", "labels", "mask" (B, T) bool,
+    "context_t" (B,)}``. A ``keyframe_fraction`` of the clips move ``keyframe_stride`` times
+    faster -- every ``keyframe_stride``-th frame of a ``data`` clip (bounces are elastic) --
+    so the model can also generate the sparse keyframes of hierarchical generation."""
+    fast = round(batch_size * keyframe_fraction) if keyframe_stride > 1 else 0
+    parts = [generate_clips(batch_size - fast, data, generator=generator)]
+    if fast:
+        speed = tuple(keyframe_stride * v for v in data.speed)
+        parts.append(generate_clips(fast, dataclasses.replace(data, speed=speed), generator=generator))
+    frames = data.frames
+    return {
+        "video": torch.cat([part.video for part in parts]),
+        "labels": torch.cat([part.labels for part in parts]),
+        "mask": random_context_masks(batch_size, frames, context, generator=generator),
+        "context_t": random_context_times(batch_size, context, generator=generator),
+    }
 
 
 _PRESETS = [
@@ -373,6 +427,47 @@ _PRESETS = [
         vae="vae-gpu",
     ),
 ]
+
+# video-cpu fine-tuned with masked-frame conditioning (lesson 12): the same model, new loss and batches.
+_VIDEO_CPU = next(preset for preset in _PRESETS if preset.name == "video-cpu")
+_PRESETS.append(
+    dataclasses.replace(
+        _VIDEO_CPU,
+        name="video-ctx-cpu",
+        description="video-cpu fine-tuned with masked-frame conditioning (random context frames, clean or "
+        "noise-augmented, out of the loss): prediction, extension, interpolation, keyframes (CPU)",
+        # A quarter of the clips move 3x faster, so the same model draws keyframes 3 frames apart.
+        batch_source=functools.partial(
+            context_clips, data=_VIDEO_CPU.data, context=ContextConfig(), keyframe_stride=3, keyframe_fraction=0.25
+        ),
+        context=ContextConfig(),
+        steps=3000,
+        quick_steps=2,
+        train=TrainConfig(lr=5e-4, warmup_steps=20, ema_decay=0.995, checkpoint_every=50),
+        init_from="video-cpu",
+    )
+)
+
+# Its GPU counterpart, written down but not trained here: train image-gpu, then video-gpu, copy each
+# run's model.safetensors to data/checkpoints/<name>.safetensors, then train video-ctx-gpu.
+# 20-frame windows: interpolation spans both ends with n = 19; keyframes 3 apart need window=19.
+_VIDEO_GPU = next(preset for preset in _PRESETS if preset.name == "video-gpu")
+_GPU_CONTEXT = ContextConfig(max_k=10, every_n=(2, 3, 19))
+_PRESETS.append(
+    dataclasses.replace(
+        _VIDEO_GPU,
+        name="video-ctx-gpu",
+        description="video-gpu fine-tuned with masked-frame conditioning for long videos and 10 -> 10 prediction (64x64, 20 frames); GPU-sized",
+        batch_source=functools.partial(
+            context_clips, data=_VIDEO_GPU.data, context=_GPU_CONTEXT, keyframe_stride=3, keyframe_fraction=0.25
+        ),
+        context=_GPU_CONTEXT,
+        steps=10_000,
+        quick_steps=2,
+        train=TrainConfig(lr=1e-4, warmup_steps=200, ema_decay=0.9995, checkpoint_every=500),
+        init_from="video-gpu",
+    )
+)
 
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in _PRESETS}
 

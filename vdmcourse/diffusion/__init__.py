@@ -6,6 +6,19 @@ of ``N`` is ``t = i / N``); flow matching uses ``x_t = (1 - t) x0 + t eps`` with
 velocity target ``eps - x0``; samples live in ``[-1, 1]``; videos are ``(B, T, C, H, W)``.
 """
 
+from vdmcourse.diffusion.context import (
+    CONTEXT_MASKS,
+    FORCING_SCHEDULES,
+    ContextConfig,
+    context_mask,
+    forcing_times,
+    frame_times,
+    masked_training_loss,
+    random_context_masks,
+    random_context_times,
+    sample_forcing,
+    sample_with_context,
+)
 from vdmcourse.diffusion.guidance import NULL_LABEL, classifier_free_guidance, guided_output, null_label_of
 from vdmcourse.diffusion.objectives import (
     OBJECTIVES,
@@ -47,4 +60,15 @@ __all__ = [
     "VPSchedule",
     "cosine_schedule",
     "linear_schedule",
+    "CONTEXT_MASKS",
+    "ContextConfig",
+    "context_mask",
+    "frame_times",
+    "masked_training_loss",
+    "random_context_masks",
+    "random_context_times",
+    "sample_with_context",
+    "FORCING_SCHEDULES",
+    "forcing_times",
+    "sample_forcing",
 ]

@@ -10,7 +10,10 @@ model equals the image model frame by frame.
 Architecture (Ho et al. 2022, "Video Diffusion Models"; Tran et al. 2018,
 R(2+1)D; Singer et al. 2022, Make-A-Video):
 
-* One conditioning vector per clip (time + label embeddings, FiLM in every block).
+* One conditioning vector per clip (time + label embeddings, FiLM in every block);
+  or one per frame when ``t`` has a time per frame ``(B, T)`` -- clean context frames
+  at time 0 beside noisy ones (masked-frame conditioning, lesson 12) or independent
+  noise levels (diffusion forcing).
 * :class:`ResBlock3D`: GroupNorm -> SiLU -> spatial Conv3x3 (per frame) ->
   **temporal conv** (kernel 3 over frames, zero-initialised, residual) -> FiLM
   scale-shift -> GroupNorm -> SiLU -> Conv3x3, plus the skip; optionally a
@@ -39,7 +42,7 @@ from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange, repeat
+from einops import rearrange, reduce, repeat
 from torch import nn
 
 from vdmcourse.nn.attention import TIME_POSITIONS, FullAttention, TemporalAttention
@@ -377,7 +380,9 @@ class UNet3D(nn.Module):
     * ``x``: ``(B, T, C, H, W)`` in ``[-1, 1]`` (the noisy clips), C = ``config.channels``,
       H and W multiples of ``config.downsampling``, T a multiple of
       ``config.temporal_downsampling`` (or T = 1: an image, temporal layers skipped).
-    * ``t``: float ``(B,)`` in ``[0, 1]`` (1 = pure noise), one per clip.
+    * ``t``: float ``(B,)`` in ``[0, 1]`` (1 = pure noise), one per clip; or ``(B, T)``,
+      one per frame (each frame's FiLM then gets its own time; with temporal
+      down-sampling, a coarse frame gets the mean embedding of the frames it merges).
     * ``cond``: None (the null label: unconditional), or long digit labels ``(B,)`` or
       ``(B, K)`` in ``[0, num_classes]`` (``num_classes`` = the null label of
       classifier-free guidance; K labels are summed).
@@ -499,6 +504,13 @@ class UNet3D(nn.Module):
     embed = UNet2D.embed
 
     def _check_inputs(self, x, t, cond) -> None:
+        if isinstance(t, torch.Tensor) and t.ndim == 2 and isinstance(x, torch.Tensor) and x.ndim == 5:
+            if t.shape != x.shape[:2]:
+                raise ValueError(
+                    f"UNet3D expects t of shape (B,) = ({x.shape[0]},) or one time per frame (B, T) = "
+                    f"{tuple(x.shape[:2])}; got {tuple(t.shape)}"
+                )
+            t = t[:, 0]  # the per-clip checks below see one time per clip
         UNet2D._check_inputs(self, x, t, cond)
         if x.shape[1] > 1 and x.shape[1] % self.config.temporal_downsampling:
             raise ValueError(
@@ -512,8 +524,18 @@ class UNet3D(nn.Module):
         # "T = 1 is an image" is a rule about the input: a clip whose T is halved to 1
         # inside the network keeps its temporal layers.
         video = frames > 1
-        clip_emb = self.embed(t, cond)  # (B, E)
-        emb = repeat(clip_emb, "b e -> (b t) e", t=frames)  # (B*T, E): one vector per frame
+        if t.ndim == 1:
+            clip_emb = self.embed(t, cond)  # (B, E)
+        else:
+            frame_cond = None if cond is None else cond.repeat_interleave(frames, dim=0)  # (B*T,) or (B*T, K)
+            clip_emb = rearrange(self.embed(t.flatten(), frame_cond), "(b t) e -> b t e", b=batch)  # (B, T, E)
+
+        def frame_embedding(frames: int) -> torch.Tensor:
+            if clip_emb.ndim == 2:
+                return repeat(clip_emb, "b e -> (b t) e", t=frames)
+            return reduce(clip_emb, "b (t k) e -> (b t) e", "mean", t=frames)  # merged frames share the mean
+
+        emb = frame_embedding(frames)  # (B*T, E): one vector per frame
         h = self.input_conv(rearrange(x, "b t c h w -> (b t) c h w"))  # (B*T, c0, H, W)
         skips = []
         for i, level in enumerate(self.down):
@@ -524,13 +546,13 @@ class UNet3D(nn.Module):
             if str(i) in self.temporal_down and video:
                 h = self.temporal_down[str(i)](h, frames)  # (B*T/2, c_i, ...)
                 frames //= 2
-                emb = repeat(clip_emb, "b e -> (b t) e", t=frames)
+                emb = frame_embedding(frames)
         h = self.mid(h, emb, frames, video)
         for i, level in zip(reversed(range(len(self.up))), self.up):
             if str(i) in self.temporal_up and frames < skips[-1][1]:
                 h = self.temporal_up[str(i)](h, frames)  # (B*2T, c, ...): back to the skip's frame count
                 frames *= 2
-                emb = repeat(clip_emb, "b e -> (b t) e", t=frames)
+                emb = frame_embedding(frames)
             for block in level.blocks:
                 skip, _ = skips.pop()
                 h = block(torch.cat([h, skip], dim=1), emb, frames, video)  # skip concatenated on channels
