@@ -9,7 +9,9 @@ corrupt checkpoint, a bad label) end with a one-line message, not a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
 import shlex
 import sys
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file as load_safetensors_file
 
+from vdmcourse import distributed
 from vdmcourse.course import CHECKPOINT_DIR, pick_device, seed_everything, to_unit_range
 from vdmcourse.diffusion import SAMPLERS, sample
 from vdmcourse.metrics import Evaluator, evaluate_videos, format_report
@@ -54,7 +57,21 @@ def _train_parser(subparsers) -> None:
     parser.add_argument("--preview-every", type=int, default=0, metavar="N", help="write a GIF of samples every N steps (0: never)")
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-    parser.set_defaults(run=train)
+    parser.set_defaults(run=train_command)
+
+
+def train_command(args) -> int:
+    """``train``, in torchrun's process group when started by torchrun (see
+    :mod:`vdmcourse.distributed`): every rank trains, rank 0 alone prints and shows progress."""
+    with distributed.launched(args.device) as device:
+        if not distributed.is_distributed():
+            return train(args)
+        args.device = str(device)
+        if distributed.is_main():
+            return train(args)
+        args.no_progress = True
+        with contextlib.redirect_stdout(io.StringIO()):
+            return train(args)
 
 
 def train(args) -> int:
@@ -72,7 +89,7 @@ def train(args) -> int:
         raise ValueError(f"--resume: there is no checkpoint in {out} to continue; drop --resume to start a new run")
 
     config = dataclasses.replace(preset.train, preview_every=args.preview_every)
-    seed_everything(config.seed)
+    seed_everything(distributed.rank_seed(config.seed))
     trainer = Trainer(
         preset.build_model(),
         preset.loss_fn(),
@@ -87,7 +104,7 @@ def train(args) -> int:
     if args.resume:
         trainer.resume()
         print(f"resumed {out / CHECKPOINT_NAME} at step {trainer.step}")
-    command = "python -m vdmcourse " + shlex.join(args.argv if args.argv is not None else sys.argv[1:])
+    command = distributed.launcher() + " -m vdmcourse " + shlex.join(args.argv if args.argv is not None else sys.argv[1:])
     try:
         trainer.fit(steps, time_limit=None if args.minutes is None else 60 * args.minutes)
     except KeyboardInterrupt:
@@ -106,6 +123,8 @@ def _write_run_record(out: Path, preset, trainer, command: str, started: float) 
     """``run.json``: what a manifest entry needs -- command, steps, times, machine, loss.
     ``wall_time_s`` is this command's wall clock; ``train_time_s`` the time spent in
     training steps, summed over every resume."""
+    if not distributed.is_main():  # rank 0 writes for every rank
+        return
     recent = trainer.history[-200:]
     record = {
         "preset": preset.name,

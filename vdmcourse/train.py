@@ -10,7 +10,9 @@
 
 and trains with AdamW, gradient clipping, an exponential moving average (EMA) of
 the weights, bf16 autocast on CUDA (fp32 elsewhere), a tqdm bar showing the loss,
-optional sample previews, and atomic, exactly resumable checkpoints.
+optional sample previews, and atomic, exactly resumable checkpoints. Started by
+``torchrun``, it trains with DistributedDataParallel over the processes (gloo on the
+CPU, NCCL on CUDA; see :mod:`vdmcourse.distributed`); alone, it is one process.
 
 Learning rate: linear warm-up over ``warmup_steps``, then constant. Constant,
 not cosine, because the EMA already does the averaging a decaying rate would,
@@ -50,6 +52,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from vdmcourse import distributed
 from vdmcourse.course import pick_device
 from vdmcourse.pretrained import atomic_path, load_checkpoint, load_weights, save_checkpoint
 
@@ -120,6 +123,7 @@ def machine_info() -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "processes": distributed.world_size(),
     }
 
 
@@ -207,6 +211,8 @@ class Trainer:
             raise TypeError(f"Trainer: config must be a TrainConfig; got {type(self.config).__name__}")
         self.device = pick_device(None if device is None else str(device))
         self.model = model.to(self.device)
+        # Under torchrun: DistributedDataParallel, which gives every rank rank 0's weights (so before the EMA copy).
+        self._loss = distributed.parallel_loss(self.model, loss_fn)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.loss_fn = loss_fn
         self.batches = batches
@@ -220,8 +226,8 @@ class Trainer:
             betas=self.config.betas,
             weight_decay=self.config.weight_decay,
         )
-        self.data_generator = torch.Generator().manual_seed(self.config.seed)
-        self.loss_generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 1)
+        self.data_generator = torch.Generator().manual_seed(distributed.rank_seed(self.config.seed))
+        self.loss_generator = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(self.config.seed) + 1)
         self.step = 0
         self.history: list[float] = []
         self.elapsed = 0.0
@@ -259,10 +265,10 @@ class Trainer:
         batch = _to_device(self.batches(self.data_generator), self.device)
         self.model.train()
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            loss = self.loss_fn(self.model, batch, self.loss_generator)
+            loss = self._loss(self.model, batch, self.loss_generator)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise TypeError(f"Trainer: loss_fn must return a scalar tensor; got {loss!r:.80}")
-        value = loss.item()
+        value = distributed.mean_over_ranks(loss.detach()).item()
         if not math.isfinite(value):
             raise FloatingPointError(
                 f"Trainer: the loss is {value} at step {self.step} (lr {lr:.3g}); "
@@ -289,11 +295,12 @@ class Trainer:
         bar = tqdm(total=steps, initial=min(self.step, steps), disable=not self.progress, unit="step", dynamic_ncols=True)
         smoothed = None
         try:
-            with _stop_at_step_end() as stop:
+            with _stop_at_step_end() as stop, distributed.sigterm_stops(stop):
                 while self.step < steps and (time_limit is None or self.elapsed < time_limit):
                     started = time.perf_counter()
                     loss = self.train_step()
                     self.elapsed += time.perf_counter() - started
+                    distributed.agree(self, stop)
                     smoothed = loss if smoothed is None else 0.98 * smoothed + 0.02 * loss
                     bar.update(1)
                     bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{self.lr_at(self.step - 1):.2g}", refresh=False)
@@ -312,6 +319,8 @@ class Trainer:
 
     def run_preview(self) -> None:
         """Call the preview callback on the EMA model without touching training's RNG."""
+        if not distributed.is_main():
+            return
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             self.preview(self.ema, self.step)
@@ -355,6 +364,11 @@ class Trainer:
         if path is None:
             raise ValueError("Trainer.save: give a path, or build the Trainer with out_dir")
         state, tensors = self._state()
+        distributed.gather_rank_states(self, state, tensors)
+        distributed.average_over_ranks_(self.ema)
+        if not distributed.is_main():  # rank 0 writes for every rank
+            self.saved_step = self.step
+            return path
         metadata = {**self.metadata, "weights": "model and EMA"}
         save_checkpoint(path, self.model, ema=self.ema, step=self.step, metadata=metadata, state=state, tensors=tensors)
         save_checkpoint(path.with_name(MODEL_NAME), self.ema, step=self.step, metadata={**self.metadata, "weights": "EMA"})
@@ -412,4 +426,5 @@ class Trainer:
         self.history = checkpoint.tensors["history.loss"].tolist()
         self.elapsed = state["elapsed_s"]
         self.saved_step = self.step
+        distributed.restore_rank_states(self, checkpoint)
         return self
