@@ -25,6 +25,7 @@ from safetensors.torch import load_file as load_safetensors_file
 from vdmcourse import distributed
 from vdmcourse.course import CHECKPOINT_DIR, pick_device, seed_everything, to_unit_range
 from vdmcourse.diffusion import SAMPLERS, sample
+from vdmcourse.fast_paths import PRECISIONS
 from vdmcourse.metrics import Evaluator, evaluate_videos, format_report
 from vdmcourse.presets import PRESETS, get_preset
 from vdmcourse.pretrained import atomic_path, build_model, load_checkpoint
@@ -57,6 +58,7 @@ def _train_parser(subparsers) -> None:
     parser.add_argument("--preview-every", type=int, default=0, metavar="N", help="write a GIF of samples every N steps (0: never)")
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument("--precision", choices=PRECISIONS, help="fp32, bf16 (autocast) or auto (default: the preset's)")
     parser.set_defaults(run=train_command)
 
 
@@ -88,7 +90,7 @@ def train(args) -> int:
     if args.resume and not (out / CHECKPOINT_NAME).exists():
         raise ValueError(f"--resume: there is no checkpoint in {out} to continue; drop --resume to start a new run")
 
-    config = dataclasses.replace(preset.train, preview_every=args.preview_every)
+    config = dataclasses.replace(preset.train, preview_every=args.preview_every, precision=args.precision or preset.train.precision)
     seed_everything(distributed.rank_seed(config.seed))
     trainer = Trainer(
         preset.build_model(),
@@ -183,6 +185,8 @@ def _sample_parser(subparsers) -> None:
     parser.add_argument("--guidance", type=float, metavar="SCALE", help="classifier-free guidance scale (1: none; default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32 (default), bf16 (autocast) or auto (bf16 where faster)")
+    parser.add_argument("--channels-last", action="store_true", help="run the 2-D convolutions channels-last (often faster)")
     parser.set_defaults(run=sample_command)
 
 
@@ -209,7 +213,7 @@ def _load_generative(name_or_path, device, purpose: str):
     return build_model(checkpoint).to(pick_device(device)), info
 
 
-def _draw(model, info, shape, labels, seed, *, sampler=None, steps=None, guidance=None) -> torch.Tensor:
+def _draw(model, info, shape, labels, seed, *, sampler=None, steps=None, guidance=None, precision="fp32", channels_last=False) -> torch.Tensor:
     """Sample clips ``shape`` = (N, T, C, H, W) in [0, 1], with the checkpoint's recorded
     sampler, steps and guidance unless given (guidance only for a conditional draw)."""
     if guidance is None:
@@ -223,6 +227,8 @@ def _draw(model, info, shape, labels, seed, *, sampler=None, steps=None, guidanc
         cond=labels,
         guidance_scale=guidance,
         generator=seed_everything(seed),
+        precision=precision,
+        channels_last=channels_last,
     )
     return to_unit_range(clips.cpu())
 
@@ -246,6 +252,7 @@ def sample_command(args) -> int:
     clips = _draw(
         model, info, (args.num, frames, channels, height, width), labels, args.seed,
         sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+        precision=args.precision, channels_last=args.channels_last,
     )  # (N, T, C, H, W) in [0, 1]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.suffix == ".gif":

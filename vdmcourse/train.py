@@ -9,7 +9,7 @@
   fly from a seeded ``torch.Generator`` (a tensor, or a dict/list/tuple of tensors),
 
 and trains with AdamW, gradient clipping, an exponential moving average (EMA) of
-the weights, bf16 autocast on CUDA (fp32 elsewhere), a tqdm bar showing the loss,
+the weights, fp32 or bf16 autocast (``TrainConfig.precision``), a tqdm bar showing the loss,
 optional sample previews, and atomic, exactly resumable checkpoints. Started by
 ``torchrun``, it trains with DistributedDataParallel over the processes (gloo on the
 CPU, NCCL on CUDA; see :mod:`vdmcourse.distributed`); alone, it is one process.
@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 
 from vdmcourse import distributed
 from vdmcourse.course import pick_device
+from vdmcourse.fast_paths import PRECISIONS, resolve_precision
 from vdmcourse.pretrained import atomic_path, load_checkpoint, load_weights, save_checkpoint
 
 __all__ = ["TrainConfig", "Trainer", "machine_info"]
@@ -61,8 +62,8 @@ __all__ = ["TrainConfig", "Trainer", "machine_info"]
 CHECKPOINT_NAME = "checkpoint.safetensors"
 MODEL_NAME = "model.safetensors"
 # TrainConfig fields that only decide when to save or look, not what is computed:
-# a run may be resumed with other values.
-_WHEN_ONLY = ("checkpoint_every", "preview_every")
+# a run may be resumed with other values. So may the precision (a CPU run continued on a GPU).
+_WHEN_ONLY = ("checkpoint_every", "preview_every", "precision")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ class TrainConfig:
         seed: seeds the data generator (``seed``) and the loss generator (``seed + 1``).
         checkpoint_every: save every this many steps (with ``out_dir``; also at the end).
         preview_every: call the preview callback every this many steps (0: never).
+        precision: ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (bf16 on CUDA, and on a
+            CPU where it is measured faster; see :mod:`vdmcourse.fast_paths`). The
+            checkpoint records what was used.
     """
 
     lr: float = 2e-4
@@ -91,6 +95,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     preview_every: int = 0
+    precision: str = "fp32"
 
     def __post_init__(self):
         if not self.lr > 0:
@@ -103,6 +108,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: checkpoint_every must be an int >= 1; got {self.checkpoint_every!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"TrainConfig: ema_decay must be in [0, 1); got {self.ema_decay!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig: precision must be one of {PRECISIONS}; got {self.precision!r}")
         if not self.grad_clip > 0:
             raise ValueError(f"TrainConfig: grad_clip must be > 0 (math.inf for none); got {self.grad_clip!r}")
 
@@ -211,6 +218,7 @@ class Trainer:
             raise TypeError(f"Trainer: config must be a TrainConfig; got {type(self.config).__name__}")
         self.device = pick_device(None if device is None else str(device))
         self.model = model.to(self.device)
+        self.precision = resolve_precision(self.config.precision, self.device)  # "fp32" or "bf16"
         # Under torchrun: DistributedDataParallel, which gives every rank rank 0's weights (so before the EMA copy).
         self._loss = distributed.parallel_loss(self.model, loss_fn)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
@@ -264,7 +272,7 @@ class Trainer:
             group["lr"] = lr
         batch = _to_device(self.batches(self.data_generator), self.device)
         self.model.train()
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             loss = self._loss(self.model, batch, self.loss_generator)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise TypeError(f"Trainer: loss_fn must return a scalar tensor; got {loss!r:.80}")
@@ -352,6 +360,7 @@ class Trainer:
             "rng_python": random.getstate(),
             "rng_numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
             "elapsed_s": self.elapsed,
+            "precision": self.precision,
             "machine": machine_info(),
         }
         return state, tensors
