@@ -9,7 +9,9 @@ corrupt checkpoint, a bad label) end with a one-line message, not a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
 import math
 import os
@@ -23,8 +25,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file as load_safetensors_file
 
+from vdmcourse import distributed
 from vdmcourse.course import CHECKPOINT_DIR, pick_device, seed_everything, to_unit_range
 from vdmcourse.diffusion import SAMPLERS, sample
+from vdmcourse.fast_paths import PRECISIONS
 from vdmcourse.metrics import Evaluator, evaluate_videos, format_report
 from vdmcourse.presets import PRESETS, get_preset, load_latent_vae
 from vdmcourse.pretrained import atomic_path, build_model, load_checkpoint, seal, verify_shipped
@@ -61,7 +65,22 @@ def _train_parser(subparsers) -> None:
     )
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-    parser.set_defaults(run=train)
+    parser.add_argument("--precision", choices=PRECISIONS, help="fp32, bf16 (autocast) or auto (default: the preset's)")
+    parser.set_defaults(run=train_command)
+
+
+def train_command(args) -> int:
+    """``train``, in torchrun's process group when started by torchrun (see
+    :mod:`vdmcourse.distributed`): every rank trains, rank 0 alone prints and shows progress."""
+    with distributed.launched(args.device) as device:
+        if not distributed.is_distributed():
+            return train(args)
+        args.device = str(device)
+        if distributed.is_main():
+            return train(args)
+        args.no_progress = True
+        with contextlib.redirect_stdout(io.StringIO()):
+            return train(args)
 
 
 def train(args) -> int:
@@ -84,11 +103,11 @@ def train(args) -> int:
     if args.resume and not (out / CHECKPOINT_NAME).exists():
         raise ValueError(f"--resume: there is no checkpoint in {out} to continue; drop --resume to start a new run")
 
-    config = dataclasses.replace(preset.train, preview_every=args.preview_every)
+    config = dataclasses.replace(preset.train, preview_every=args.preview_every, precision=args.precision or preset.train.precision)
     if args.checkpoint_every is not None:
         config = dataclasses.replace(config, checkpoint_every=args.checkpoint_every)
-    seed_everything(config.seed)
-    command = "python -m vdmcourse " + shlex.join(args.argv if args.argv is not None else sys.argv[1:])
+    seed_everything(distributed.rank_seed(config.seed))
+    command = distributed.launcher() + " -m vdmcourse " + shlex.join(args.argv if args.argv is not None else sys.argv[1:])
     trainer = Trainer(
         preset.build_model(),
         preset.loss_fn(),
@@ -154,6 +173,8 @@ def _write_run_record(out: Path, preset, trainer, command: str, started: float) 
     Written at every save (the Trainer's ``on_save``), so it always describes the
     checkpoint beside it. ``wall_time_s`` is this command's wall clock; ``train_time_s``
     the time spent in training steps, summed over every resume."""
+    if not distributed.is_main():  # rank 0 writes for every rank
+        return
     recent = trainer.history[-200:]
     record = {
         "preset": preset.name,
@@ -215,6 +236,8 @@ def _sample_parser(subparsers) -> None:
     parser.add_argument("--guidance", type=float, metavar="SCALE", help="classifier-free guidance scale (1: none; default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32 (default), bf16 (autocast) or auto (bf16 where faster)")
+    parser.add_argument("--channels-last", action="store_true", help="run the 2-D convolutions channels-last (often faster)")
     parser.set_defaults(run=sample_command)
 
 
@@ -244,7 +267,7 @@ def _load_generative(name_or_path, device, purpose: str):
     return model, info
 
 
-def _draw(model, info, shape, labels, seed, *, sampler=None, steps=None, guidance=None) -> torch.Tensor:
+def _draw(model, info, shape, labels, seed, *, sampler=None, steps=None, guidance=None, precision="fp32", channels_last=False) -> torch.Tensor:
     """Sample clips ``shape`` = (N, T, C, H, W) in [0, 1], with the checkpoint's recorded
     sampler, steps and guidance unless given (guidance only for a conditional draw).
     A latent model samples latents and decodes them through its VAE."""
@@ -263,6 +286,8 @@ def _draw(model, info, shape, labels, seed, *, sampler=None, steps=None, guidanc
         cond=labels,
         guidance_scale=guidance,
         generator=seed_everything(seed),
+        precision=precision,
+        channels_last=channels_last,
     )
     if vae is not None:
         with torch.no_grad():
@@ -297,6 +322,7 @@ def sample_command(args) -> int:
     clips = _draw(
         model, info, (args.num, frames, channels, height, width), labels, args.seed,
         sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+        precision=args.precision, channels_last=args.channels_last,
     )  # (N, T, C, H, W) in [0, 1]
     if args.out.suffix == ".gif":
         save_gif(clips, args.out, columns=min(args.num, 5), scale=4)

@@ -287,7 +287,7 @@ _PRESETS = [
         batch_size=128,
         steps=20_000,
         quick_steps=20,
-        train=TrainConfig(lr=2e-4, warmup_steps=500, ema_decay=0.9995, checkpoint_every=1000),
+        train=TrainConfig(lr=2e-4, warmup_steps=500, ema_decay=0.9995, checkpoint_every=1000, precision="auto"),
         sample_steps=50,
     ),
     Preset(
@@ -324,7 +324,7 @@ _PRESETS = [
         batch_size=32,
         steps=20_000,
         quick_steps=2,
-        train=TrainConfig(lr=2e-4, warmup_steps=500, ema_decay=0.9995, checkpoint_every=500),
+        train=TrainConfig(lr=2e-4, warmup_steps=500, ema_decay=0.9995, checkpoint_every=500, precision="auto"),
         sampler="heun",
         sample_steps=25,
         init_from="image-gpu",

@@ -9,8 +9,10 @@
   fly from a seeded ``torch.Generator`` (a tensor, or a dict/list/tuple of tensors),
 
 and trains with AdamW, gradient clipping, an exponential moving average (EMA) of
-the weights, bf16 autocast on CUDA (fp32 elsewhere), a tqdm bar showing the loss,
-optional sample previews, and atomic, exactly resumable checkpoints.
+the weights, fp32 or bf16 autocast (``TrainConfig.precision``), a tqdm bar showing the loss,
+optional sample previews, and atomic, exactly resumable checkpoints. Started by
+``torchrun``, it trains with DistributedDataParallel over the processes (gloo on the
+CPU, NCCL on CUDA; see :mod:`vdmcourse.distributed`); alone, it is one process.
 
 Learning rate: linear warm-up over ``warmup_steps``, then constant. Constant,
 not cosine, because the EMA already does the averaging a decaying rate would,
@@ -57,7 +59,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from vdmcourse import distributed
 from vdmcourse.course import pick_device
+from vdmcourse.fast_paths import PRECISIONS, resolve_precision
 from vdmcourse.pretrained import atomic_path, load_checkpoint, load_weights, remove_stale_temporaries, save_checkpoint
 
 __all__ = ["TrainConfig", "Trainer", "machine_info"]
@@ -65,8 +69,8 @@ __all__ = ["TrainConfig", "Trainer", "machine_info"]
 CHECKPOINT_NAME = "checkpoint.safetensors"
 MODEL_NAME = "model.safetensors"
 # TrainConfig fields that only decide when to save or look, not what is computed:
-# a run may be resumed with other values.
-_WHEN_ONLY = ("checkpoint_every", "preview_every")
+# a run may be resumed with other values. So may the precision (a CPU run continued on a GPU).
+_WHEN_ONLY = ("checkpoint_every", "preview_every", "precision")
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ class TrainConfig:
         seed: seeds the data generator (``seed``) and the loss generator (``seed + 1``).
         checkpoint_every: save every this many steps (with ``out_dir``; also at the end).
         preview_every: call the preview callback every this many steps (0: never).
+        precision: ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (bf16 on CUDA, and on a
+            CPU where it is measured faster; see :mod:`vdmcourse.fast_paths`). The
+            checkpoint records what was used.
     """
 
     lr: float = 2e-4
@@ -95,6 +102,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     preview_every: int = 0
+    precision: str = "fp32"
 
     def __post_init__(self):
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
@@ -111,6 +119,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: checkpoint_every must be an int >= 1; got {self.checkpoint_every!r}")
         if not (isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0):
             raise ValueError(f"TrainConfig: ema_decay must be in [0, 1); got {self.ema_decay!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig: precision must be one of {PRECISIONS}; got {self.precision!r}")
         if not (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0):
             raise ValueError(f"TrainConfig: grad_clip must be > 0 (math.inf for none); got {self.grad_clip!r}")
 
@@ -131,6 +141,7 @@ def machine_info() -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "processes": distributed.world_size(),
     }
 
 
@@ -221,6 +232,9 @@ class Trainer:
             raise TypeError(f"Trainer: config must be a TrainConfig; got {type(self.config).__name__}")
         self.device = pick_device(None if device is None else str(device))
         self.model = model.to(self.device)
+        self.precision = resolve_precision(self.config.precision, self.device)  # "fp32" or "bf16"
+        # Under torchrun: DistributedDataParallel, which gives every rank rank 0's weights (so before the EMA copy).
+        self._loss = distributed.parallel_loss(self.model, loss_fn)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.loss_fn = loss_fn
         self.batches = batches
@@ -241,8 +255,8 @@ class Trainer:
             betas=self.config.betas,
             weight_decay=self.config.weight_decay,
         )
-        self.data_generator = torch.Generator().manual_seed(self.config.seed)
-        self.loss_generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 1)
+        self.data_generator = torch.Generator().manual_seed(distributed.rank_seed(self.config.seed))
+        self.loss_generator = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(self.config.seed) + 1)
         self.step = 0
         self.history: list[float] = []
         self.elapsed = 0.0
@@ -279,11 +293,11 @@ class Trainer:
             group["lr"] = lr
         batch = _to_device(self.batches(self.data_generator), self.device)
         self.model.train()
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            loss = self.loss_fn(self.model, batch, self.loss_generator)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            loss = self._loss(self.model, batch, self.loss_generator)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise TypeError(f"Trainer: loss_fn must return a scalar tensor; got {loss!r:.80}")
-        value = loss.item()
+        value = distributed.mean_over_ranks(loss.detach()).item()
         if not math.isfinite(value):
             raise FloatingPointError(
                 f"Trainer: the loss is {value} at step {self.step} (lr {lr:.3g}); "
@@ -310,11 +324,12 @@ class Trainer:
         bar = tqdm(total=steps, initial=min(self.step, steps), disable=not self.progress, unit="step", dynamic_ncols=True)
         smoothed = None
         try:
-            with _stop_at_step_end() as stop:
+            with _stop_at_step_end() as stop, distributed.sigterm_stops(stop):
                 while self.step < steps and (time_limit is None or self.elapsed < time_limit):
                     started = time.perf_counter()
                     loss = self.train_step()
                     self.elapsed += time.perf_counter() - started
+                    distributed.agree(self, stop)
                     smoothed = loss if smoothed is None else 0.98 * smoothed + 0.02 * loss
                     bar.update(1)
                     bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{self.lr_at(self.step - 1):.2g}", refresh=False)
@@ -333,6 +348,8 @@ class Trainer:
 
     def run_preview(self) -> None:
         """Call the preview callback on the EMA model without touching training's RNG."""
+        if not distributed.is_main():
+            return
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             self.preview(self.ema, self.step)
@@ -365,6 +382,7 @@ class Trainer:
             "rng_python": random.getstate(),
             "rng_numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
             "elapsed_s": self.elapsed,
+            "precision": self.precision,
             "machine": machine_info(),
         }
         return state, tensors
@@ -377,6 +395,11 @@ class Trainer:
         if path is None:
             raise ValueError("Trainer.save: give a path, or build the Trainer with out_dir")
         state, tensors = self._state()
+        distributed.gather_rank_states(self, state, tensors)
+        distributed.average_over_ranks_(self.ema)
+        if not distributed.is_main():  # rank 0 writes for every rank
+            self.saved_step = self.step
+            return path
         metadata = {**self.metadata, "weights": "model and EMA"}
         save_checkpoint(path, self.model, ema=self.ema, step=self.step, metadata=metadata, state=state, tensors=tensors)
         self.saved_step = self.step
@@ -461,6 +484,7 @@ class Trainer:
             raise ValueError(f"Trainer.resume: {path} is inconsistent: step {self.step} but {len(self.history)} recorded losses")
         self.elapsed = state["elapsed_s"]
         self.saved_step = self.step
+        distributed.restore_rank_states(self, checkpoint)
         lagging = self._lagging(path)
         self.repaired = [{"model": MODEL_NAME, "loss": "loss.csv"}[name] for name in lagging]
         self._write_derived(path, lagging)
