@@ -30,6 +30,7 @@ __all__ = [
     "SCALE_OFF_BY_ONE",
     "COND_UNCOND_SWAPPED",
     "PARTIAL_CHANNELS",
+    "reference_ddim_step",
     "reference_euler_step",
     "reference_heun_step",
     "check_ddim_step",
@@ -91,6 +92,12 @@ def check_ddim_step(ddim_step):
     expect_close(out, _ddim(x_t, eps, ab_t, ab_s), "x_s", atol=1e-5,
                  hint="x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t); x_s = sqrt(ab_s) x0_hat + sqrt(1 - ab_s) eps.")
     return "Predict x0, re-noise it with the same eps to the next time: deterministic DDIM."
+
+
+def reference_ddim_step(x_t, eps_hat, alpha_bar_t, alpha_bar_s):
+    """One deterministic DDIM step (eta = 0) from ``alpha_bar_t`` to the less noisy ``alpha_bar_s``:
+    predict ``x0_hat``, re-noise it with the same ``eps_hat`` (Song et al. 2021, eq. 12)."""
+    return _ddim(x_t, eps_hat, alpha_bar_t, alpha_bar_s)
 
 
 def reference_euler_step(x_t, velocity, t, s):

@@ -29,6 +29,7 @@ __all__ = [
     "check_covariance",
     "check_matrix_sqrt",
     "check_frechet",
+    "reference_covariance",
 ]
 
 DIVIDED_BY_N = "covariance divided by N instead of N - 1"
@@ -45,6 +46,12 @@ def _features(n: int, d: int, seed: int, shift: float = 0.0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     mixing = torch.randn(d, d, generator=g, dtype=torch.float64) / d**0.5
     return torch.randn(n, d, generator=g, dtype=torch.float64) @ mixing + 1.5 + shift
+
+
+def reference_covariance(features: torch.Tensor) -> torch.Tensor:
+    """The unbiased covariance ``(D, D)`` (float64) of ``features`` ``(N, D)``, rows = samples:
+    :func:`~vdmcourse.metrics.feature_statistics`'s, singular sets (N <= D) allowed."""
+    return feature_statistics(features, allow_rank_deficient=True)[1]
 
 
 @self_check(
