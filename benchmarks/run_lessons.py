@@ -117,7 +117,8 @@ def write_table(rows: list[dict]) -> None:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in sorted(rows, key=lambda r: (r["lesson"], r["mode"])):
-        status = "error" if row["error"] else ("claims fail" if row["failed_claims"] else "ok")
+        over = row.get("over_limits")  # time or memory above the limits it ran with
+        status = "error" if row["error"] else ("claims fail" if row["failed_claims"] else ("; ".join(over) if over else "ok"))
         lines.append(
             f"| {row['lesson']} | {row['mode']} | {row['seconds'] / 60:.1f} min | {row['peak_rss_mib']:,} MiB | "
             f"{row['claims_held']}/{row['claims']} | {status} | {row['threads']} | {row['machine']} | {row['date']} |"
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in lessons(args.lessons):
         row = run_one(path, args.quick, args.cell_timeout)
         found = problems(row, args.max_minutes, args.max_gib)
+        row["over_limits"] = [p for p in found if p.startswith(("took", "peak RSS"))]
         failures += bool(found)
         print(f"{row['lesson']:>34} {row['mode']:>5}: {row['seconds'] / 60:5.1f} min, {row['peak_rss_mib']:6,} MiB, "
               f"claims {row['claims_held']}/{row['claims']}" + ("".join(f"\n    FAIL {p}" for p in found) or "  ok"),

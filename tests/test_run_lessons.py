@@ -32,3 +32,13 @@ def test_the_table_lists_every_row_and_the_claims_that_failed(tmp_path, monkeypa
     assert "| 05_the_3d_unet | full | 2.0 min | 900 MiB | 3/3 | ok |" in table
     assert "| 08_samplers_and_guidance | full | 2.0 min | 900 MiB | 2/3 | claims fail |" in table
     assert "- 08_samplers_and_guidance (full): variety falls" in table
+
+
+def test_the_table_says_when_a_lesson_was_over_its_time_or_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_lessons, "RESULTS", tmp_path)
+    slow = row(lesson="12_long_videos", seconds=834.0)
+    slow["over_limits"] = [p for p in run_lessons.problems(slow, 10, 2) if p.startswith(("took", "peak RSS"))]
+    run_lessons.write_table([row(), slow])
+    table = (tmp_path / "lessons.md").read_text()
+    assert "| 12_long_videos | full | 13.9 min | 900 MiB | 3/3 | took 13.9 min (limit 10) |" in table
+    assert "| 05_the_3d_unet | full | 2.0 min | 900 MiB | 3/3 | ok |" in table
