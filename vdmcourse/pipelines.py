@@ -458,7 +458,7 @@ class ImageToVideoPipeline:
         if "vae" in checkpoint.metadata:
             info = checkpoint.metadata["vae"]
             vae = load_latent_vae(info["name"], device=device, fingerprint=info["fingerprint"])
-        defaults = {key: value for key, value in _sampler_defaults(checkpoint.metadata).items() if key == "sampler"}
+        defaults = {"sampler": checkpoint.metadata["sampler"]} if "sampler" in checkpoint.metadata else {}
         return cls(model, vae=vae, **{**defaults, **settings})
 
     @torch.no_grad()

@@ -68,8 +68,8 @@ def check_concat_condition(concat_condition):
     x = torch.randn(2, 5, 1, 4, 4, generator=_generator(1))
     frame = torch.randn(2, 3, 4, 4, generator=_generator(2))
     out = concat_condition(x, frame)
-    if isinstance(out, torch.Tensor) and out.shape == (2, 6, 1, 4, 4) or getattr(out, "shape", None) == (2, 8, 3, 4, 4):
-        raise Wrong(f"The result has shape {tuple(out.shape)}: the frame was added as an extra frame, on the time axis.",
+    if isinstance(out, torch.Tensor) and out.ndim == 5 and out.shape[1] != 5:
+        raise Wrong(f"The result has shape {tuple(out.shape)}: {out.shape[1]} frames instead of 5 -- the frame went onto the time axis.",
                     hint="Concatenate on the channel axis (dim=2), after repeating the frame T times.")
     expect_shape(out, (2, 5, 4, 4, 4), "concat_condition(x, frame) with x (2, 5, 1, 4, 4), frame (2, 3, 4, 4)",
                  hint="Channels add up: C + C_c = 1 + 3; the frame axis keeps T = 5.")
