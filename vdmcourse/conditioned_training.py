@@ -75,12 +75,19 @@ def image_to_video_batch(
 
 
 def image_to_video_loss(
-    model: nn.Module, batch: dict, generator: torch.Generator, *, p_uncond: float = 0.1, t_distribution: str = "logit_normal"
+    model: nn.Module,
+    batch: dict,
+    generator: torch.Generator,
+    *,
+    p_uncond: float = 0.1,
+    t_distribution: str = "logit_normal",
+    t_mean: float = 0.0,
 ) -> torch.Tensor:
     """The flow loss of ``model`` (a ConditionedUNet3D) generating ``batch["video"]`` from its
     first frame: the frame noised by ``noise_aug_strength`` and concatenated on channels, the
     image embedding and ``[fps - 1, motion_bucket_id, noise_aug_strength]`` added to the time
-    embedding; both image conditions zeroed together with probability ``p_uncond``."""
+    embedding; both image conditions zeroed together with probability ``p_uncond``. ``t_mean > 0``
+    trains more at high noise, where the conditions decide what the clip becomes."""
     x0 = to_model_range(batch["video"])  # (B, T, 1, H, W)
     batch_size = x0.shape[0]
     frame = augment_frame(x0[:, 0], batch["noise_aug_strength"], generator)  # noised before encoding
@@ -93,7 +100,7 @@ def image_to_video_loss(
     def conditioned(x, t, cond=None):
         return model(concat_condition(x, frame), t, added_time_ids=ids, image_embedding=embedding)
 
-    return training_loss(conditioned, x0, objective="flow", generator=generator, t_distribution=t_distribution)
+    return training_loss(conditioned, x0, objective="flow", generator=generator, t_distribution=t_distribution, t_mean=t_mean)
 
 
 def signal_batch(generator: torch.Generator, *, batch_size: int, data: MovingMNISTConfig) -> dict:
