@@ -185,3 +185,28 @@ def test_training_sees_the_right_conditions(monkeypatch):
     assert torch.equal(seen["motion_mask"], ~dropped["motion"])
     assert torch.equal(seen["t"][:, 0] == 0, ~dropped["image"])  # a kept first frame is clean
     assert torch.equal((seen["ids"] != 0).sum(1) == 1, dropped["caption"])  # a dropped caption is the null caption
+
+
+def test_text_to_video_pipeline_is_seeded_and_keeps_the_first_frame():
+    from vdmcourse.pipelines import TextToVideoPipeline
+
+    model = randomise(TextVideoUNet(TINY), seed=1)
+    for p in model.parameters():
+        p.data.mul_(0.3)  # small weights keep the untrained sampler's values finite and readable
+    pipe = TextToVideoPipeline(model, steps=2, sampler="euler")
+    captions = ["a 3 moves quickly up", "a 5"]
+    first = pipe(captions, generator=torch.Generator().manual_seed(0))
+    again = pipe(captions, generator=torch.Generator().manual_seed(0))
+    other = pipe(captions, generator=torch.Generator().manual_seed(1))
+    assert first.frames.shape == (2, 4, 1, 16, 16) and torch.equal(first.frames, again.frames)
+    assert not torch.equal(first.frames, other.frames)
+    assert first.model_calls == 2 * 2  # null and text branches, 2 Euler steps
+    image = torch.rand(2, 1, 16, 16)
+    path = torch.rand(2, 4, 2) * 15
+    controlled = pipe(captions, image=image, motion=path, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(controlled.frames[:, 0], image)
+    assert controlled.model_calls == 3 * 2
+    with pytest.raises(ValueError, match="motion must be"):
+        pipe(captions, motion=torch.rand(2, 3, 2))
+    with pytest.raises(ValueError, match="'zooms'"):
+        pipe(["a 3 zooms"])
