@@ -210,3 +210,18 @@ def test_text_to_video_pipeline_is_seeded_and_keeps_the_first_frame():
         pipe(captions, motion=torch.rand(2, 3, 2))
     with pytest.raises(ValueError, match="'zooms'"):
         pipe(["a 3 zooms"])
+
+
+def test_the_dit_caption_branch_ignores_padded_text_tokens():
+    from vdmcourse.nn.dit import VideoDiT, VideoDiTConfig
+
+    dit = randomise(VideoDiT(VideoDiTConfig(patch=(2, 4, 4), dim=32, depth=1, heads=2, frames=4, image_size=8, context_dim=16)))
+    encoder = randomise(TextEncoder(TextEncoderConfig(dim=16, depth=1, heads=2)), seed=1)
+    ids, mask = CaptionTokenizer()(["a 3 moves quickly up", "a 5"])
+    tokens, _ = encoder(ids, mask)
+    garbage = tokens.clone()
+    garbage[~mask] = torch.randn(int((~mask).sum()), 16) * 50
+    x, t = torch.randn(2, 4, 1, 8, 8), torch.rand(2)
+    with torch.no_grad():
+        torch.testing.assert_close(dit(x, t, context=tokens, context_mask=mask), dit(x, t, context=garbage, context_mask=mask))
+        assert not torch.allclose(dit(x, t, context=tokens, context_mask=mask), dit(x, t))
