@@ -195,7 +195,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampler", default="heun")
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--text-scale", type=float, default=2.0)
+    parser.add_argument("--text-scale", type=float, default=4.0)
     parser.add_argument("--checkpoints", type=Path, default=CHECKPOINT_DIR, help="folder holding the text-video checkpoints")
     args = parser.parse_args()
     started = time.perf_counter()

@@ -381,7 +381,8 @@ class TextToVideoPipeline:
         sampler, steps: how to sample (flow objective). text_scale, motion_scale: guidance per modality.
     """
 
-    def __init__(self, model, tokenizer=None, *, sampler: str = "heun", steps: int = 10, text_scale: float = 2.0, motion_scale: float = 1.0):
+    # text_scale 4: on 24 held-out prompts text-video-cpu drew the asked digit 50% / 88% / 96% of the time at scales 1 / 3 / 5.
+    def __init__(self, model, tokenizer=None, *, sampler: str = "heun", steps: int = 10, text_scale: float = 4.0, motion_scale: float = 1.0):
         self.model = model.eval()
         self.tokenizer = tokenizer or CaptionTokenizer(max_length=model.config.text.max_length)
         self.sampler, self.steps, self.text_scale, self.motion_scale = sampler, steps, text_scale, motion_scale
