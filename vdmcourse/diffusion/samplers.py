@@ -83,6 +83,7 @@ def sample(
     precision: str = "fp32",
     channels_last: bool = False,
     compile: bool = False,
+    t_start: float = 1.0,
 ) -> torch.Tensor:
     """Generate samples with ``model`` (called as ``model(x, t, cond=cond)``).
 
@@ -115,6 +116,9 @@ def sample(
         channels_last: run the model's 2-D convolutions channels-last (faster on most
             CPUs and GPUs; same outputs up to rounding).
         compile: ``torch.compile`` the model first (a minute or more, once per model).
+        t_start: the time ``noise`` sits at, in ``(0, 1]``; the ``steps`` steps then run on the
+            grid ``t_start, ..., 0``. Below 1 it is SDEdit (Meng et al. 2022): pass a clip
+            noised to ``t_start`` as ``noise`` and it is denoised from there.
 
     Returns:
         ``x0`` of ``shape``, in the model range ``[-1, 1]`` for a model trained there
@@ -128,6 +132,8 @@ def sample(
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1]; got {eta}")
     check_scale(guidance_scale)
+    if isinstance(t_start, bool) or not isinstance(t_start, (int, float)) or not 0.0 < t_start <= 1.0:
+        raise ValueError(f"t_start must lie in (0, 1] (1: start from pure noise); got {t_start!r}")
     shape = tuple(shape)
     if not shape or not all(isinstance(n, int) and n > 0 for n in shape):
         raise ValueError(f"shape must be a tuple of positive ints such as (B, T, C, H, W); got {shape}")
@@ -167,7 +173,7 @@ def sample(
     with fast_paths.channels_last(model, channels_last):
         try:
             x = noise.to(device)
-            times = torch.linspace(1, 0, steps + 1, dtype=torch.float64).tolist()
+            times = torch.linspace(t_start, 0, steps + 1, dtype=torch.float64).tolist()
             for step in tqdm(range(steps), desc=f"{sampler} sampling", disable=not progress, leave=False):
                 t, s = times[step], times[step + 1]
                 x0, eps = denoise(x, t)

@@ -14,6 +14,7 @@ from vdmcourse.nn.attention import (
     window_mask,
 )
 from vdmcourse.nn.blocks import FeedForward, Full3DBlock, SpatiotemporalBlock
+from vdmcourse.nn.conditioning import ConditionedUNet3D, ConditionedUNet3DConfig, MicroConditioning, SignalEmbedding
 from vdmcourse.nn.dit import VideoDiT, VideoDiTConfig
 from vdmcourse.nn.embeddings import (
     LabelEmbedding,
@@ -64,4 +65,8 @@ __all__ = [
     "sincos_table_3d",
     "sinusoidal_embedding",
     "window_mask",
+    "ConditionedUNet3D",
+    "ConditionedUNet3DConfig",
+    "MicroConditioning",
+    "SignalEmbedding",
 ]

@@ -1,0 +1,398 @@
+"""Image-to-video, video-to-video and sync: is every knob measured to do what it claims?
+
+    python benchmarks/bench_i2v.py control   # i2v-cpu: motion bucket, fps, noise_aug_strength, first-frame fidelity
+    python benchmarks/bench_i2v.py v2v       # video-cpu through SDEdit: motion kept vs new digit, across strengths
+    python benchmarks/bench_i2v.py sync      # sync-cpu: driving signal vs generated brightness
+    python benchmarks/bench_i2v.py chunks    # decode_chunk_size: time, largest activation, equality (vae-cpu)
+    python benchmarks/bench_i2v.py report    # benchmarks/results/i2v.md from the JSON files
+
+``control`` gives :class:`vdmcourse.pipelines.ImageToVideoPipeline` the first frames of
+held-out clips (test digits) and measures the generated clips with the digit tracker of
+:mod:`vdmcourse.metrics.physics`: the centroid speed (px/frame, and px/s = px/frame x fps)
+for motion buckets 40-240 at fps 6; the per-frame displacement for fps 4, 6 and 12 at one
+bucket; and, for noise_aug_strength 0-0.4, the PSNR of frame 0 against the image and the share of frames
+the evaluator classifies as the image's digit (identity), against the amount of motion.
+
+``v2v`` restyles held-out clips to another digit with
+:class:`~vdmcourse.pipelines.VideoToVideoPipeline` (``video-cpu``) at strengths 0.2-1.0:
+the trajectory error (px, tracked centroid of output vs input) and the digit accuracy
+(frames classified as the new digit).
+
+``sync`` drives :class:`~vdmcourse.pipelines.SignalToVideoPipeline` (``sync-cpu``) with drawn
+signals (ramps, pulses, sines, random) and correlates each with the measured brightness
+(:func:`vdmcourse.data.conditions.frame_brightness`).
+
+Results: ``benchmarks/results/i2v_*.json``, ``i2v.md`` and the plots ``i2v_*.png``.
+Run through ``/work/bin/heavy`` (one thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from vdmcourse.course import CHECKPOINT_DIR, to_model_range
+from vdmcourse.data import MovingMNISTConfig, generate_clips
+from vdmcourse.data.conditions import frame_brightness
+from vdmcourse.metrics import psnr, spearman
+from vdmcourse.metrics.features import crop_digits, load_evaluator
+from vdmcourse.metrics.physics import track_digits
+from vdmcourse.pipelines import ImageToVideoPipeline, SignalToVideoPipeline, VideoToVideoPipeline
+from vdmcourse.pretrained import atomic_path, load_pretrained
+from vdmcourse.train import machine_info
+
+RESULTS = Path(__file__).parent / "results"
+BUCKETS = (40, 80, 120, 160, 200, 240)
+FPS = (4, 6, 12)
+NOISE_AUG = (0.0, 0.02, 0.05, 0.1, 0.2, 0.4)
+STRENGTHS = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def held_out(count: int, seed: int = 7, **overrides):
+    """Held-out clips (test digits) with their ground truth."""
+    config = MovingMNISTConfig.cpu(split="test", **overrides)
+    return generate_clips(count, config, generator=torch.Generator().manual_seed(seed))
+
+
+def per_frame_speed(video: torch.Tensor) -> torch.Tensor:
+    """Mean tracked centroid displacement per frame of each clip, px/frame: ``(B,)`` (NaN steps skipped)."""
+    centres = track_digits(video, 1).centres[:, :, 0]  # (B, T, 2)
+    steps = (centres[:, 1:] - centres[:, :-1]).norm(dim=-1)  # (B, T-1)
+    return steps.nanmean(dim=1)
+
+
+def digit_share(video: torch.Tensor, labels: torch.Tensor, evaluator) -> torch.Tensor:
+    """Share of frames whose tracked digit the evaluator classifies as ``labels`` ``(B,)``: ``(B,)``."""
+    tracks = track_digits(video, 1)
+    crops = crop_digits(video, tracks.centres, evaluator.config.digit_size)[:, :, 0]  # (B, T, S, S)
+    with torch.no_grad():
+        classes = evaluator.classify(crops.flatten(0, 1)).argmax(1).view(video.shape[:2])
+    right = (classes == labels[:, None]) & tracks.clean[:, :, 0]
+    return right.float().mean(dim=1)
+
+
+def _mean(values) -> float:
+    values = torch.as_tensor(values, dtype=torch.float64)
+    values = values[~values.isnan()]
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def _rho(x, y) -> float:
+    """Spearman's rho over the pairs where both are numbers (NaN with fewer than two)."""
+    pairs = [(a, b) for a, b in zip(x, y) if not (math.isnan(a) or math.isnan(b))]
+    return spearman([a for a, _ in pairs], [b for _, b in pairs]) if len(pairs) >= 2 else float("nan")
+
+
+def control(args) -> dict:
+    pipe = ImageToVideoPipeline.from_pretrained(str(args.checkpoint), device="cpu")
+    evaluator = load_evaluator()
+    clips = held_out(args.clips)
+    image, labels = clips.video[:, 0], clips.labels[:, 0]
+
+    def run(**knobs):
+        started = time.perf_counter()
+        frames = pipe(image, num_inference_steps=args.steps, generator=torch.Generator().manual_seed(0), **knobs).frames
+        return frames, time.perf_counter() - started
+
+    out = {"clips": args.clips, "steps": args.steps, "sampler": pipe.sampler, "checkpoint": args.checkpoint.name}
+    rows = []
+    for bucket in BUCKETS:
+        video, seconds = run(fps=6, motion_bucket_id=bucket)
+        speed = per_frame_speed(video)
+        rows.append({"motion_bucket_id": bucket, "fps": 6, "px_per_frame": speed.tolist(), "px_per_s": (speed * 6).tolist(),
+                     "psnr_frame0": psnr(video[:, :1], image[:, None])[:, 0].tolist(),
+                     "identity": digit_share(video, labels, evaluator).tolist(), "seconds": seconds})
+        print(json.dumps({k: rows[-1][k] for k in ("motion_bucket_id", "seconds")}), _mean(rows[-1]["px_per_s"]), flush=True)
+    means = [_mean(r["px_per_s"]) for r in rows]
+    pairs = [(r["motion_bucket_id"], s) for r in rows for s in r["px_per_s"]]
+    out["buckets"] = {"rows": rows, "spearman_bucket_vs_mean_speed": _rho(list(BUCKETS), means),
+                      "spearman_bucket_vs_clip_speed": _rho([p[0] for p in pairs], [p[1] for p in pairs])}
+    fps_rows = []
+    for fps in FPS:
+        video, seconds = run(fps=fps, motion_bucket_id=args.fps_bucket)
+        fps_rows.append({"fps": fps, "motion_bucket_id": args.fps_bucket, "px_per_frame": per_frame_speed(video).tolist(), "seconds": seconds})
+        print(fps, _mean(fps_rows[-1]["px_per_frame"]), flush=True)
+    out["fps"] = {"rows": fps_rows}
+    aug_rows = []
+    for aug in NOISE_AUG:
+        video, seconds = run(fps=6, motion_bucket_id=args.fps_bucket, noise_aug_strength=aug)
+        aug_rows.append({"noise_aug_strength": aug, "psnr_frame0": psnr(video[:, :1], image[:, None])[:, 0].tolist(),
+                         "psnr_all_frames_vs_image": psnr(video, image[:, None].expand_as(video)).mean(1).tolist(),
+                         "identity": digit_share(video, labels, evaluator).tolist(),
+                         "px_per_frame": per_frame_speed(video).tolist(), "seconds": seconds})
+        print(aug, _mean(aug_rows[-1]["psnr_frame0"]), _mean(aug_rows[-1]["px_per_frame"]), flush=True)
+    out["noise_aug"] = {"rows": aug_rows}
+    real = held_out(args.clips, speed=(0.5, 0.5))  # a reference: the identity and PSNR of real clips' frames
+    out["real_identity"] = _mean(digit_share(real.video, real.labels[:, 0], evaluator))
+    out["load_average"] = load_average()
+    out["machine"] = machine_info()
+    _save("i2v_control", out)
+    plot_control(out)
+    return out
+
+
+def v2v(args) -> dict:
+    pipe = VideoToVideoPipeline.from_pretrained("video-cpu", device="cpu")
+    evaluator = load_evaluator()
+    clips = held_out(args.clips, seed=11)
+    source = clips.labels[:, 0]
+    target = (source + 1 + torch.arange(args.clips) % 9) % 10  # always another digit
+    input_tracks = track_digits(clips.video, 1).centres[:, :, 0]
+    rows = []
+    for strength in STRENGTHS:
+        started = time.perf_counter()
+        video = pipe(clips.video, strength=strength, labels=target, num_inference_steps=args.steps,
+                     generator=torch.Generator().manual_seed(0)).frames
+        seconds = time.perf_counter() - started
+        error = (track_digits(video, 1).centres[:, :, 0] - input_tracks).norm(dim=-1).nanmean(dim=1)  # (B,) px
+        rows.append({"strength": strength, "trajectory_error_px": error.tolist(),
+                     "new_digit_accuracy": digit_share(video, target, evaluator).tolist(),
+                     "old_digit_share": digit_share(video, source, evaluator).tolist(), "seconds": seconds})
+        print(strength, _mean(error), _mean(rows[-1]["new_digit_accuracy"]), flush=True)
+    unrelated = held_out(args.clips, seed=12)  # a floor: the trajectory error between unrelated clips
+    floor = (track_digits(unrelated.video, 1).centres[:, :, 0] - input_tracks).norm(dim=-1).nanmean(dim=1)
+    out = {"clips": args.clips, "steps": args.steps, "sampler": pipe.sampler, "guidance_scale": pipe.guidance_scale,
+           "rows": rows, "unrelated_clips_trajectory_error_px": _mean(floor),
+           "input_old_digit_share": _mean(digit_share(clips.video, source, evaluator)),
+           "load_average": load_average(), "machine": machine_info()}
+    _save("i2v_v2v", out)
+    plot_v2v(out)
+    return out
+
+
+def drawn_signals(frames: int) -> dict[str, torch.Tensor]:
+    t = torch.linspace(0, 1, frames)
+    pulses = torch.zeros(frames)
+    pulses[frames // 5 :: frames // 3] = 1.0
+    return {
+        "ramp up": t,
+        "ramp down": 1 - t,
+        "pulses": pulses,
+        "sine, 1.5 periods": 0.5 + 0.5 * torch.sin(2 * math.pi * 1.5 * t),
+        "square": (t > 0.5).float(),
+        "random": torch.rand(frames, generator=torch.Generator().manual_seed(3)),
+        "sine, 3 periods": 0.5 + 0.5 * torch.sin(2 * math.pi * 3 * t),
+        "triangle": 1 - (2 * t - 1).abs(),
+    }
+
+
+def sync(args) -> dict:
+    pipe = SignalToVideoPipeline.from_pretrained(str(args.checkpoint), device="cpu")
+    signals = drawn_signals(pipe.max_frames)
+    names = list(signals)
+    signal = torch.stack([signals[n] for n in names])  # (S, T)
+    labels = torch.arange(len(names)) % 10
+    started = time.perf_counter()
+    video = pipe(signal, labels=labels, num_inference_steps=args.steps, generator=torch.Generator().manual_seed(0)).frames
+    seconds = time.perf_counter() - started
+    bright = frame_brightness(video)  # (S, T)
+
+    def pearson(a, b):
+        a, b = a - a.mean(), b - b.mean()
+        denominator = (a.square().sum() * b.square().sum()).sqrt()
+        return float("nan") if denominator == 0 else float((a * b).sum() / denominator)
+
+    rows = [{"signal": n, "values": signal[i].tolist(), "brightness": bright[i].tolist(),
+             "pearson": pearson(signal[i], bright[i])} for i, n in enumerate(names)]
+    out = {"steps": args.steps, "sampler": pipe.sampler, "checkpoint": args.checkpoint.name, "rows": rows,
+           "pooled_pearson": pearson(signal.flatten(), bright.flatten()),
+           "mean_per_signal_pearson": _mean([r["pearson"] for r in rows]), "seconds": seconds,
+           "load_average": load_average(), "machine": machine_info()}
+    _save("i2v_sync", out)
+    plot_sync(out, video)
+    return out
+
+
+def _largest_activation_mb(module: torch.nn.Module, run) -> float:
+    largest = [0]
+
+    def hook(_, __, output):
+        if isinstance(output, torch.Tensor):
+            largest[0] = max(largest[0], output.numel() * output.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in module.modules()]
+    try:
+        run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return largest[0] / 2**20
+
+
+@torch.no_grad()
+def chunks(args) -> dict:
+    vae = load_pretrained("vae-cpu", device="cpu")
+    rows = []
+    for frames in (10, 40):
+        clips = held_out(1, frames=frames).video
+        latents = vae.encode_latents(to_model_range(clips), sample=False)  # (1, T, 4, 8, 8): what the pipeline decodes
+        whole = vae.decode_latents(latents)
+        for size in (None, 1, 2, 5, 10):
+            repeats, started = 5, time.perf_counter()
+            for _ in range(repeats):
+                decoded = vae.decode_latents(latents, size)
+            seconds = (time.perf_counter() - started) / repeats
+            rows.append({"frames": frames, "decode_chunk_size": size, "decode_s": seconds,
+                         "largest_activation_mb": _largest_activation_mb(vae.decoder, lambda: vae.decode_latents(latents, size)),
+                         "max_abs_diff_vs_whole": (decoded - whole).abs().max().item()})
+            print(json.dumps(rows[-1]), flush=True)
+    out = {"rows": rows, "load_average": load_average(), "machine": machine_info(),
+           "note": "the decode step of ImageToVideoPipeline (vae.decode_latents(latents, decode_chunk_size)) on the latents "
+                   "of held-out clips; the largest single activation is a proxy of peak memory on a CPU"}
+    _save("i2v_chunks", out)
+    return out
+
+
+def _save(name: str, result: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with atomic_path(RESULTS / f"{name}.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
+
+
+def plot_control(out: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    rows = out["buckets"]["rows"]
+    axes[0].plot([r["motion_bucket_id"] for r in rows], [_mean(r["px_per_s"]) for r in rows], "o-", label="generated")
+    axes[0].plot([0, 255], [0, 16.0], "k--", lw=0.8, label="the bucket's speed (training map)")
+    axes[0].set(xlabel="motion_bucket_id", ylabel="measured speed, px/s", title=f"bucket -> speed (fps 6), rho={out['buckets']['spearman_bucket_vs_mean_speed']:.2f}")
+    axes[0].legend(fontsize=8)
+    frows = out["fps"]["rows"]
+    axes[1].plot([r["fps"] for r in frows], [_mean(r["px_per_frame"]) for r in frows], "o-", label="generated")
+    base = _mean(frows[1]["px_per_frame"]) * frows[1]["fps"]
+    axes[1].plot(FPS, [base / f for f in FPS], "k--", lw=0.8, label="px/s fixed (1/fps)")
+    axes[1].set(xlabel="fps", ylabel="displacement, px/frame", title=f"fps at bucket {frows[0]['motion_bucket_id']}")
+    axes[1].legend(fontsize=8)
+    arows = out["noise_aug"]["rows"]
+    x = [_mean(r["px_per_frame"]) for r in arows]
+    y = [_mean(r["psnr_frame0"]) for r in arows]
+    axes[2].plot(x, y, "o-")
+    for r, xi, yi in zip(arows, x, y):
+        axes[2].annotate(f"{r['noise_aug_strength']:g}", (xi, yi), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    axes[2].set(xlabel="motion, px/frame", ylabel="PSNR of frame 0 vs image, dB", title="noise_aug_strength sweep")
+    figure.tight_layout()
+    figure.savefig(RESULTS / "i2v_control.png", dpi=120)
+    plt.close(figure)
+
+
+def plot_v2v(out: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5.5, 4))
+    x = [_mean(r["trajectory_error_px"]) for r in out["rows"]]
+    y = [_mean(r["new_digit_accuracy"]) for r in out["rows"]]
+    axis.plot(x, y, "o-")
+    for r, xi, yi in zip(out["rows"], x, y):
+        axis.annotate(f"s={r['strength']:g}", (xi, yi), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    axis.axvline(out["unrelated_clips_trajectory_error_px"], color="k", ls="--", lw=0.8, label="unrelated clips")
+    axis.set(xlabel="trajectory error vs input, px (lower: motion kept)", ylabel="frames showing the new digit",
+             title="video-to-video (SDEdit) across strengths")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(RESULTS / "i2v_v2v.png", dpi=120)
+    plt.close(figure)
+
+
+def plot_sync(out: dict, video: torch.Tensor) -> None:
+    import matplotlib.pyplot as plt
+
+    rows = out["rows"]
+    figure, axes = plt.subplots(2, math.ceil(len(rows) / 2), figsize=(12, 5), sharey=True)
+    for axis, row in zip(axes.flat, rows):
+        axis.plot(row["values"], "k--", label="signal")
+        axis.plot(row["brightness"], "o-", label="brightness")
+        axis.set_title(f"{row['signal']} (r={row['pearson']:.2f})", fontsize=9)
+    axes.flat[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(RESULTS / "i2v_sync.png", dpi=120)
+    plt.close(figure)
+
+
+def report(args) -> None:
+    lines = ["# Image-to-video, video-to-video and sync (lesson 10)", "",
+             "Made by `benchmarks/bench_i2v.py` (run through `/work/bin/heavy`, one thread); every number below is read from "
+             "the JSON files beside this page.", ""]
+    path = RESULTS / "i2v_control.json"
+    if path.is_file():
+        c = json.loads(path.read_text())
+        lines += [f"## i2v-cpu: the knobs ({c['clips']} held-out images, {c['sampler']} x {c['steps']} steps, seed 0)", "",
+                  f"Spearman rho, bucket vs mean measured speed over {len(c['buckets']['rows'])} buckets: "
+                  f"**{c['buckets']['spearman_bucket_vs_mean_speed']:.3f}** (target >= 0.9); per clip: "
+                  f"{c['buckets']['spearman_bucket_vs_clip_speed']:.3f}.", "",
+                  "| motion_bucket_id | the bucket's speed, px/s | measured, px/s | px/frame | PSNR frame 0, dB | identity |",
+                  "|---|---|---|---|---|---|"]
+        for r in c["buckets"]["rows"]:
+            lines.append(f"| {r['motion_bucket_id']} | {r['motion_bucket_id'] * 16 / 255:.1f} | {_mean(r['px_per_s']):.2f} | "
+                         f"{_mean(r['px_per_frame']):.2f} | {_mean(r['psnr_frame0']):.1f} | {_mean(r['identity']):.2f} |")
+        lines += ["", f"fps at bucket {c['fps']['rows'][0]['motion_bucket_id']} (a fixed speed per second should give "
+                  "a displacement per frame proportional to 1/fps):", "", "| fps | px/frame | px/s |", "|---|---|---|"]
+        for r in c["fps"]["rows"]:
+            lines.append(f"| {r['fps']} | {_mean(r['px_per_frame']):.2f} | {_mean(r['px_per_frame']) * r['fps']:.2f} |")
+        lines += ["", "noise_aug_strength sweep (fps 6): fidelity against motion", "",
+                  "| noise_aug_strength | PSNR frame 0, dB | PSNR all frames vs image, dB | identity | px/frame |", "|---|---|---|---|---|"]
+        for r in c["noise_aug"]["rows"]:
+            lines.append(f"| {r['noise_aug_strength']:g} | {_mean(r['psnr_frame0']):.1f} | {_mean(r['psnr_all_frames_vs_image']):.1f} | "
+                         f"{_mean(r['identity']):.2f} | {_mean(r['px_per_frame']):.2f} |")
+        lines += ["", f"Identity of real held-out clips (the evaluator's floor): {c['real_identity']:.2f}. "
+                  f"Load average during the run: {c['load_average']}.", "", "![knobs](i2v_control.png)", ""]
+    path = RESULTS / "i2v_v2v.json"
+    if path.is_file():
+        v = json.loads(path.read_text())
+        lines += [f"## Video-to-video (SDEdit on video-cpu; {v['clips']} held-out clips, each to another digit; "
+                  f"{v['sampler']}, {v['steps']} steps at strength 1, guidance {v['guidance_scale']})", "",
+                  "| strength | trajectory error, px | new digit | old digit | seconds |", "|---|---|---|---|---|"]
+        for r in v["rows"]:
+            lines.append(f"| {r['strength']:g} | {_mean(r['trajectory_error_px']):.2f} | {_mean(r['new_digit_accuracy']):.2f} | "
+                         f"{_mean(r['old_digit_share']):.2f} | {r['seconds']:.1f} |")
+        lines += ["", f"Trajectory error between unrelated clips: {v['unrelated_clips_trajectory_error_px']:.2f} px; "
+                  f"the input clips show their own digit in {v['input_old_digit_share']:.2f} of frames.", "", "![v2v](i2v_v2v.png)", ""]
+    path = RESULTS / "i2v_sync.json"
+    if path.is_file():
+        s = json.loads(path.read_text())
+        lines += [f"## Sync to a signal (sync-cpu; {s['sampler']} x {s['steps']} steps)", "",
+                  f"Pooled Pearson r (signal vs brightness, all frames): **{s['pooled_pearson']:.3f}** (aim >= 0.9); "
+                  f"mean per signal: {s['mean_per_signal_pearson']:.3f}.", "", "| signal | r |", "|---|---|"]
+        lines += [f"| {r['signal']} | {r['pearson']:.3f} |" for r in s["rows"]]
+        lines += ["", "![sync](i2v_sync.png)", ""]
+    path = RESULTS / "i2v_chunks.json"
+    if path.is_file():
+        k = json.loads(path.read_text())
+        lines += ["## decode_chunk_size (vae-cpu)", "", k["note"] + ".", "",
+                  "| frames | decode_chunk_size | decode s | largest activation MB | max abs diff vs whole |", "|---|---|---|---|---|"]
+        for r in k["rows"]:
+            lines.append(f"| {r['frames']} | {r['decode_chunk_size'] or 'all'} | {r['decode_s']:.4f} | "
+                         f"{r['largest_activation_mb']:.3f} | {r['max_abs_diff_vs_whole']:.1e} |")
+        lines.append("")
+    with atomic_path(RESULTS / "i2v.md") as tmp:
+        tmp.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report"])
+    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--fps-bucket", type=int, default=120, help="the bucket of the fps and noise_aug sweeps")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: data/checkpoints/i2v-cpu (control) or sync-cpu (sync)")
+    args = parser.parse_args()
+    if args.checkpoint is None:
+        args.checkpoint = CHECKPOINT_DIR / ("sync-cpu" if args.command == "sync" else "i2v-cpu")
+    if args.checkpoint.suffix != ".safetensors":
+        args.checkpoint = args.checkpoint.with_suffix(".safetensors")
+    globals()[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

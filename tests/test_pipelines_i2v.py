@@ -1,0 +1,376 @@
+"""Image-to-video (SVD's conditioning), video-to-video (SDEdit) and sync: model, data, pipelines."""
+
+import pytest
+import torch
+
+from vdmcourse.course import to_unit_range
+from vdmcourse.data import MovingMNISTConfig
+from vdmcourse.data.conditions import (
+    BASE_FPS,
+    MAX_BUCKET_SPEED,
+    apply_brightness,
+    bucket_speed,
+    clips_at_strides,
+    frame_brightness,
+    measured_speed,
+    motion_bucket,
+)
+from vdmcourse.diffusion import sample
+from vdmcourse.metrics.features import Evaluator, EvaluatorConfig
+from vdmcourse.nn.conditioning import (
+    ConditionedUNet3D,
+    ConditionedUNet3DConfig,
+    added_time_ids,
+    augment_frame,
+    concat_condition,
+)
+from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
+from vdmcourse.pipelines import (
+    ImageToVideoPipeline,
+    SignalToVideoPipeline,
+    VideoToVideoPipeline,
+    frame_guidance,
+    guidance_ramp,
+)
+from vdmcourse.presets import load_latent_vae
+from vdmcourse.pretrained import build_model, save_checkpoint
+
+TINY = dict(image_size=8, base_channels=8, channel_mults=(1, 2), blocks_per_level=1, heads=2, groups=4, frames=4)
+
+
+def _randomise(model, seed=0):
+    """Give every weight (the zero-initialised ones too) a small random value, so outputs depend on everything."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(0.2 * torch.randn(parameter.shape, generator=generator))
+    return model.eval()
+
+
+def _tiny_evaluator(canvas=8, frames=4, feature_dim=16):
+    torch.manual_seed(0)
+    return Evaluator(EvaluatorConfig(canvas=canvas, frames=frames, digit_size=4, widths=(8, 8, 8), feature_dim=feature_dim)).eval()
+
+
+def _tiny_i2v(seed=0, **fields):
+    config = ConditionedUNet3DConfig(**TINY, condition_channels=1, image_embed_dim=16, micro_conditioning=True, **fields)
+    return _randomise(ConditionedUNet3D(config), seed)
+
+
+def _i2v_pipe(seed=0):
+    return ImageToVideoPipeline(_tiny_i2v(seed), evaluator=_tiny_evaluator(), sampler="euler")
+
+
+def _image(seed=0, batch=2):
+    return torch.rand(batch, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+# --- the model ---
+
+
+def test_a_conditioned_model_made_from_a_video_model_equals_it_at_init():
+    torch.manual_seed(0)
+    video = _randomise(UNet3D(UNet3DConfig(**TINY)))
+    config = ConditionedUNet3DConfig(**TINY, condition_channels=1, image_embed_dim=16, micro_conditioning=True, signal=True)
+    model = ConditionedUNet3D.from_image_model(video, config).eval()
+    x, t = torch.randn(2, 4, 1, 8, 8), torch.rand(2)
+    out = model(concat_condition(x, torch.randn(2, 1, 8, 8)), t, added_time_ids=added_time_ids(6.0, 200.0, 0.3, batch=2),
+                image_embedding=torch.randn(2, 16), signal=torch.rand(2, 4))
+    torch.testing.assert_close(out, video(x, t))
+
+
+def test_from_image_model_refuses_a_source_of_another_shape():
+    video = UNet3D(UNet3DConfig(**TINY))
+    config = ConditionedUNet3DConfig(**{**TINY, "base_channels": 16}, condition_channels=1)
+    with pytest.raises(ValueError, match="base_channels"):
+        ConditionedUNet3D.from_image_model(video, config)
+
+
+def test_every_condition_changes_the_output_and_a_checkpoint_round_trips(tmp_path):
+    model = _tiny_i2v(signal=True)
+    x, t = torch.randn(1, 4, 1, 8, 8), torch.rand(1)
+    frame, ids, emb, signal = torch.randn(1, 1, 8, 8), added_time_ids(6.0, 100.0, 0.1), torch.randn(1, 16), torch.rand(1, 4)
+    base = model(concat_condition(x, frame), t, added_time_ids=ids, image_embedding=emb, signal=signal)
+    changed = {
+        "frame": model(concat_condition(x, frame + 1), t, added_time_ids=ids, image_embedding=emb, signal=signal),
+        "fps": model(concat_condition(x, frame), t, added_time_ids=added_time_ids(12.0, 100.0, 0.1), image_embedding=emb, signal=signal),
+        "bucket": model(concat_condition(x, frame), t, added_time_ids=added_time_ids(6.0, 30.0, 0.1), image_embedding=emb, signal=signal),
+        "embedding": model(concat_condition(x, frame), t, added_time_ids=ids, image_embedding=emb + 1, signal=signal),
+        "signal": model(concat_condition(x, frame), t, added_time_ids=ids, image_embedding=emb, signal=signal.flip(1)),
+    }
+    for name, out in changed.items():
+        assert (out - base).abs().max() > 1e-4, f"{name} does not reach the output"
+    save_checkpoint(tmp_path / "m.safetensors", model)
+    again = build_model(tmp_path / "m.safetensors")
+    assert type(again) is ConditionedUNet3D and again.config == model.config
+    torch.testing.assert_close(again(concat_condition(x, frame), t, added_time_ids=ids, image_embedding=emb, signal=signal), base)
+
+
+def test_micro_conditioning_is_added_to_the_time_embedding_not_the_input():
+    model = _tiny_i2v()
+    t, ids = torch.rand(3), added_time_ids(torch.tensor([4.0, 6.0, 12.0]), torch.tensor([0.0, 100.0, 255.0]), 0.02)
+    emb = torch.zeros(3, 16)
+    model._added = model.added_embedding(3, 4, ids, emb)
+    expected = UNet3D.embed(model, t, None) + model.micro_embed(ids) + model.image_embed(emb)
+    torch.testing.assert_close(model.embed(t, None), expected)
+    model._added = None
+    assert model.input_conv.in_channels == 2  # the noisy frame and the conditioning frame, nothing else
+
+
+def test_the_conditioning_frame_is_repeated_over_time_on_the_channel_axis():
+    x, frame = torch.randn(2, 5, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    out = concat_condition(x, frame)
+    assert out.shape == (2, 5, 2, 8, 8)
+    torch.testing.assert_close(out[:, :, :1], x)
+    for t in range(5):
+        torch.testing.assert_close(out[:, t, 1:], frame)
+
+
+def test_noise_augmentation_is_seeded_and_scaled_by_the_strength():
+    frame = torch.rand(2, 1, 8, 8)
+    torch.testing.assert_close(augment_frame(frame, 0.0, torch.Generator().manual_seed(0)), frame)
+    a = augment_frame(frame, 0.5, torch.Generator().manual_seed(0))
+    b = augment_frame(frame, 0.5, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close((a - frame) / 0.5, augment_frame(frame, 1.0, torch.Generator().manual_seed(0)) - frame)
+
+
+def test_added_time_ids_are_fps_minus_one_bucket_and_noise_aug():
+    ids = added_time_ids(torch.tensor([6.0, 12.0]), 127, 0.02)
+    torch.testing.assert_close(ids, torch.tensor([[5.0, 127.0, 0.02], [11.0, 127.0, 0.02]]))
+
+
+def test_the_model_refuses_missing_or_misshapen_conditions():
+    model = _tiny_i2v()
+    x, t = torch.randn(1, 4, 1, 8, 8), torch.rand(1)
+    with pytest.raises(ValueError, match="C \\+ C_c"):
+        model(x, t, added_time_ids=added_time_ids(6, 100, 0.0), image_embedding=torch.zeros(1, 16))
+    with pytest.raises(ValueError, match="added_time_ids"):
+        model(concat_condition(x, x[:, 0]), t, image_embedding=torch.zeros(1, 16))
+    with pytest.raises(ValueError, match="image_embedding"):
+        model(concat_condition(x, x[:, 0]), t, added_time_ids=added_time_ids(6, 100, 0.0), image_embedding=torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="signal"):
+        model(concat_condition(x, x[:, 0]), t, added_time_ids=added_time_ids(6, 100, 0.0), image_embedding=torch.zeros(1, 16),
+              signal=torch.rand(1, 4))
+
+
+# --- the knobs, measured on data ---
+
+
+def test_motion_buckets_map_speed_linearly_onto_0_to_255():
+    speeds = torch.tensor([0.0, MAX_BUCKET_SPEED / 2, MAX_BUCKET_SPEED, 3 * MAX_BUCKET_SPEED])
+    assert motion_bucket(speeds).tolist() == [0, 128, 255, 255]
+    assert motion_bucket(speeds).dtype == torch.long
+    torch.testing.assert_close(bucket_speed(motion_bucket(torch.tensor([5.0]))), torch.tensor([5.0]), atol=MAX_BUCKET_SPEED / 510, rtol=0)
+    with pytest.raises(ValueError, match="speed"):
+        motion_bucket(torch.tensor([-1.0]))
+
+
+def test_measured_speed_is_the_mean_centroid_step():
+    positions = torch.zeros(1, 3, 1, 2)
+    positions[0, :, 0, 1] = torch.tensor([0.0, 3.0, 6.0])  # 3 px/frame along the columns
+    positions[0, :, 0, 0] = torch.tensor([0.0, 4.0, 8.0])  # and 4 along the rows: 5 px/frame
+    torch.testing.assert_close(measured_speed(positions), torch.tensor([5.0]))
+    torch.testing.assert_close(measured_speed(positions, 6.0), torch.tensor([30.0]))
+
+
+def test_clips_at_strides_move_further_per_frame_at_lower_fps():
+    clips = clips_at_strides(64, MovingMNISTConfig.cpu(speed=(1.0, 1.0)), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(clips.fps, BASE_FPS / clips.stride.float())
+    torch.testing.assert_close(clips.motion_bucket, motion_bucket(clips.speed))
+    per_frame = measured_speed(clips.positions)
+    for stride in (1, 2, 3):
+        chosen = clips.stride == stride
+        assert chosen.any()
+        # 1 px per base frame: k px per rendered frame (a little less where a bounce clamps a step)
+        assert stride * 0.8 < per_frame[chosen].median() <= stride + 1e-4
+    # speed per second is the scene's, whatever the stride: the same for every stride here
+    assert clips.speed.median() == pytest.approx(BASE_FPS, rel=0.2)
+
+
+def test_brightness_follows_the_signal_and_is_measured_back():
+    video = torch.zeros(2, 5, 1, 8, 8)
+    video[:, :, :, 2:6, 2:6] = 1.0
+    signal = torch.rand(2, 5, generator=torch.Generator().manual_seed(0))
+    bright = frame_brightness(apply_brightness(video, signal))
+    torch.testing.assert_close(bright, 0.3 + 0.7 * signal)
+
+
+# --- image-to-video ---
+
+
+def test_image_to_video_is_seeded_and_reproducible():
+    pipe = _i2v_pipe()
+    a = pipe(_image(), num_inference_steps=3, generator=torch.Generator().manual_seed(0)).frames
+    b = pipe(_image(), num_inference_steps=3, generator=torch.Generator().manual_seed(0)).frames
+    c = pipe(_image(), num_inference_steps=3, generator=torch.Generator().manual_seed(1)).frames
+    assert a.shape == (2, 4, 1, 8, 8) and 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_every_knob_changes_the_clip():
+    pipe = _i2v_pipe()
+
+    def run(**knobs):
+        return pipe(_image(), num_inference_steps=2, generator=torch.Generator().manual_seed(0), **knobs).frames
+
+    base = run()
+    for knobs in ({"fps": 12}, {"motion_bucket_id": 10}, {"noise_aug_strength": 0.3}, {"max_guidance_scale": 5.0}):
+        assert (run(**knobs) - base).abs().max() > 1e-4, knobs
+
+
+def test_the_guidance_ramp_goes_from_min_on_the_first_frame_to_max_on_the_last():
+    ramp = guidance_ramp(1.0, 3.0, 5)
+    torch.testing.assert_close(ramp, torch.tensor([1.0, 1.5, 2.0, 2.5, 3.0]))
+    cond, uncond = torch.ones(1, 5, 1, 2, 2), torch.zeros(1, 5, 1, 2, 2)
+    guided = frame_guidance(cond, uncond, ramp)
+    torch.testing.assert_close(guided[0, :, 0, 0, 0], ramp)
+
+
+def test_without_guidance_the_zero_branch_is_not_used():
+    pipe = _i2v_pipe()
+    image = _image()
+    calls = []
+    forward = pipe.model.forward
+
+    def spy(x, t, cond=None, **conditions):
+        calls.append(x.shape[0])
+        return forward(x, t, cond, **conditions)
+
+    pipe.model.forward = spy
+    pipe(image, num_inference_steps=2, max_guidance_scale=1.0, generator=torch.Generator().manual_seed(0))
+    assert set(calls) == {2}
+    calls.clear()
+    pipe(image, num_inference_steps=2, max_guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
+    assert set(calls) == {4}  # the unconditional (zeros) and the conditional branch, batched
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"image": torch.rand(1, 1, 16, 16)}, "image"),
+        ({"image": torch.rand(1, 3, 8, 8)}, "image"),
+        ({"image": torch.rand(1, 1, 8, 8) * 2 - 1}, "image"),
+        ({"image": (torch.rand(1, 1, 8, 8) * 255).byte()}, "image"),
+        ({"num_frames": 5}, "num_frames"),
+        ({"num_frames": 1}, "num_frames"),
+        ({"motion_bucket_id": 256}, "motion_bucket_id"),
+        ({"motion_bucket_id": -1}, "motion_bucket_id"),
+        ({"fps": 0}, "fps"),
+        ({"fps": -6}, "fps"),
+        ({"noise_aug_strength": -0.1}, "noise_aug_strength"),
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"decode_chunk_size": 0}, "decode_chunk_size"),
+        ({"min_guidance_scale": float("nan")}, "min_guidance_scale"),
+    ],
+)
+def test_image_to_video_refuses_bad_input_naming_the_argument(kwargs, argument):
+    pipe = _i2v_pipe()
+    kwargs = {"image": _image(batch=1), "num_inference_steps": 1, **kwargs}
+    with pytest.raises((ValueError, TypeError), match=argument):
+        pipe(kwargs.pop("image"), **kwargs)
+
+
+def test_decode_chunk_size_gives_the_frames_of_full_decoding():
+    vae = load_latent_vae("vae-cpu")
+    channels = vae.config.latent_channels
+    config = ConditionedUNet3DConfig(**{**TINY, "channels": channels}, condition_channels=channels, image_embed_dim=64, micro_conditioning=True)
+    from vdmcourse.metrics.features import load_evaluator
+
+    pipe = ImageToVideoPipeline(_randomise(ConditionedUNet3D(config)), vae=vae, evaluator=load_evaluator(), sampler="euler")
+    image = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    full = pipe(image, num_inference_steps=2, generator=torch.Generator().manual_seed(0)).frames
+    assert full.shape == (1, 4, 1, 32, 32)
+    for chunk in (1, 3):
+        chunked = pipe(image, num_inference_steps=2, decode_chunk_size=chunk, generator=torch.Generator().manual_seed(0)).frames
+        torch.testing.assert_close(chunked, full, atol=1e-5, rtol=0)
+
+
+# --- video-to-video (SDEdit) ---
+
+
+def _v2v_pipe():
+    torch.manual_seed(0)
+    return VideoToVideoPipeline(_randomise(UNet3D(UNet3DConfig(**TINY)), seed=3), sampler="heun", guidance_scale=2.0)
+
+
+def _clip(seed=0):
+    return torch.rand(2, 4, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_sdedit_at_strength_one_is_plain_sampling():
+    pipe, labels = _v2v_pipe(), torch.tensor([3, 7])
+    out = pipe(_clip(), strength=1.0, labels=labels, num_inference_steps=4, generator=torch.Generator().manual_seed(5)).frames
+    plain = sample(pipe.model, (2, 4, 1, 8, 8), objective="flow", sampler="heun", steps=4, cond=labels,
+                   guidance_scale=2.0, generator=torch.Generator().manual_seed(5), progress=False)
+    torch.testing.assert_close(out, to_unit_range(plain))
+
+
+def test_sdedit_at_strength_near_zero_returns_the_input():
+    pipe, clip = _v2v_pipe(), _clip()
+    out = pipe(clip, strength=1e-4, labels=torch.tensor([3, 7]), generator=torch.Generator().manual_seed(0)).frames
+    torch.testing.assert_close(out, clip, atol=5e-3, rtol=0)
+    further = pipe(clip, strength=0.5, labels=torch.tensor([3, 7]), generator=torch.Generator().manual_seed(0)).frames
+    assert (further - clip).abs().mean() > 10 * (out - clip).abs().mean()  # more strength departs further
+
+
+def test_sdedit_starts_at_the_noisy_end_counted_from_the_clean_end():
+    assert VideoToVideoPipeline.start(0.25, 20) == (0.25, 5)
+    assert VideoToVideoPipeline.start(1.0, 20) == (1.0, 20)
+    assert VideoToVideoPipeline.start(0.01, 20) == (0.01, 1)
+
+
+def test_sdedit_is_seeded():
+    pipe, clip = _v2v_pipe(), _clip()
+    a = pipe(clip, strength=0.6, labels=torch.tensor([1, 2]), generator=torch.Generator().manual_seed(0)).frames
+    b = pipe(clip, strength=0.6, labels=torch.tensor([1, 2]), generator=torch.Generator().manual_seed(0)).frames
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"strength": 0.0}, "strength"),
+        ({"strength": 1.5}, "strength"),
+        ({"strength": -0.2}, "strength"),
+        ({"labels": torch.tensor([3])}, "labels"),
+        ({"labels": torch.tensor([3, 12])}, "labels"),
+        ({"video": torch.rand(2, 4, 1, 16, 16)}, "video"),
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+    ],
+)
+def test_video_to_video_refuses_bad_input_naming_the_argument(kwargs, argument):
+    pipe = _v2v_pipe()
+    kwargs = {"video": _clip(), **kwargs}
+    with pytest.raises(ValueError, match=argument):
+        pipe(kwargs.pop("video"), **kwargs)
+
+
+def test_the_sampler_refuses_a_start_time_outside_0_1():
+    with pytest.raises(ValueError, match="t_start"):
+        sample(lambda x, t, cond=None: x, (1, 2), steps=2, t_start=0.0, progress=False)
+    with pytest.raises(ValueError, match="t_start"):
+        sample(lambda x, t, cond=None: x, (1, 2), steps=2, t_start=1.5, progress=False)
+
+
+# --- sync ---
+
+
+def _sync_pipe():
+    config = ConditionedUNet3DConfig(**TINY, signal=True)
+    return SignalToVideoPipeline(_randomise(ConditionedUNet3D(config)), sampler="euler", guidance_scale=2.0)
+
+
+def test_sync_is_seeded_and_follows_the_signal_length():
+    pipe, signal = _sync_pipe(), torch.tensor([[0.0, 1.0, 0.5], [1.0, 0.2, 0.0]])
+    a = pipe(signal, labels=torch.tensor([1, 2]), num_inference_steps=2, generator=torch.Generator().manual_seed(0)).frames
+    b = pipe(signal, labels=torch.tensor([1, 2]), num_inference_steps=2, generator=torch.Generator().manual_seed(0)).frames
+    c = pipe(signal.flip(1), labels=torch.tensor([1, 2]), num_inference_steps=2, generator=torch.Generator().manual_seed(0)).frames
+    assert a.shape == (2, 3, 1, 8, 8) and torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("signal", [torch.rand(1, 9), torch.rand(1, 1), torch.rand(1, 4) + 1, torch.ones(1, 4, dtype=torch.long)])
+def test_sync_refuses_bad_signals(signal):
+    with pytest.raises(ValueError, match="signal"):
+        _sync_pipe()(signal)

@@ -1,0 +1,126 @@
+"""Batches and losses for the conditioned video models (lesson 10): image-to-video and sync.
+
+Both train :class:`~vdmcourse.nn.conditioning.ConditionedUNet3D` with the flow objective
+(:func:`vdmcourse.diffusion.training_loss`), its conditions measured on the clips:
+
+* **image-to-video** (:func:`image_to_video_batch`, :func:`image_to_video_loss`): the
+  first frame of each clip is the image; fps and motion bucket come from rendering at
+  frame strides and measuring the ground-truth speed
+  (:func:`vdmcourse.data.conditions.clips_at_strides`); ``noise_aug_strength`` is drawn
+  per clip and the image is noised by it *before* encoding; with probability
+  ``p_uncond`` the image and its embedding become zeros (the unconditional branch).
+* **sync** (:func:`signal_batch`, :func:`signal_loss`): the digit's brightness follows
+  a random per-frame signal that the model is given.
+
+The image embedding is the metrics' evaluator's feature vector of the image shown as a
+still clip (:func:`image_embedding`): the course's stand-in for CLIP.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+
+from vdmcourse.course import to_model_range
+from vdmcourse.data import MovingMNISTConfig, generate_clips
+from vdmcourse.data.conditions import apply_brightness, clips_at_strides, random_signals
+from vdmcourse.diffusion import training_loss
+from vdmcourse.metrics.features import EVALUATOR_NAME, Evaluator, load_evaluator
+from vdmcourse.nn.conditioning import added_time_ids, augment_frame, concat_condition
+
+__all__ = [
+    "MAX_NOISE_AUG",
+    "image_embedding",
+    "image_to_video_batch",
+    "image_to_video_loss",
+    "signal_batch",
+    "signal_loss",
+]
+
+MAX_NOISE_AUG = 0.5  # training draws noise_aug_strength = MAX_NOISE_AUG * u^2, u ~ U[0, 1): mostly small
+
+
+@functools.lru_cache(maxsize=2)
+def _evaluator(name: str) -> Evaluator:
+    return load_evaluator(name, device="cpu").requires_grad_(False)
+
+
+@torch.no_grad()
+def image_embedding(image: torch.Tensor, evaluator: Evaluator | str = EVALUATOR_NAME) -> torch.Tensor:
+    """The evaluator's features of ``image`` ``(B, 1, H, W)`` in ``[0, 1]`` shown as a still clip
+    (repeated over the evaluator's frames): ``(B, feature_dim)``, on ``image``'s device."""
+    model = _evaluator(evaluator) if isinstance(evaluator, str) else evaluator
+    frames = model.config.frames
+    still = image[:, None].expand(-1, frames, -1, -1, -1)  # (B, T_eval, 1, H, W)
+    device = next(model.parameters()).device
+    return model.eval()(still.to(device).clamp(0, 1)).to(image.device)
+
+
+def image_to_video_batch(
+    generator: torch.Generator, *, batch_size: int, data: MovingMNISTConfig, max_noise_aug: float = MAX_NOISE_AUG
+) -> dict:
+    """``{"video" (B, T, 1, H, W) in [0, 1], "fps" (B,), "motion_bucket" (B,), "noise_aug_strength" (B,),
+    "image_embedding" (B, F)}``: clips at random frame strides with their measured knobs."""
+    clips = clips_at_strides(batch_size, data, generator=generator)
+    noise_aug = max_noise_aug * torch.rand(batch_size, generator=generator) ** 2
+    return {
+        "video": clips.video,
+        "fps": clips.fps,
+        "motion_bucket": clips.motion_bucket.float(),
+        "noise_aug_strength": noise_aug,
+        "image_embedding": image_embedding(clips.video[:, 0]),  # of the clean image, as SVD's CLIP embedding
+    }
+
+
+def image_to_video_loss(
+    model: nn.Module,
+    batch: dict,
+    generator: torch.Generator,
+    *,
+    p_uncond: float = 0.1,
+    t_distribution: str = "logit_normal",
+    t_mean: float = 0.0,
+) -> torch.Tensor:
+    """The flow loss of ``model`` (a ConditionedUNet3D) generating ``batch["video"]`` from its
+    first frame: the frame noised by ``noise_aug_strength`` and concatenated on channels, the
+    image embedding and ``[fps - 1, motion_bucket_id, noise_aug_strength]`` added to the time
+    embedding; both image conditions zeroed together with probability ``p_uncond``. ``t_mean > 0``
+    trains more at high noise, where the conditions decide what the clip becomes."""
+    x0 = to_model_range(batch["video"])  # (B, T, 1, H, W)
+    batch_size = x0.shape[0]
+    frame = augment_frame(x0[:, 0], batch["noise_aug_strength"], generator)  # noised before encoding
+    draw_device = generator.device if generator is not None else x0.device
+    keep = (torch.rand(batch_size, generator=generator, device=draw_device) >= p_uncond).to(x0)  # (B,)
+    frame = frame * keep[:, None, None, None]  # dropped: zeros, the unconditional branch
+    embedding = batch["image_embedding"] * keep[:, None]
+    ids = added_time_ids(batch["fps"], batch["motion_bucket"], batch["noise_aug_strength"]).to(x0.device)
+
+    def conditioned(x, t, cond=None):
+        return model(concat_condition(x, frame), t, added_time_ids=ids, image_embedding=embedding)
+
+    return training_loss(conditioned, x0, objective="flow", generator=generator, t_distribution=t_distribution, t_mean=t_mean)
+
+
+def signal_batch(generator: torch.Generator, *, batch_size: int, data: MovingMNISTConfig) -> dict:
+    """``{"video", "labels", "signal" (B, T) in [0, 1]}``: clips whose ink brightness follows
+    an independent random value per frame."""
+    clips = generate_clips(batch_size, data, generator=generator)
+    signal = random_signals(batch_size, data.frames, generator=generator)
+    return {"video": apply_brightness(clips.video, signal), "labels": clips.labels, "signal": signal}
+
+
+def signal_loss(
+    model: nn.Module, batch: dict, generator: torch.Generator, *, p_uncond: float = 0.1, t_distribution: str = "logit_normal"
+) -> torch.Tensor:
+    """The flow loss of ``model`` (a ConditionedUNet3D with ``signal=True``) on ``batch``,
+    conditioned on the digit labels (dropped with ``p_uncond`` for guidance) and the signal."""
+
+    def conditioned(x, t, cond=None):
+        return model(x, t, cond, signal=batch["signal"])
+
+    return training_loss(
+        conditioned, to_model_range(batch["video"]), objective="flow", cond=batch["labels"],
+        p_uncond=p_uncond, generator=generator, t_distribution=t_distribution,
+    )

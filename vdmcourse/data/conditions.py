@@ -1,0 +1,155 @@
+"""Conditions measured on Moving MNIST ground truth: motion buckets, frame rates, signals.
+
+The knobs of image-to-video (Stable Video Diffusion, Blattmann et al. 2023) are
+*measured* on every training clip, never made up:
+
+* **fps** -- one trajectory rendered at several frame strides: keeping every k-th frame
+  of a clip filmed at :data:`BASE_FPS` gives a clip at ``BASE_FPS / k`` frames per second
+  whose digit moves k times further per frame (:func:`clips_at_strides`).
+* **motion bucket** -- the digit's centroid speed from the ground-truth positions, in
+  pixels per *second* (per-frame displacement x fps), mapped linearly onto the integers
+  0-255 (:func:`motion_bucket`). Speed per second is a property of the scene, fps of the
+  camera: at a fixed bucket, halving the fps doubles the per-frame displacement, which is
+  what SVD's two knobs mean.
+* **signal** -- the lip-sync analogue (Pika): a per-frame 1-D "audio envelope" in
+  ``[0, 1]`` drives the digit's brightness (:func:`apply_brightness`), and
+  :func:`frame_brightness` measures it back from pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from vdmcourse.data.moving_mnist import MovingMNISTConfig, generate_clips
+
+__all__ = [
+    "BASE_FPS",
+    "FRAME_STRIDES",
+    "MAX_BUCKET_SPEED",
+    "BRIGHTNESS_FLOOR",
+    "StrideClips",
+    "measured_speed",
+    "motion_bucket",
+    "bucket_speed",
+    "clips_at_strides",
+    "random_signals",
+    "apply_brightness",
+    "frame_brightness",
+]
+
+BASE_FPS = 12.0  # the frame rate of a stride-1 clip
+FRAME_STRIDES = (1, 2, 3)  # fps 12, 6 and 4
+MAX_BUCKET_SPEED = 16.0  # px/s that maps to bucket 255 (faster clips are clamped there)
+BRIGHTNESS_FLOOR = 0.3  # ink brightness at signal 0 (1 at signal 1), so a silent frame still shows its digit
+
+
+def measured_speed(positions: torch.Tensor, fps: torch.Tensor | float | None = None) -> torch.Tensor:
+    """Mean centroid speed of each clip from its ground-truth positions.
+
+    ``positions`` ``(N, T, K, 2)`` (T >= 2; a digit's top-left corner moves exactly as its
+    centroid) -> ``(N,)``: the mean over steps and digits of ``|p[t+1] - p[t]|`` in px/frame,
+    times ``fps`` (a number or ``(N,)``) when given: px/s. Bounces clamp a step at the wall,
+    so a bouncing clip measures a little slower than its velocity: measured, not assumed.
+    """
+    if not isinstance(positions, torch.Tensor) or positions.ndim != 4 or positions.shape[1] < 2 or positions.shape[-1] != 2:
+        got = tuple(positions.shape) if isinstance(positions, torch.Tensor) else type(positions).__name__
+        raise ValueError(f"measured_speed: positions must have shape (N, T>=2, K, 2); got {got}")
+    steps = (positions[:, 1:] - positions[:, :-1]).norm(dim=-1)  # (N, T-1, K)
+    speed = steps.mean(dim=(1, 2))  # (N,) px/frame
+    return speed if fps is None else speed * fps
+
+
+def motion_bucket(speed: torch.Tensor, max_speed: float = MAX_BUCKET_SPEED) -> torch.Tensor:
+    """Speeds ``(N,)`` in px/s -> motion bucket ids ``(N,)`` int64 in 0-255:
+    ``round(255 * speed / max_speed)``, clamped to the range."""
+    if not isinstance(speed, torch.Tensor) or not torch.isfinite(speed).all() or (speed < 0).any():
+        raise ValueError(f"motion_bucket: speed must be a tensor of finite speeds >= 0 (px/s); got {speed!r}")
+    if not max_speed > 0:
+        raise ValueError(f"motion_bucket: max_speed must be > 0 (px/s); got {max_speed!r}")
+    return (255 * speed / max_speed).round().clamp(0, 255).long()
+
+
+def bucket_speed(bucket, max_speed: float = MAX_BUCKET_SPEED) -> torch.Tensor:
+    """The speed in px/s that bucket id(s) ``bucket`` (0-255) stand for: the inverse of
+    :func:`motion_bucket` (up to rounding)."""
+    return torch.as_tensor(bucket, dtype=torch.float32) * max_speed / 255
+
+
+@dataclass
+class StrideClips:
+    """Clips rendered at frame strides, with the knobs measured on each.
+
+    video          (N, T, 1, H, W) float32 in [0, 1]
+    labels         (N, K) int64 digit classes
+    positions      (N, T, K, 2) top-left (row, col) of each digit, in the rendered frames
+    stride         (N,) int64: every ``stride``-th frame of the trajectory was kept
+    fps            (N,) float32: ``BASE_FPS / stride``
+    speed          (N,) float32: measured centroid speed in px/s
+    motion_bucket  (N,) int64 in 0-255, from ``speed``
+    """
+
+    video: torch.Tensor
+    labels: torch.Tensor
+    positions: torch.Tensor
+    stride: torch.Tensor
+    fps: torch.Tensor
+    speed: torch.Tensor
+    motion_bucket: torch.Tensor
+
+
+def clips_at_strides(
+    n: int,
+    config: MovingMNISTConfig,
+    *,
+    strides: tuple[int, ...] = FRAME_STRIDES,
+    base_fps: float = BASE_FPS,
+    generator: torch.Generator | None = None,
+) -> StrideClips:
+    """``n`` clips of ``config.frames`` frames, each every k-th frame (k drawn from
+    ``strides``) of a trajectory filmed at ``base_fps`` with ``config``'s speeds (px per
+    base frame). Returns :class:`StrideClips` with fps, measured speed and motion bucket."""
+    if not strides or not all(isinstance(k, int) and k >= 1 for k in strides):
+        raise ValueError(f"clips_at_strides: strides must be a non-empty tuple of ints >= 1; got {strides!r}")
+    longest = (config.frames - 1) * max(strides) + 1
+    clips = generate_clips(n, dataclasses.replace(config, frames=longest), generator=generator)
+    stride = torch.tensor(strides)[torch.randint(len(strides), (n,), generator=generator)]  # (N,)
+    index = torch.arange(config.frames)[None] * stride[:, None]  # (N, T): frames 0, k, 2k, ...
+    rows = torch.arange(n)[:, None]
+    positions = clips.positions[rows, index]  # (N, T, K, 2)
+    fps = (base_fps / stride).float()
+    speed = measured_speed(positions, fps)
+    return StrideClips(
+        video=clips.video[rows, index],
+        labels=clips.labels,
+        positions=positions,
+        stride=stride,
+        fps=fps,
+        speed=speed,
+        motion_bucket=motion_bucket(speed),
+    )
+
+
+def random_signals(n: int, frames: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``(n, frames)`` training signals in ``[0, 1]``, independent per frame (uniform), so a
+    model trained on them must read every frame's value and can follow any drawn signal."""
+    return torch.rand((n, frames), generator=generator)
+
+
+def apply_brightness(video: torch.Tensor, signal: torch.Tensor, floor: float = BRIGHTNESS_FLOOR) -> torch.Tensor:
+    """Scale frame t of ``video`` ``(N, T, C, H, W)`` in [0, 1] by ``floor + (1 - floor) *
+    signal[:, t]``, ``signal`` ``(N, T)`` in [0, 1]: the ink follows the signal."""
+    if signal.shape != video.shape[:2]:
+        raise ValueError(f"apply_brightness: signal must have shape (N, T) = {tuple(video.shape[:2])}; got {tuple(signal.shape)}")
+    gain = floor + (1 - floor) * signal.clamp(0, 1)  # (N, T)
+    return video * gain[:, :, None, None, None]
+
+
+def frame_brightness(video: torch.Tensor, top: int = 16) -> torch.Tensor:
+    """The ink brightness of every frame: the mean of its ``top`` brightest pixels.
+    ``video`` ``(N, T, C, H, W)`` in [0, 1] -> ``(N, T)``. The brightest pixels are
+    the stroke centres, which :func:`apply_brightness` scales by its gain."""
+    flat = video.flatten(2)  # (N, T, C*H*W)
+    return flat.topk(min(top, flat.shape[-1]), dim=-1).values.mean(-1)
