@@ -119,3 +119,14 @@ def test_planted_answers_fail(check, reference, kind):
     result = check(planted_answers(reference)[kind])
     assert result.status == PLANTED_WRONG, f"{kind} should fail:\n{result}"
     assert result.message
+
+
+def test_reference_ddim_step_passes_and_is_an_euler_step_on_the_flow_path():
+    """Lesson 08 goes on with the learner's ddim_step to show that a DDIM step is an Euler step."""
+    expect_pass(l08.check_ddim_step, l08.reference_ddim_step)
+    x, velocity, t, s = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64), 0.75, 0.5
+    scale = lambda u: ((1 - u) ** 2 + u ** 2) ** 0.5  # noqa: E731  the flow point x is the DDPM-path point x / scale(t)
+    alpha_bar = lambda u: ((1 - u) / scale(u)) ** 2  # noqa: E731
+    eps_hat = x + (1 - t) * velocity
+    x_s = l08.reference_ddim_step(x / scale(t), eps_hat, alpha_bar(t), alpha_bar(s)) * scale(s)
+    torch.testing.assert_close(x_s, l08.reference_euler_step(x, velocity, t, s))

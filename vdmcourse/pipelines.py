@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from vdmcourse.conditioned_training import image_embedding
 from vdmcourse.course import CHECKPOINT_DIR, pick_device, to_model_range, to_unit_range
+from vdmcourse.data.captions import CaptionTokenizer
 from vdmcourse.diffusion import resolve_schedule, sample
 from vdmcourse.diffusion.context import sample_with_context
 from vdmcourse.metrics.features import load_evaluator
@@ -37,6 +38,8 @@ __all__ = [
     "SignalToVideoPipeline",
     "guidance_ramp",
     "frame_guidance",
+    "TextVideoOutput",
+    "TextToVideoPipeline",
 ]
 
 
@@ -704,3 +707,122 @@ class SignalToVideoPipeline:
                        cond=None if labels is None else labels.to(self.device), guidance_scale=scale,
                        generator=generator, progress=progress, device=self.device)
         return VideoPipelineOutput(to_unit_range(clips), time.perf_counter() - started)
+
+
+# --- Text to video, with image and motion controls (lesson 09) --------------------------------
+#
+# A TextVideoUNet (vdmcourse.nn.text) takes a caption, and optionally a first frame and a motion
+# path (Runway Gen-3's multimodal controls). Classifier-free guidance per modality (Brooks et al.
+# 2023, InstructPix2Pix's two scales; Liu et al. 2022, composable guidance):
+#
+#     out = u + text_scale * (c_text - u) + motion_scale * (c_text+motion - c_text)
+#
+# with u the null caption without motion. A first frame is not guided: it is a clean context frame
+# (masked-frame conditioning), the same in every branch.
+
+
+@dataclass
+class TextVideoOutput:
+    """``frames``: ``(B, T, 1, H, W)`` in ``[0, 1]``; ``captions``: what was asked;
+    ``motion``: the motion path given ``(B, T, 2)`` or None; ``model_calls``: model
+    evaluations (one per guidance branch per sampler call)."""
+
+    frames: torch.Tensor
+    captions: list[str]
+    motion: torch.Tensor | None
+    model_calls: int
+
+
+class TextToVideoPipeline:
+    """Clips from captions, optionally with a first frame and a motion path.
+
+    ``pipe = TextToVideoPipeline.from_pretrained("text-video-cpu")``, then
+    ``pipe(["a 3 moves quickly up"], generator=g).frames``, or with controls
+    ``pipe(captions, image=first_frames, motion=paths, generator=g)``.
+
+    Args:
+        model: a :class:`~vdmcourse.nn.text.TextVideoUNet`.
+        tokenizer: a :class:`~vdmcourse.data.captions.CaptionTokenizer` (default: the closed vocabulary).
+        sampler, steps: how to sample (flow objective). text_scale, motion_scale: guidance per modality.
+    """
+
+    # text_scale 4: on 24 held-out prompts text-video-cpu drew the asked digit 50% / 88% / 96% of the time at scales 1 / 3 / 5.
+    def __init__(self, model, tokenizer=None, *, sampler: str = "heun", steps: int = 10, text_scale: float = 4.0, motion_scale: float = 1.0):
+        self.model = model.eval()
+        self.tokenizer = tokenizer or CaptionTokenizer(max_length=model.config.text.max_length)
+        self.sampler, self.steps, self.text_scale, self.motion_scale = sampler, steps, text_scale, motion_scale
+        self.device = next(model.parameters()).device
+        unet = model.config.unet
+        self.shape = (unet.frames, unet.channels, unet.image_size, unet.image_size)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str = "text-video-cpu", *, device=None, **settings) -> TextToVideoPipeline:
+        """Load a shipped checkpoint by name (or a ``.safetensors`` path); the sampler
+        defaults to what its preset recorded."""
+        path = Path(name_or_path) if str(name_or_path).endswith(".safetensors") else CHECKPOINT_DIR / f"{name_or_path}.safetensors"
+        checkpoint = load_checkpoint(path)
+        meta = checkpoint.metadata
+        defaults = {key: meta[key] for key in ("sampler",) if key in meta}
+        if "sample_steps" in meta:
+            defaults["steps"] = meta["sample_steps"]
+        model = build_model(checkpoint).to(pick_device(None if device is None else str(device)))
+        return cls(model, **{**defaults, **settings})
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        captions: list[str] | str,
+        *,
+        image: torch.Tensor | None = None,
+        motion: torch.Tensor | None = None,
+        text_scale: float | None = None,
+        motion_scale: float | None = None,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> TextVideoOutput:
+        """``captions``: B captions (a str for one). ``image``: first frames ``(B, 1, H, W)`` in
+        [0, 1], or None. ``motion``: the digit's centre (row, col) in pixels per frame ``(B, T, 2)``,
+        or None. ``generator`` fixes the noise: same seed, same clips."""
+        captions = [captions] if isinstance(captions, str) else list(captions)
+        batch, (frames, channels, height, width) = len(captions), self.shape
+        text_scale = self.text_scale if text_scale is None else text_scale
+        motion_scale = self.motion_scale if motion_scale is None else motion_scale
+        ids, mask = (part.to(self.device) for part in self.tokenizer(captions))
+        null_ids = torch.zeros_like(ids)
+        null_ids[:, 0] = self.tokenizer.start_id
+        null_mask = null_ids != self.tokenizer.pad_id
+        context = torch.zeros(batch, frames, channels, height, width, device=self.device)
+        given = torch.zeros(batch, frames, dtype=torch.bool, device=self.device)
+        if image is not None:
+            if image.shape != (batch, channels, height, width):
+                raise ValueError(f"TextToVideoPipeline: image must be first frames (B, C, H, W) = {(batch, channels, height, width)} in [0, 1]; got {tuple(image.shape)}")
+            context[:, 0] = to_model_range(image.to(self.device).float())
+            given[:, 0] = True
+        if motion is not None:
+            if motion.shape != (batch, frames, 2):
+                raise ValueError(f"TextToVideoPipeline: motion must be (B, T, 2) = {(batch, frames, 2)} centres (row, col) in pixels; got {tuple(motion.shape)}")
+            motion = motion.to(self.device).float()
+        branches = [(null_ids, null_mask, False), (ids, mask, False)] + ([(ids, mask, True)] if motion is not None else [])
+        calls = 0
+
+        def guided(x, t, cond=None):
+            nonlocal calls
+            n = len(branches)
+            calls += n
+            out = self.model(
+                x.repeat(n, 1, 1, 1, 1),
+                t.repeat(n, 1),
+                torch.cat([b[0] for b in branches]),
+                torch.cat([b[1] for b in branches]),
+                motion=None if motion is None else motion.repeat(n, 1, 1),
+                motion_mask=None if motion is None else torch.tensor([b[2] for b in branches], device=x.device).repeat_interleave(batch),
+            ).chunk(n)
+            result = out[0] + text_scale * (out[1] - out[0])
+            if motion is not None:
+                result = result + motion_scale * (out[2] - out[1])
+            return result
+
+        clips = sample_with_context(
+            guided, context, given, sampler=self.sampler, steps=self.steps, generator=generator, progress=progress
+        )
+        return TextVideoOutput(to_unit_range(clips).cpu(), captions, None if motion is None else motion.cpu(), calls)

@@ -26,13 +26,16 @@ from vdmcourse.conditioned_training import image_to_video_batch, image_to_video_
 from vdmcourse.data import MovingMNISTConfig, generate_clips
 from vdmcourse.diffusion import OBJECTIVES, TIME_DISTRIBUTIONS, training_loss
 from vdmcourse.diffusion.context import ContextConfig, masked_training_loss, random_context_masks, random_context_times
+from vdmcourse.metrics.captioner import Captioner, CaptionerConfig, captioner_batch, captioner_loss
 from vdmcourse.metrics.features import Evaluator, EvaluatorConfig, evaluator_batch, evaluator_loss
 from vdmcourse.nn.conditioning import ConditionedUNet3D, ConditionedUNet3DConfig
 from vdmcourse.nn.dit import VideoDiT, VideoDiTConfig
+from vdmcourse.nn.text import TextEncoderConfig, TextVideoConfig, TextVideoUNet
 from vdmcourse.nn.unet2d import UNet2D, UNet2DConfig
 from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
 from vdmcourse.nn.vae import VideoVAE, VideoVAEConfig, vae_fingerprint, vae_loss
 from vdmcourse import pretrained
+from vdmcourse.text_conditioning import caption_batch, text_video_loss
 from vdmcourse.train import TrainConfig
 
 __all__ = ["Preset", "PRESETS", "get_preset", "load_latent_vae", "context_clips"]
@@ -553,6 +556,99 @@ _PRESETS.append(
         quick_steps=2,
         train=TrainConfig(lr=1e-4, warmup_steps=200, ema_decay=0.9995, checkpoint_every=500, precision="auto"),
         init_from="video-gpu",
+    )
+)
+
+# Lesson 09: the captioner that recaptions training clips (its trunk starts from evaluator-cpu).
+_PRESETS.append(
+    Preset(
+        name="captioner-cpu",
+        description="lesson 09's video captioner: digit, direction, speed class and bounces (wall, frame) of one-digit 32x32x10 clips (CPU)",
+        model_class=Captioner,
+        model_config=CaptionerConfig(),
+        data=CaptionerConfig().data,
+        objective=None,
+        loss=captioner_loss,
+        batch_source=functools.partial(captioner_batch, config=CaptionerConfig()),
+        batch_size=64,
+        steps=600,
+        quick_steps=4,
+        train=TrainConfig(lr=3e-3, warmup_steps=30, weight_decay=0.01, ema_decay=0.99, checkpoint_every=50),
+        init_from="evaluator-cpu",
+    )
+)
+
+# Lesson 09: text-to-video with image and motion controls, video-ctx-cpu plus cross-attention.
+# The recaptioning experiment trains the same model twice at equal compute (same steps, batch,
+# seed): on short captions ("a 3") and on captions written by captioner-cpu.
+_TEXT_DATA = MovingMNISTConfig.cpu(speed=(1.0, 3.0))
+_TEXT_VIDEO = Preset(
+    name="text-video-cpu",
+    description="lesson 09: text (recaptioned by captioner-cpu) + optional first frame + optional motion path -> "
+    "10-frame 32x32 clips; video-ctx-cpu with cross-attention (CPU)",
+    model_class=TextVideoUNet,
+    model_config=TextVideoConfig(),
+    data=_TEXT_DATA,
+    objective=None,
+    loss=text_video_loss,
+    batch_source=functools.partial(caption_batch, data=_TEXT_DATA, captions="recaptioned"),
+    batch_size=8,
+    steps=900,
+    quick_steps=2,
+    train=TrainConfig(lr=5e-4, warmup_steps=20, ema_decay=0.99, checkpoint_every=50),
+    sampler="heun",
+    sample_steps=10,
+    init_from="video-ctx-cpu",
+)
+_PRESETS.append(_TEXT_VIDEO)
+_PRESETS.append(
+    dataclasses.replace(
+        _TEXT_VIDEO,
+        name="text-video-short-cpu",
+        description="lesson 09's baseline arm: text-video-cpu trained on short captions ('a 3') at the same compute (CPU)",
+        batch_source=functools.partial(caption_batch, data=_TEXT_DATA, captions="short"),
+    )
+)
+# Written down, not trained here: train image-gpu, video-gpu, video-ctx-gpu (see above), then
+#   python -m vdmcourse train --preset captioner-gpu   (copy to data/checkpoints/captioner-gpu.safetensors)
+#   python -m vdmcourse train --preset text-video-gpu
+_TEXT_GPU_DATA = MovingMNISTConfig.srivastava(digits=1, speed=(2.0, 5.0))
+_PRESETS.append(
+    dataclasses.replace(
+        _TEXT_VIDEO,
+        name="captioner-gpu",
+        description="lesson 09's captioner for 64x64, 20-frame one-digit clips; GPU-sized",
+        model_class=Captioner,
+        model_config=CaptionerConfig(canvas=64, frames=20, digit_size=28, speed=(2.0, 5.0), widths=(32, 64, 128), feature_dim=128, hidden=512),
+        data=_TEXT_GPU_DATA,
+        loss=captioner_loss,
+        batch_source=functools.partial(
+            captioner_batch,
+            config=CaptionerConfig(canvas=64, frames=20, digit_size=28, speed=(2.0, 5.0), widths=(32, 64, 128), feature_dim=128, hidden=512),
+        ),
+        batch_size=128,
+        steps=5000,
+        train=TrainConfig(lr=1e-3, warmup_steps=200, weight_decay=0.01, ema_decay=0.999, checkpoint_every=500),
+        init_from=None,
+    )
+)
+_PRESETS.append(
+    dataclasses.replace(
+        _TEXT_VIDEO,
+        name="text-video-gpu",
+        description="lesson 09's text + image + motion model for 64x64, 20-frame one-digit clips (video-ctx-gpu's U-Net "
+        "with cross-attention; captions by captioner-gpu); GPU-sized",
+        model_config=TextVideoConfig(
+            unet=dataclasses.replace(_VIDEO_GPU.model_config, context_dim=128, cross_attention_levels=(2, 3), pooled_context=True),
+            text=TextEncoderConfig(dim=128, depth=4),
+        ),
+        data=_TEXT_GPU_DATA,
+        batch_source=functools.partial(caption_batch, data=_TEXT_GPU_DATA, captions="recaptioned", captioner="captioner-gpu"),
+        batch_size=32,
+        steps=20_000,
+        train=TrainConfig(lr=1e-4, warmup_steps=500, ema_decay=0.9995, checkpoint_every=500, precision="auto"),
+        sample_steps=25,
+        init_from="video-ctx-gpu",
     )
 )
 

@@ -408,13 +408,26 @@ def _import_class(path: str, kind: str) -> type:
     return found
 
 
-def _differences(stored: dict, current: dict) -> list[str]:
+def _differences(stored: dict, current: dict, defaults: dict | None = None) -> list[str]:
+    # A field the checkpoint lacks was added to the config after it was saved: it matches
+    # when the model keeps that field's default (which is what the checkpoint computed).
     names = sorted(set(stored) | set(current))
+    defaults = defaults or {}
     return [
         f"{name}: checkpoint {stored.get(name, '<absent>')!r}, model {current.get(name, '<absent>')!r}"
         for name in names
         if stored.get(name, "<absent>") != current.get(name, "<absent>")
+        and not (name not in stored and name in defaults and defaults[name] == current.get(name))
     ]
+
+
+def _field_defaults(config) -> dict:
+    """A config's field defaults, in :func:`config_to_dict`'s JSON form."""
+    defaults = {}
+    for f in dataclasses.fields(config):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = json.loads(json.dumps(f.default))
+    return defaults
 
 
 def _resolve(checkpoint) -> Checkpoint:
@@ -430,7 +443,8 @@ def load_weights(model: nn.Module, checkpoint: Checkpoint | str | os.PathLike, *
     checkpoint = _resolve(checkpoint)
     if class_path(model) != checkpoint.model_class:
         raise ValueError(f"checkpoint {checkpoint.path} holds a {checkpoint.model_class}; the model is a {class_path(model)}")
-    differences = _differences(checkpoint.config, config_to_dict(_model_config(model)))
+    config = _model_config(model)
+    differences = _differences(checkpoint.config, config_to_dict(config), _field_defaults(config))
     if differences:
         raise ValueError(f"checkpoint {checkpoint.path} was made with another config: " + "; ".join(differences))
     stored = checkpoint.weights(which)

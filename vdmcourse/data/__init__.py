@@ -1,5 +1,7 @@
 """Data for the course: MNIST digits (shipped subset, full IDX files, the official
-Moving MNIST test file) and the parameterised Moving MNIST generator."""
+Moving MNIST test file), the parameterised Moving MNIST generator and the
+data-curation helpers (motion score, static-clip filter, frame-stride resampling,
+duplicate finder)."""
 
 from vdmcourse.data.mnist import (
     download_file,
@@ -19,6 +21,16 @@ from vdmcourse.data.moving_mnist import (
     simulate_trajectories,
     velocities_from_positions,
 )
+from vdmcourse.data.curation import (
+    StaticClipFilter,
+    StridedMovingMNIST,
+    find_duplicates,
+    frame_difference,
+    motion_score,
+    nearest_neighbours,
+    shift_tolerant_distance,
+    stride_clips,
+)
 
 __all__ = [
     "Clips",
@@ -35,4 +47,12 @@ __all__ = [
     "load_mnist_subset",
     "load_moving_mnist_test",
     "read_idx",
+    "StaticClipFilter",
+    "StridedMovingMNIST",
+    "find_duplicates",
+    "frame_difference",
+    "motion_score",
+    "nearest_neighbours",
+    "shift_tolerant_distance",
+    "stride_clips",
 ]

@@ -133,12 +133,14 @@ def _second_hint(name: str, more: str | None, reference: str | None) -> str | No
     return None
 
 
-def self_check(name: str, reference: str | None = None) -> Callable:
+def self_check(name: str, reference: str | None = None, more: str | None = None) -> Callable:
     """Decorate ``check(answer, ...)`` so that it returns a :class:`CheckResult`.
 
     ``reference`` names the package object the lesson falls back on when the
-    exercise is not attempted. The check's own return value, if a string, is the
-    message shown on a pass.
+    exercise is not attempted. ``more`` is the check's own stronger hint -- the
+    likely mistake and what to look at -- shown from the second failed attempt on
+    when the failure carries no ``more`` of its own (and kept as ``check.more``).
+    The check's own return value, if a string, is the message shown on a pass.
     """
 
     def decorate(check: Callable) -> Callable[..., CheckResult]:
@@ -152,7 +154,7 @@ def self_check(name: str, reference: str | None = None) -> Callable:
             except NotImplementedError:
                 return CheckResult(name, NOT_ATTEMPTED, "Your function still raises NotImplementedError." + fallback)
             except Wrong as wrong:
-                more = _second_hint(name, wrong.more, reference)
+                more = _second_hint(name, wrong.more or check_more, reference)
                 return CheckResult(name, WRONG, wrong.message, wrong.mistake, wrong.hint, more)
             except Exception as error:  # the learner's code crashed: report it, don't raise
                 return CheckResult(
@@ -160,13 +162,15 @@ def self_check(name: str, reference: str | None = None) -> Callable:
                     WRONG,
                     f"Your code raised {type(error).__name__}: {error}",
                     hint="Run your function on a small input in a cell of its own to see the full traceback.",
-                    more=_second_hint(name, None, reference),
+                    more=_second_hint(name, check_more, reference),
                 )
             _FAILED_ATTEMPTS.pop(name, None)
             return CheckResult(name, PASSED, note if isinstance(note, str) else "")
 
+        run.more = check_more
         return run
 
+    check_more = more
     return decorate
 
 

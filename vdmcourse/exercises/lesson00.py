@@ -49,7 +49,12 @@ def _reflect_reference() -> tuple[torch.Tensor, torch.Tensor]:
     return positions[:, 1], velocities[:, 1]  # (N, K, 2) each
 
 
-@self_check("Reflection at a wall", reference="vdmcourse.data.simulate_trajectories")
+@self_check(
+    "Reflection at a wall", reference="vdmcourse.data.simulate_trajectories",
+    more="The likely slips are reflecting the overshoot past the wall instead of clamping onto it, and "
+         "negating both velocity components when only one hit a wall. Work per component: p = p + v; hit ="
+         " (p < 0) | (p > free_range); v = torch.where(hit, -v, v); p = p.clamp(0, free_range).",
+)
 def check_reflect(reflect_step):
     """``reflect_step(positions, velocities, free_range) -> (positions, velocities)`` after one frame;
     positions and velocities are (N, K, 2) as (row, col); positions stay in [0, free_range]."""
@@ -102,7 +107,12 @@ _LAYERS = torch.tensor(
 )  # (N=2, K=2, H=2, W=3): each digit on a canvas of its own, overlapping in places
 
 
-@self_check("Combining digits", reference="vdmcourse.data.render_clips")
+@self_check(
+    "Combining digits", reference="vdmcourse.data.render_clips",
+    more="The likely slips are the axis and the reduction: layers are (N, K, H, W), so the digits are dim 1. 'max' is "
+         "layers.amax(dim=1) (not .max(1), which returns a (values, indices) pair, and not a mean); 'sum' "
+         "is layers.sum(dim=1).clamp(0, 1).",
+)
 def check_combine(combine):
     """``combine(layers, mode) -> frames``: layers (N, K, H, W) in [0, 1] (one digit per layer)
     to frames (N, H, W) in [0, 1]; ``mode`` is "max" (pixel-wise max) or "sum" (sum, then clip)."""
@@ -139,7 +149,12 @@ def _track() -> torch.Tensor:
     return torch.stack([torch.stack([base, 2 * base + 1]), torch.stack([base.flip(-1), base - 4])]).transpose(1, 2)
 
 
-@self_check("Recovering velocity from positions", reference="vdmcourse.data.velocities_from_positions")
+@self_check(
+    "Recovering velocity from positions", reference="vdmcourse.data.velocities_from_positions",
+    more="The likely slips are the direction (p[t] - p[t + 1]) and the alignment (the step that arrived at"
+         " t). Time is dim 1: steps = positions[:, 1:] - positions[:, :-1], then torch.cat([steps, "
+         "steps[:, -1:]], dim=1) so the last frame repeats the last step.",
+)
 def check_velocities(velocities_from_positions_fn):
     """``fn(positions) -> velocities``: positions (N, T, K, 2) -> velocities (N, T, K, 2) with
     ``v[:, t] = p[:, t + 1] - p[:, t]`` and the last frame repeating the last step."""

@@ -74,7 +74,12 @@ def generate_frames(
     return sample(model, shape, steps=steps, cond=labels, guidance_scale=guidance_scale, generator=generator, progress=False)
 
 
-@self_check("Memory of a clip", reference="vdmcourse.exercises.lesson01.video_bytes")
+@self_check(
+    "Memory of a clip", reference="vdmcourse.exercises.lesson01.video_bytes",
+    more="The likely slips are a forgotten factor (often the channels) or 4 bytes for every dtype. "
+         "Multiply frames * channels * height * width by torch.tensor([], dtype=dtype).element_size() "
+         "(uint8 1, float16/bfloat16 2, float32 4) and return a plain int.",
+)
 def check_video_bytes(video_bytes_fn):
     """``video_bytes(frames, channels, height, width, dtype) -> int``."""
     cases = [
@@ -116,7 +121,12 @@ def _flicker_test_video() -> torch.Tensor:
     return torch.cat([clip0, clip1])  # (2, 5, 2, 3, 4)
 
 
-@self_check("Flicker: mean change between neighbouring frames", reference="vdmcourse.exercises.lesson01.frame_difference")
+@self_check(
+    "Flicker: mean change between neighbouring frames", reference="vdmcourse.exercises.lesson01.frame_difference",
+    more="The likely slips: signed differences that cancel, comparing every frame with frame 0, or the "
+         "wrong axis. For (B, T, C, H, W): (video[:, 1:] - video[:, :-1]).abs().mean(dim=(1, 2, 3, 4)) -- "
+         "one number per clip.",
+)
 def check_frame_difference(frame_difference_fn):
     """``frame_difference(video) -> (B,)``: mean |x[t+1] - x[t]| of each clip."""
     video = _flicker_test_video()
@@ -176,7 +186,14 @@ class _StillModel(nn.Module):
         return torch.zeros_like(x) + 0 * self.anchor
 
 
-@self_check("Frames from an image model", reference="vdmcourse.exercises.lesson01.generate_frames")
+@self_check(
+    "Frames from an image model", reference="vdmcourse.exercises.lesson01.generate_frames",
+    more="The likely slip is something that never reaches the sampler: the labels (cond=labels), the "
+         "guidance_scale, the generator, and a shape (B, frames, C, H, W) taken from model.config, so "
+         "every frame starts from its own noise. One call does it: sample(model, shape, steps=steps, cond=labels, "
+         "guidance_scale=guidance_scale, generator=generator, progress=False) -- and return it in [-1, 1],"
+         " not converted to [0, 1].",
+)
 def check_generate_frames(generate_frames_fn):
     """``generate_frames(model, labels, frames, generator, steps=..., guidance_scale=...) -> (B, T, C, H, W)``."""
     model = _StillModel()

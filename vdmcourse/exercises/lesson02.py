@@ -55,7 +55,12 @@ def _matches(actual, expected) -> bool:
     )
 
 
-@self_check("scaled dot-product attention", reference="vdmcourse.nn.naive_attention")
+@self_check(
+    "scaled dot-product attention", reference="vdmcourse.nn.naive_attention",
+    more="The likely slips: the softmax over dim=-2 (the queries), or scaling by d or not at all. "
+         "Print weights.sum(-1): every row must be 1. The scores are q @ k.transpose(-2, -1) / "
+         "math.sqrt(q.shape[-1]); then softmax(dim=-1) and @ v.",
+)
 def check_attention(attend):
     """``attend(q, k, v)`` with q ``(N, S, d)``, k ``(N, S2, d)``, v ``(N, S2, e)`` -> ``(N, S, e)``."""
     g = _generator()
@@ -94,7 +99,13 @@ def _channels_as_time(q, k, v):
     return rearrange(naive_attention(*tokens), "(b h w) d t -> b t h w d", h=height, w=width)
 
 
-@self_check("temporal attention on a video grid", reference="vdmcourse.nn.TemporalAttention")
+@self_check(
+    "temporal attention on a video grid", reference="vdmcourse.nn.TemporalAttention",
+    more="The likely slips are the sequence layout: a reshape that does not move t, '(b t) (h w)' "
+         "(attention within a frame), or '(b h w) d t'. Print the token shape: it must be (B*H*W, T, D) --"
+         " rearrange(x, 'b t h w d -> (b h w) t d'), attend, and back with '(b h w) t d -> b t h w d', "
+         "h=H, w=W.",
+)
 def check_temporal_attention(temporal_attention):
     """``temporal_attention(q, k, v)``, each ``(B, T, H, W, D)`` -> ``(B, T, H, W, D)``."""
     g = _generator(1)
@@ -157,7 +168,12 @@ def check_temporal_attention(temporal_attention):
     return "Each pixel position attends across the frames of its own clip."
 
 
-@self_check("causal mask", reference="vdmcourse.nn.causal_mask")
+@self_check(
+    "causal mask", reference="vdmcourse.nn.causal_mask",
+    more="The likely slips are the convention (True must mean 'may attend') and the diagonal. Print your "
+         "mask for T = 4: it must be the lower triangle with the diagonal, torch.ones(T, T, "
+         "dtype=torch.bool).tril().",
+)
 def check_causal_mask(causal_mask):
     """``causal_mask(T)`` -> bool ``(T, T)``, True where query frame t may attend to key frame s."""
     frames = 5

@@ -104,7 +104,13 @@ def _reordered(x, block):
     return orders
 
 
-@self_check("assemble the spatiotemporal block", reference="vdmcourse.nn.SpatiotemporalBlock")
+@self_check(
+    "assemble the spatiotemporal block", reference="vdmcourse.nn.SpatiotemporalBlock",
+    more="The likely slips are a residual left out, a norm applied after its branch (post-norm) or to the "
+         "stream itself, and the branches in another order. Pre-norm, spatial -> temporal -> FFN: x = x + "
+         "block.spatial(block.norms[0](x)), then the same with block.temporal and norms[1], then block.ffn"
+         " and norms[2].",
+)
 def check_block(block_forward):
     """``block_forward(x, block)``: x ``(B, T, H, W, D)`` -> ``(B, T, H, W, D)``."""
     block, x = practice_block(), _grid()
@@ -140,7 +146,12 @@ def check_block(block_forward):
                      hint="Use norms[0] with spatial, norms[1] with temporal, norms[2] with the FFN.")
 
 
-@self_check("make the block causal", reference="vdmcourse.nn.SpatiotemporalBlock(..., causal=True)")
+@self_check(
+    "make the block causal", reference="vdmcourse.nn.SpatiotemporalBlock(..., causal=True)",
+    more="The likely slip is a mask that leaks the future or the wrong convention. Only the temporal "
+         "branch changes: call block(x, mask=causal_mask(T)) or pass mask=causal_mask(T) to "
+         "block.temporal, with True on and below the diagonal (frame t sees s <= t).",
+)
 def check_causal_block(causal_block_forward):
     """``causal_block_forward(x, block)``: x ``(B, T, H, W, D)`` -> ``(B, T, H, W, D)``;
     output frame t depends on input frames 0..t only."""
@@ -188,7 +199,13 @@ def reference_score_count(kind: str, frames: int, height: int, width: int) -> in
     return _score_counts(frames, height, width)[kind]
 
 
-@self_check("the cost of attention", reference="vdmcourse.exercises.lesson03.reference_score_count")
+@self_check(
+    "the cost of attention", reference="vdmcourse.exercises.lesson03.reference_score_count",
+    more="The likely slips are counting one sequence instead of all of them, or swapping which axis is the"
+         " sequence. With P = height * width: spatial attention has T sequences of P tokens (T * P**2 "
+         "scores), temporal has P sequences of T tokens (P * T**2), full 3D one sequence of T * P tokens "
+         "((T * P)**2).",
+)
 def check_score_count(score_count):
     """``score_count(kind, frames, height, width)`` -> the number of query-key scores one head
     computes for one clip, ``kind`` in :data:`SCORE_KINDS`."""

@@ -79,7 +79,12 @@ def _per_frame(t: torch.Tensor) -> torch.Tensor:
     return t.view(1, -1, 1, 1, 1)
 
 
-@self_check("Noising a clip on the flow path", reference="vdmcourse.diffusion.FlowSchedule().q_sample")
+@self_check(
+    "Noising a clip on the flow path", reference="vdmcourse.diffusion.FlowSchedule().q_sample",
+    more="The likely slips are t not reshaped (a (B,) tensor against (B, T, C, H, W)), one t per frame, or"
+         " the roles of x0 and eps swapped. Reshape once, tb = t.view(-1, 1, 1, 1, 1), and return (1 - tb)"
+         " * x0 + tb * eps: t = 0 is the clean clip, t = 1 pure noise.",
+)
 def check_add_noise(add_noise):
     """``add_noise(x0, t, eps) -> x_t``: clips ``(B, T, C, H, W)``, ``t`` of shape ``(B,)`` in [0, 1];
     ``x_t = (1 - t) x0 + t eps`` with each clip's t shared by all of its frames."""
@@ -104,7 +109,12 @@ def check_add_noise(add_noise):
     return "x_t = (1 - t) x0 + t eps, one t per clip."
 
 
-@self_check("From a noise prediction to the clean clip", reference="vdmcourse.diffusion.predict_x0_eps")
+@self_check(
+    "From a noise prediction to the clean clip", reference="vdmcourse.diffusion.predict_x0_eps",
+    more="The likely slips are alpha_bar where sqrt(alpha_bar) belongs and a (B,) alpha_bar not reshaped. "
+         "Solve x_t = sqrt(ab) x0 + sqrt(1 - ab) eps for x0: ab = alpha_bar.view(-1, 1, 1, 1, 1); x0 = "
+         "(x_t - (1 - ab).sqrt() * eps_hat) / ab.sqrt().",
+)
 def check_eps_to_x0(eps_to_x0):
     """``eps_to_x0(eps_hat, x_t, alpha_bar) -> x0_hat`` on a DDPM (variance-preserving) path
     ``x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps``; ``alpha_bar`` has shape ``(B,)``."""
@@ -129,7 +139,11 @@ def check_eps_to_x0(eps_to_x0):
     return "x0 = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar): exact."
 
 
-@self_check("From a flow velocity to the clean clip", reference="vdmcourse.diffusion.predict_x0_eps")
+@self_check(
+    "From a flow velocity to the clean clip", reference="vdmcourse.diffusion.predict_x0_eps",
+    more="The likely slips are the sign of the velocity (u = eps - x0 here) and a (B,) t not reshaped. "
+         "Since x_t = x0 + t * u, x0 = x_t - t.view(-1, 1, 1, 1, 1) * u.",
+)
 def check_velocity_to_x0(velocity_to_x0):
     """``velocity_to_x0(u, x_t, t) -> x0_hat`` for the flow path ``x_t = (1 - t) x0 + t eps`` and
     velocity ``u = eps - x0``; ``t`` has shape ``(B,)``."""
@@ -188,7 +202,14 @@ def _loss(flow_loss, answer: str, seed: int = 0):
     return probe, loss
 
 
-@self_check("A flow-matching loss on clips", reference="vdmcourse.diffusion.training_loss")
+@self_check(
+    "A flow-matching loss on clips", reference="vdmcourse.diffusion.training_loss",
+    more="The likely slips are a sum for the mean, global randomness instead of the generator, and the "
+         "wrong target. Compare with these five lines, one at a time: t = torch.rand(B, "
+         "generator=generator) (one t per clip); eps = torch.randn(x0.shape, generator=generator); x_t = "
+         "(1 - tb) * x0 + tb * eps with tb = t.view(-1, 1, 1, 1, 1); prediction = model(x_t, t); return "
+         "((prediction - (eps - x0)) ** 2).mean().",
+)
 def check_flow_loss(flow_loss):
     """``flow_loss(model, x0, generator) -> scalar``: clips ``x0`` ``(B, T, C, H, W)`` in [-1, 1];
     draw one ``t ~ U[0, 1]`` per clip and ``eps ~ N(0, I)`` (with ``generator``), build

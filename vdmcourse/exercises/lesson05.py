@@ -63,7 +63,12 @@ def reference_frame_group_norm(x: torch.Tensor, groups: int) -> torch.Tensor:
     return rearrange(F.group_norm(frames, groups), "(b t) c h w -> b t c h w", b=x.shape[0])
 
 
-@self_check("GroupNorm per frame", reference="vdmcourse.nn.unet3d.ResBlock3D (its norms)")
+@self_check(
+    "GroupNorm per frame", reference="vdmcourse.nn.unet3d.ResBlock3D (its norms)",
+    more="The likely slip is GroupNorm over (B, C, T, H, W), whose groups take statistics across frames. "
+         "Fold the frames into the batch first: rearrange(x, 'b t c h w -> (b t) c h w'), "
+         "F.group_norm(frames, groups), and back with '(b t) c h w -> b t c h w', b=B.",
+)
 def check_frame_norm(frame_group_norm):
     """``frame_group_norm(x, groups)``: x ``(B, T, C, H, W)`` -> normalised, same shape."""
     x = torch.randn(2, 4, 6, 5, 5, generator=_generator(), dtype=torch.float64)
@@ -156,7 +161,12 @@ def _skip_crash(error: RuntimeError) -> Wrong | None:
     return None
 
 
-@self_check("U-Net forward with skips", reference="vdmcourse.nn.unet3d.UNet3D.forward")
+@self_check(
+    "U-Net forward with skips", reference="vdmcourse.nn.unet3d.UNet3D.forward",
+    more="The likely slips: skips saved after down-sampling (wrong resolution), popped first-in-first-out,"
+         " or F.silu left out. Print h.shape at each step. Save each skip right after its down conv, "
+         "before parts.downsample; after each parts.upsample, cat with skips.pop() on dim 1.",
+)
 def check_unet_forward(unet_forward):
     """``unet_forward(x, parts)`` with ``parts`` a :class:`TinyUNetParts`; x ``(N, 1, 16, 16)``."""
     parts = TinyUNetParts()
@@ -208,7 +218,12 @@ def check_unet_forward(unet_forward):
     return "Skips saved before each down-sampling, concatenated after the matching up-sampling."
 
 
-@self_check("zero-initialised temporal layer", reference="vdmcourse.nn.unet3d.TemporalConv")
+@self_check(
+    "zero-initialised temporal layer", reference="vdmcourse.nn.unet3d.TemporalConv",
+    more="The likely slips are a layer that is not zero at init (so inflation changes the image model) or "
+         "one that does not look across frames (kernel 1). Build nn.Conv1d(channels, channels, 3, "
+         "padding=1), then nn.init.zeros_ on its weight and its bias.",
+)
 def check_temporal_layer(make_temporal_layer):
     """``make_temporal_layer(channels)`` -> a module mapping ``(N, C, T)`` to ``(N, C, T)``,
     added residually (``h + layer(h)``) when an image model is inflated."""
@@ -259,7 +274,12 @@ def reference_temporal_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tens
     return rearrange(out, "(b h w) c t -> b t c h w", h=height, w=width)
 
 
-@self_check("temporal convolution", reference="vdmcourse.nn.unet3d.TemporalConv")
+@self_check(
+    "temporal convolution", reference="vdmcourse.nn.unet3d.TemporalConv",
+    more="The likely slips are padding that shifts the frames (pad on one side only) and sequences that "
+         "are not one per pixel. Rearrange 'b t c h w -> (b h w) c t', F.conv1d(seq, weight, padding=1), "
+         "and back with '(b h w) c t -> b t c h w', h=H, w=W.",
+)
 def check_temporal_conv(temporal_conv):
     """``temporal_conv(x, weight)``: x ``(B, T, C, H, W)``, weight ``(C_out, C, 3)`` -> ``(B, T, C_out, H, W)``."""
     g = _generator(4)

@@ -79,7 +79,12 @@ def reference_causal_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor
     return rearrange(out, "(b h w) c t -> b t c h w", h=height, w=width)
 
 
-@self_check("causal temporal convolution", reference="vdmcourse.nn.vae.CausalConv3d")
+@self_check(
+    "causal temporal convolution", reference="vdmcourse.nn.vae.CausalConv3d",
+    more="The likely slips are symmetric padding (output frame t sees t + 1) and zeros as the past. "
+         "Rearrange to '(b h w) c t', prepend k - 1 copies of frame 0 (torch.cat([seq[..., :1]] * (k - 1) "
+         "+ [seq], dim=-1)), F.conv1d with no padding, and back.",
+)
 def check_causal_conv(causal_conv):
     """``causal_conv(x, weight)``: x ``(B, T, C, H, W)``, weight ``(C_out, C, 3)`` -> ``(B, T, C_out, H, W)``."""
     g = _generator(1)
@@ -124,7 +129,11 @@ def reference_reparameterize(mean: torch.Tensor, logvar: torch.Tensor, eps: torc
     return mean + torch.exp(0.5 * logvar) * eps
 
 
-@self_check("reparameterisation", reference="vdmcourse.nn.vae.DiagonalGaussian.sample")
+@self_check(
+    "reparameterisation", reference="vdmcourse.nn.vae.DiagonalGaussian.sample",
+    more="The likely slip is the spread: logvar is log(std**2), so std = torch.exp(0.5 * logvar) -- not "
+         "logvar itself and not exp(logvar) (the variance). z = mean + std * eps.",
+)
 def check_reparameterize(reparameterize):
     """``reparameterize(mean, logvar, eps)`` -> z, all of one shape."""
     g = _generator(3)
@@ -154,7 +163,11 @@ def reference_kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.T
     return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
 
 
-@self_check("KL divergence", reference="vdmcourse.nn.vae.DiagonalGaussian.kl")
+@self_check(
+    "KL divergence", reference="vdmcourse.nn.vae.DiagonalGaussian.kl",
+    more="The likely slips are a sign and the axes. Per element: 0.5 * (mean**2 + logvar.exp() - 1 - "
+         "logvar); then sum over everything but the batch axis: .flatten(1).sum(1), shape (B,).",
+)
 def check_kl(kl_divergence):
     """``kl_divergence(mean, logvar)``: latents ``(B, T, C, h, w)`` -> ``(B,)``."""
     g = _generator(4)
@@ -203,7 +216,11 @@ def reference_scaling_factor(latents: torch.Tensor) -> float:
     return 1.0 / latents.std().item()
 
 
-@self_check("latent scaling factor", reference="vdmcourse.nn.vae.VideoVAE.fit_scaling_factor")
+@self_check(
+    "latent scaling factor", reference="vdmcourse.nn.vae.VideoVAE.fit_scaling_factor",
+    more="The likely slips are the std itself instead of 1 / std, and a std per channel or clip. One "
+         "number for the whole batch: return 1 / latents.std() as a float.",
+)
 def check_scaling_factor(scaling_factor):
     """``scaling_factor(latents)`` -> a float: latents ``(B, T, C, h, w)`` times it have std 1."""
     latents = torch.randn(16, 3, 4, 4, 4, generator=_generator(5), dtype=torch.float64) * 5.5 + 0.3
@@ -241,7 +258,12 @@ def reference_encode_chunks(video: torch.Tensor, chunk_size: int) -> list[torch.
     return chunks
 
 
-@self_check("chunks for streaming", reference="vdmcourse.nn.vae.VideoVAE.encode")
+@self_check(
+    "chunks for streaming", reference="vdmcourse.nn.vae.VideoVAE.encode",
+    more="The likely slips are at the boundaries: a frame repeated or dropped, or chunks that do not start"
+         " at 1 + s * k. The first chunk is video[:, :1 + chunk_size]; then chunk_size frames at a time, "
+         "each starting where the previous one ended, until T.",
+)
 def check_encode_chunks(encode_chunks):
     """``encode_chunks(video, chunk_size)`` -> list of ``(B, T_i, C, H, W)`` chunks."""
     video = torch.arange(13, dtype=torch.float32).view(1, 13, 1, 1, 1).expand(1, 13, 1, 2, 2).clone()  # frame t holds t

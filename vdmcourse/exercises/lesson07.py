@@ -58,7 +58,12 @@ def _generator(seed: int = 0) -> torch.Generator:
 # Patches.
 
 
-@self_check("patchify into tubelets", reference="vdmcourse.nn.dit.patchify")
+@self_check(
+    "patchify into tubelets", reference="vdmcourse.nn.dit.patchify",
+    more="The likely slip is the rearrange pattern: each axis splits as (count, size), and the token is "
+         "flattened as (pt ph pw c). Pattern: 'b (t pt) c (h ph) (w pw) -> b t h w (pt ph pw c)' with pt, "
+         "ph, pw = patch.",
+)
 def check_patchify(patchify):
     """``patchify(x, patch)``: x ``(B, T, C, H, W)``, patch ``(pt, ph, pw)`` ->
     ``(B, T/pt, H/ph, W/pw, pt*ph*pw*C)``."""
@@ -93,7 +98,11 @@ def reference_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor
     return x * (1 + scale) + shift
 
 
-@self_check("adaLN modulation", reference="vdmcourse.nn.dit.modulate")
+@self_check(
+    "adaLN modulation", reference="vdmcourse.nn.dit.modulate",
+    more="The likely slip is x * scale + shift without the 1 +: zero modulation must leave x as it is. "
+         "Return x * (1 + scale) + shift; the (B, 1, D) shift and scale broadcast over the L tokens.",
+)
 def check_modulate(modulate):
     """``modulate(x, shift, scale)``: x ``(B, L, D)``, shift and scale ``(B, 1, D)`` -> ``(B, L, D)``."""
     g = _generator(1)
@@ -114,7 +123,13 @@ def check_modulate(modulate):
     return "x * (1 + scale) + shift: zero modulation leaves x unchanged."
 
 
-@self_check("adaLN-Zero DiT block", reference="vdmcourse.nn.dit.DiTBlock")
+@self_check(
+    "adaLN-Zero DiT block", reference="vdmcourse.nn.dit.DiTBlock",
+    more="The likely slips: the gates not zero at init, attention without batch_first, modulation without "
+         "the LayerNorm (elementwise_affine=False, eps=1e-6) before it. Zero adaLN_modulation[-1]'s weight"
+         " and bias; shift, scale, gate = chunks of it; x = x + gate * attn(modulate(norm(x), shift, "
+         "scale)), then the MLP likewise.",
+)
 def check_dit_block(make_block):
     """``make_block(dim, heads, cond_dim)`` -> a module with ``forward(x, c)``, x ``(B, L, D)``,
     c ``(B, cond_dim)``, and an attribute ``adaLN_modulation`` = ``nn.Sequential(nn.SiLU(),
@@ -191,7 +206,12 @@ def reference_packing_mask(lengths) -> torch.Tensor:
     return segments[:, None] == segments[None, :]
 
 
-@self_check("packing mask", reference="vdmcourse.nn.dit.TokenLayout.mask")
+@self_check(
+    "packing mask", reference="vdmcourse.nn.dit.TokenLayout.mask",
+    more="The likely slips are clips that see each other and the convention (True = may attend). Give each"
+         " token its clip's index, ids = torch.repeat_interleave(torch.arange(len(lengths)), "
+         "torch.tensor(lengths)), and return ids[:, None] == ids[None, :].",
+)
 def check_packing_mask(packing_mask):
     """``packing_mask(lengths)``: a list of token counts -> bool ``(L, L)``, True = may attend."""
     lengths = [3, 1, 4]

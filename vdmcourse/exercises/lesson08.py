@@ -30,6 +30,7 @@ __all__ = [
     "SCALE_OFF_BY_ONE",
     "COND_UNCOND_SWAPPED",
     "PARTIAL_CHANNELS",
+    "reference_ddim_step",
     "reference_euler_step",
     "reference_heun_step",
     "check_ddim_step",
@@ -59,7 +60,12 @@ def _ddim(x_t, eps, ab_t, ab_s):
     return math.sqrt(ab_s) * x0 + math.sqrt(1 - ab_s) * eps
 
 
-@self_check("One DDIM step", reference='vdmcourse.diffusion.sample(..., sampler="ddim")')
+@self_check(
+    "One DDIM step", reference='vdmcourse.diffusion.sample(..., sampler="ddim")',
+    more="The likely slips are fresh noise (DDIM with eta = 0 re-uses eps_hat), alpha_bar where its square"
+         " root belongs, and t and s swapped. Two lines: x0_hat = (x_t - (1 - ab_t) ** 0.5 * eps_hat) / "
+         "ab_t ** 0.5, then x_s = ab_s ** 0.5 * x0_hat + (1 - ab_s) ** 0.5 * eps_hat.",
+)
 def check_ddim_step(ddim_step):
     """``ddim_step(x_t, eps_hat, alpha_bar_t, alpha_bar_s) -> x_s``: deterministic DDIM (eta = 0)
     on a DDPM path ``x_t = sqrt(ab) x0 + sqrt(1 - ab) eps``, from time t to the less noisy s;
@@ -88,6 +94,12 @@ def check_ddim_step(ddim_step):
     return "Predict x0, re-noise it with the same eps to the next time: deterministic DDIM."
 
 
+def reference_ddim_step(x_t, eps_hat, alpha_bar_t, alpha_bar_s):
+    """One deterministic DDIM step (eta = 0) from ``alpha_bar_t`` to the less noisy ``alpha_bar_s``:
+    predict ``x0_hat``, re-noise it with the same ``eps_hat`` (Song et al. 2021, eq. 12)."""
+    return _ddim(x_t, eps_hat, alpha_bar_t, alpha_bar_s)
+
+
 def reference_euler_step(x_t, velocity, t, s):
     """One Euler step of the flow ODE from time ``t`` down to ``s``: ``x_t + (s - t) velocity``."""
     return x_t + (s - t) * velocity
@@ -101,7 +113,11 @@ def reference_heun_step(velocity_fn, x_t, t, s):
     return x_t + (s - t) * (d1 + d2) / 2
 
 
-@self_check("One Euler step of the flow ODE", reference='vdmcourse.diffusion.sample(..., sampler="euler")')
+@self_check(
+    "One Euler step of the flow ODE", reference='vdmcourse.diffusion.sample(..., sampler="euler")',
+    more="The likely slip is the sign of dt: sampling goes from t down to s, so dt = s - t is negative and"
+         " x_s = x_t + (s - t) * velocity.",
+)
 def check_euler_step(euler_step):
     """``euler_step(x_t, velocity, t, s) -> x_s`` on the flow path (``dx/dt = eps - x0``, t = 1 noise),
     from time ``t`` down to ``s < t`` (floats); the tensors are clips ``(B, T, C, H, W)``."""
@@ -125,7 +141,12 @@ def _velocity(x, t):
     return torch.sin(x) * (1 + t) - 0.5 * x * t
 
 
-@self_check("One Heun step of the flow ODE", reference='vdmcourse.diffusion.sample(..., sampler="heun")')
+@self_check(
+    "One Heun step of the flow ODE", reference='vdmcourse.diffusion.sample(..., sampler="heun")',
+    more="The likely slips are taking the second slope at the start point again, or using only the end "
+         "slope. d1 = velocity_fn(x_t, t); x_euler = x_t + (s - t) * d1; d2 = velocity_fn(x_euler, s); x_s"
+         " = x_t + (s - t) * (d1 + d2) / 2.",
+)
 def check_heun_step(heun_step):
     """``heun_step(velocity_fn, x_t, t, s) -> x_s``: ``velocity_fn(x, t)`` gives the flow velocity;
     take an Euler step to ``s``, evaluate the velocity there, and redo the step with the
@@ -151,7 +172,12 @@ def check_heun_step(heun_step):
     return "Euler predictor, trapezoid corrector: second order for one extra model call."
 
 
-@self_check("Classifier-free guidance", reference="vdmcourse.diffusion.classifier_free_guidance")
+@self_check(
+    "Classifier-free guidance", reference="vdmcourse.diffusion.classifier_free_guidance",
+    more="The likely slips are the scale off by one ((1 + w) cond - w uncond with w = scale) and cond and "
+         "uncond swapped. Check the two ends: scale 0 gives uncond, scale 1 gives cond; guided = uncond + "
+         "scale * (cond - uncond), on the whole tensor.",
+)
 def check_cfg(cfg):
     """``cfg(cond_out, uncond_out, scale) -> guided``: model outputs ``(B, T, C, H, W)`` with and
     without the label; scale 1 must give the conditional output, scale 0 the unconditional one."""

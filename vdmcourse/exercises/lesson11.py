@@ -29,6 +29,7 @@ __all__ = [
     "check_covariance",
     "check_matrix_sqrt",
     "check_frechet",
+    "reference_covariance",
 ]
 
 DIVIDED_BY_N = "covariance divided by N instead of N - 1"
@@ -47,7 +48,18 @@ def _features(n: int, d: int, seed: int, shift: float = 0.0) -> torch.Tensor:
     return torch.randn(n, d, generator=g, dtype=torch.float64) @ mixing + 1.5 + shift
 
 
-@self_check("Covariance of a feature set", reference="vdmcourse.metrics.feature_statistics")
+def reference_covariance(features: torch.Tensor) -> torch.Tensor:
+    """The unbiased covariance ``(D, D)`` (float64) of ``features`` ``(N, D)``, rows = samples:
+    :func:`~vdmcourse.metrics.feature_statistics`'s, singular sets (N <= D) allowed."""
+    return feature_statistics(features, allow_rank_deficient=True)[1]
+
+
+@self_check(
+    "Covariance of a feature set", reference="vdmcourse.metrics.feature_statistics",
+    more="The likely slips are the axis (torch.cov treats rows as variables), dividing by N and forgetting"
+         " the mean. For features (N, D): centred = features - features.mean(dim=0); return centred.T @ "
+         "centred / (N - 1), shape (D, D).",
+)
 def check_covariance(covariance):
     """``covariance(features) -> (D, D)``: features (N, D), one row per sample; the
     unbiased sample covariance (divide by N - 1)."""
@@ -87,7 +99,12 @@ def _singular_covariance() -> torch.Tensor:
     return cov
 
 
-@self_check("Matrix square root of a covariance", reference="vdmcourse.metrics.sqrtm_psd")
+@self_check(
+    "Matrix square root of a covariance", reference="vdmcourse.metrics.sqrtm_psd",
+    more="The likely slips are an element-wise root (matrix.sqrt()) and negative round-off eigenvalues "
+         "that turn into NaN. values, vectors = torch.linalg.eigh(matrix); return vectors @ "
+         "torch.diag(values.clamp_min(0).sqrt()) @ vectors.T.",
+)
 def check_matrix_sqrt(matrix_sqrt):
     """``matrix_sqrt(matrix) -> root``: for a symmetric positive semi-definite (D, D)
     matrix, the symmetric root with ``root @ root == matrix``; real and finite even when
@@ -123,7 +140,13 @@ def check_matrix_sqrt(matrix_sqrt):
     return "Real, symmetric, squares back -- also for a singular covariance."
 
 
-@self_check("Fréchet distance of two feature sets", reference="vdmcourse.metrics.frechet_distance")
+@self_check(
+    "Fréchet distance of two feature sets", reference="vdmcourse.metrics.frechet_distance",
+    more="The likely slips are a missing ValueError for unequal sizes, the |mu_a - mu_b|^2 term left out, "
+         "and returning the square root. Raise first if the sizes differ; then mean term + tr(S_a) + "
+         "tr(S_b) - 2 * eigvalsh(R @ S_b @ R).clamp_min(0).sqrt().sum(), with R the matrix root of S_a -- "
+         "the squared distance.",
+)
 def check_frechet(frechet):
     """``frechet(features_a, features_b) -> float``: the Fréchet distance
     ``|mu_a - mu_b|² + tr(S_a + S_b - 2 (S_a^½ S_b S_a^½)^½)`` between Gaussians fitted to

@@ -78,7 +78,13 @@ class _Spy(torch.nn.Module):
         return self.prediction + 0 * x
 
 
-@self_check("masked-frame loss", reference="vdmcourse.diffusion.context.masked_training_loss")
+@self_check(
+    "masked-frame loss", reference="vdmcourse.diffusion.context.masked_training_loss",
+    more="The likely slips: context frames left in the loss, noised like the rest, or given the clip's "
+         "time. Per-frame times times = torch.where(mask, 0, t[:, None]) (B, T); x_t = (1 - tb) x0 + tb "
+         "eps with tb = times[:, :, None, None, None]; loss = squared error to eps - x0 averaged over the "
+         "frames where mask is False.",
+)
 def check_masked_loss(masked_loss):
     """``masked_loss(model, x0, mask, t, eps)`` -> a scalar tensor."""
     x0 = torch.rand(3, 6, 1, 4, 4, generator=_generator(1)) * 2 - 1
@@ -145,7 +151,12 @@ def _generated(starts: list[int], window: int, context: int) -> Counter:
     return made
 
 
-@self_check("autoregressive window starts", reference="vdmcourse.pipelines.autoregressive_plan")
+@self_check(
+    "autoregressive window starts", reference="vdmcourse.pipelines.autoregressive_plan",
+    more="The likely slip is the stride: after the first window each one adds window - context new frames,"
+         " so starts are 0, window - context, 2 * (window - context), ... until a window reaches "
+         "num_frames -- no frame repeated or skipped.",
+)
 def check_window_starts(window_starts):
     """``window_starts(num_frames, window, context)`` -> list of int start frames."""
     for num_frames, window, context in [(28, 10, 2), (50, 10, 5), (13, 4, 1), (10, 10, 3), (37, 8, 3)]:
@@ -186,7 +197,11 @@ def reference_blend(predictions: list[torch.Tensor], starts: list[int], num_fram
     return total / weight.reshape(1, -1, *([1] * (first.ndim - 2)))
 
 
-@self_check("blending overlapping windows", reference="vdmcourse.pipelines.LongVideoPipeline (strategy='sliding')")
+@self_check(
+    "blending overlapping windows", reference="vdmcourse.pipelines.LongVideoPipeline (strategy='sliding')",
+    more="The likely slip is blending without normalising. Keep two tensors of (B, N, C, H, W): a running "
+         "total (add each window's prediction at its start) and a per-frame count; return total / count.",
+)
 def check_blend(blend):
     """``blend(predictions, starts, num_frames)`` -> ``(B, N, C, H, W)``."""
     starts, window, num_frames = [0, 3, 6, 8], 6, 14
@@ -219,7 +234,12 @@ def reference_chunk_mask(frames: int, chunk: int) -> torch.Tensor:
     return index[None, :] <= index[:, None]
 
 
-@self_check("block-causal chunk mask", reference="vdmcourse.nn.attention.causal_mask (per frame)")
+@self_check(
+    "block-causal chunk mask", reference="vdmcourse.nn.attention.causal_mask (per frame)",
+    more="The likely slips are a frame-causal mask (tril: frames of one chunk must see each other) and a "
+         "leak into the next chunk. Compare chunk indices: c = torch.arange(frames) // chunk; return "
+         "c[None, :] <= c[:, None] (key chunk <= query chunk).",
+)
 def check_chunk_mask(chunk_mask):
     """``chunk_mask(frames, chunk)`` -> ``(T, T)`` bool, True = may attend."""
     for frames, chunk in [(12, 4), (10, 5), (9, 3), (7, 3)]:

@@ -46,6 +46,7 @@ from einops import rearrange, reduce, repeat
 from torch import nn
 
 from vdmcourse.nn.attention import TIME_POSITIONS, FullAttention, TemporalAttention
+from vdmcourse.nn.cross_attention import CrossAttentionBlock
 from vdmcourse.nn.unet2d import AttentionBlock, Downsample, Level, UNet2D, UNet2DConfig, Upsample
 
 __all__ = [
@@ -106,6 +107,12 @@ class UNet3DConfig:
             doubled back on the way up); each must be below the lowest level.
         time_position: frame position in temporal attention, one of
             :data:`vdmcourse.nn.attention.TIME_POSITIONS` except ``"learned"``.
+        context_dim: width of the text tokens that cross-attention reads (lesson 09,
+            :mod:`vdmcourse.nn.text`); None (the default): no cross-attention.
+        cross_attention_levels: levels whose ResBlocks are each followed by cross-attention
+            to the text (the mid block gets one whenever ``context_dim`` is set).
+        pooled_context: also add a pooled text vector ``(B, context_dim)`` to the
+            time/label embedding (needs ``context_dim``).
     """
 
     image_size: int = 32
@@ -126,6 +133,9 @@ class UNet3DConfig:
     attention_span: str = "time"
     temporal_downsample: tuple[int, ...] = ()
     time_position: str = "rope"
+    context_dim: int | None = None
+    cross_attention_levels: tuple[int, ...] = ()
+    pooled_context: bool = False
 
     def __post_init__(self):
         try:
@@ -168,6 +178,7 @@ class UNet3DConfig:
         attended = [widths[i] for i in self.temporal_attention_levels] + ([widths[-1]] if self.mid_attention else [])
         if self.time_position == "rope" and any((w // self.heads) % 2 for w in attended):
             raise ValueError(f"UNet3DConfig: RoPE needs an even head width; widths {attended} / heads={self.heads}")
+        _check_text_fields(self, widths)
         if self.frames % self.temporal_downsampling:
             raise ValueError(
                 f"UNet3DConfig: frames={self.frames} must be a multiple of {self.temporal_downsampling} "
@@ -206,6 +217,21 @@ class UNet3DConfig:
     def embed_dim(self) -> int:
         """Width of the time/label conditioning vector."""
         return 4 * self.base_channels
+
+
+def _check_text_fields(config: UNet3DConfig, widths: list[int]) -> None:
+    if config.context_dim is None:
+        if config.cross_attention_levels or config.pooled_context:
+            raise ValueError("UNet3DConfig: cross_attention_levels and pooled_context need context_dim (the text token width)")
+        return
+    if not isinstance(config.context_dim, int) or isinstance(config.context_dim, bool) or config.context_dim < 1:
+        raise ValueError(f"UNet3DConfig: context_dim must be a positive int or None; got {config.context_dim!r}")
+    levels = config.cross_attention_levels
+    if not isinstance(levels, tuple) or not all(isinstance(i, int) and 0 <= i < len(widths) for i in levels) or len(set(levels)) != len(levels):
+        raise ValueError(f"UNet3DConfig: cross_attention_levels must be a tuple of distinct level indices in [0, {len(widths)}); got {levels!r}")
+    for i in (*levels, len(widths) - 1):
+        if widths[i] % config.heads:
+            raise ValueError(f"UNet3DConfig: heads={config.heads} must divide level {i}'s width {widths[i]} (cross-attention)")
 
 
 def _frames_first(h: torch.Tensor, frames: int) -> torch.Tensor:
@@ -440,9 +466,32 @@ class UNet3D(nn.Module):
         self.output = nn.Sequential(
             nn.GroupNorm(config.groups, channels), nn.SiLU(), nn.Conv2d(channels, config.channels, 3, padding=1)
         )
+        self._init_text(config, widths)
         # A zero final conv makes the untrained model predict 0 (Dhariwal & Nichol 2021).
         nn.init.zeros_(self.output[-1].weight)
         nn.init.zeros_(self.output[-1].bias)
+
+    def _init_text(self, config: UNet3DConfig, widths: list[int]) -> None:
+        """Cross-attention after the chosen levels' ResBlocks and the mid block, keyed
+        ``down{i}_{j}`` / ``mid`` / ``up{i}_{j}``, and the pooled-text projection; both
+        zero-initialised and absent without ``context_dim`` (so older checkpoints load)."""
+        if config.context_dim is None:
+            return
+        self.cross = nn.ModuleDict()
+        for i in config.cross_attention_levels:
+            for j in range(config.blocks_per_level):
+                for side in ("down", "up"):
+                    self.cross[f"{side}{i}_{j}"] = CrossAttentionBlock(widths[i], config.context_dim, config.heads, config.groups)
+        self.cross["mid"] = CrossAttentionBlock(widths[-1], config.context_dim, config.heads, config.groups)
+        if config.pooled_context:
+            self.pooled_context = nn.Linear(config.context_dim, config.embed_dim)
+            nn.init.zeros_(self.pooled_context.weight)
+            nn.init.zeros_(self.pooled_context.bias)
+
+    def _attend_text(self, key: str, h: torch.Tensor, frames: int, context, context_mask) -> torch.Tensor:
+        if context is None or key not in getattr(self, "cross", {}):
+            return h
+        return self.cross[key](h, frames, context, context_mask)
 
     @classmethod
     def from_image_model(cls, image_model: UNet2D, config: UNet3DConfig | None = None, **video_fields) -> UNet3D:
@@ -518,8 +567,40 @@ class UNet3D(nn.Module):
                 f"got x of shape {tuple(x.shape)}"
             )
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def _check_text_inputs(self, x, context, pooled_context, control) -> None:
+        config, batch = self.config, x.shape[0]
+        if (context is not None or pooled_context is not None) and config.context_dim is None:
+            raise ValueError("UNet3D: this model has no cross-attention (config.context_dim=None) but context was given")
+        if context is not None and (context.ndim != 3 or context.shape[0] != batch or context.shape[-1] != config.context_dim):
+            raise ValueError(f"UNet3D expects context of shape (B, L, context_dim) = ({batch}, L, {config.context_dim}); got {tuple(context.shape)}")
+        if pooled_context is not None and (not config.pooled_context or pooled_context.shape != (batch, config.context_dim)):
+            raise ValueError(
+                f"UNet3D expects pooled_context of shape ({batch}, {config.context_dim}) and config.pooled_context=True; "
+                f"got {tuple(pooled_context.shape)} with pooled_context={config.pooled_context}"
+            )
+        if control is not None and control.shape != (batch * x.shape[1], self.input_conv.out_channels, *x.shape[-2:]):
+            raise ValueError(
+                f"UNet3D expects control of shape (B*T, c0, H, W) = {(batch * x.shape[1], self.input_conv.out_channels, *x.shape[-2:])}; "
+                f"got {tuple(control.shape)}"
+            )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        *,
+        context: torch.Tensor | None = None,
+        context_mask: torch.Tensor | None = None,
+        pooled_context: torch.Tensor | None = None,
+        control: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``context`` ``(B, L, context_dim)`` text tokens with ``context_mask`` bool ``(B, L)``
+        (True on real tokens) for cross-attention; ``pooled_context`` ``(B, context_dim)``
+        added to the embedding; ``control`` ``(B*T, c0, H, W)`` added to the first feature
+        map (a spatial control such as a drawn motion path). All None: the plain model."""
         self._check_inputs(x, t, cond)
+        self._check_text_inputs(x, context, pooled_context, control)
         batch, frames = x.shape[:2]
         # "T = 1 is an image" is a rule about the input: a clip whose T is halved to 1
         # inside the network keeps its temporal layers.
@@ -529,6 +610,9 @@ class UNet3D(nn.Module):
         else:
             frame_cond = None if cond is None else cond.repeat_interleave(frames, dim=0)  # (B*T,) or (B*T, K)
             clip_emb = rearrange(self.embed(t.flatten(), frame_cond), "(b t) e -> b t e", b=batch)  # (B, T, E)
+        if pooled_context is not None:
+            text_emb = self.pooled_context(pooled_context)  # (B, E)
+            clip_emb = clip_emb + (text_emb if clip_emb.ndim == 2 else text_emb[:, None])
 
         def frame_embedding(frames: int) -> torch.Tensor:
             if clip_emb.ndim == 2:
@@ -537,25 +621,28 @@ class UNet3D(nn.Module):
 
         emb = frame_embedding(frames)  # (B*T, E): one vector per frame
         h = self.input_conv(rearrange(x, "b t c h w -> (b t) c h w"))  # (B*T, c0, H, W)
+        if control is not None:
+            h = h + control
         skips = []
         for i, level in enumerate(self.down):
-            for block in level.blocks:
-                h = block(h, emb, frames, video)
+            for j, block in enumerate(level.blocks):
+                h = self._attend_text(f"down{i}_{j}", block(h, emb, frames, video), frames, context, context_mask)
                 skips.append((h, frames))
             h = level.resample(h)  # (B*T, c_i, H_i / 2, W_i / 2), except at the lowest level
             if str(i) in self.temporal_down and video:
                 h = self.temporal_down[str(i)](h, frames)  # (B*T/2, c_i, ...)
                 frames //= 2
                 emb = frame_embedding(frames)
-        h = self.mid(h, emb, frames, video)
+        h = self._attend_text("mid", self.mid(h, emb, frames, video), frames, context, context_mask)
         for i, level in zip(reversed(range(len(self.up))), self.up):
             if str(i) in self.temporal_up and frames < skips[-1][1]:
                 h = self.temporal_up[str(i)](h, frames)  # (B*2T, c, ...): back to the skip's frame count
                 frames *= 2
                 emb = frame_embedding(frames)
-            for block in level.blocks:
+            for j, block in enumerate(level.blocks):
                 skip, _ = skips.pop()
                 h = block(torch.cat([h, skip], dim=1), emb, frames, video)  # skip concatenated on channels
+                h = self._attend_text(f"up{i}_{j}", h, frames, context, context_mask)
             h = level.resample(h)  # (B*T, c_i, 2 H_i, 2 W_i), except at the top level
         out = self.output(h)  # (B*T, C, H, W)
         return rearrange(out, "(b t) c h w -> b t c h w", b=batch)

@@ -1,0 +1,215 @@
+"""Lesson 09's measurements: the captioner, the prompt-following metrics, recaptioning, control.
+
+    python benchmarks/bench_captions.py ladder       # the metrics on real clips and a ladder of wrong ones
+    python benchmarks/bench_captions.py recaption    # short vs recaptioned captions, equal compute
+    python benchmarks/bench_captions.py control      # caption +- first frame +- motion path
+
+``ladder`` validates the prompt-following metrics (:mod:`vdmcourse.metrics.prompts`): real
+test clips scored against their own ground-truth captions (the metrics' ceiling), then
+clips made deliberately wrong (wrong digit, + reversed direction, + wrong speed), which
+must score monotonically worse; uniform noise is the chance reference. It also re-measures
+the shipped captioner's held-out accuracy per attribute.
+
+``recaption`` samples the two text-to-video models trained at equal compute -- on short
+captions (``text-video-short-cpu``) and on captions written by the captioner
+(``text-video-cpu``) -- from the same held-out descriptive prompts (ground-truth captions
+of test-digit clips, canonical wording), same seeds, caption only, and scores digit,
+direction, speed class and bounce walls.
+
+``control`` samples ``text-video-cpu`` from the same prompts with and without the first
+frame of the prompt's clip and its motion path (the ink centroid per frame), and scores
+the trajectory error (px) against that path, frame 0's PSNR against the clip's, and
+digit / direction accuracy.
+
+Results: ``benchmarks/results/captions.md`` / ``.json`` and ``captions_strips.png``.
+Run through ``/work/bin/heavy`` (one thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from vdmcourse.course import CHECKPOINT_DIR
+from vdmcourse.data import MovingMNISTConfig, generate_clips
+from vdmcourse.data.captions import caption, clip_facts
+from vdmcourse.metrics.captioner import captioner_accuracy
+from vdmcourse.metrics.features import load_evaluator
+from vdmcourse.metrics.prediction import psnr
+from vdmcourse.metrics.prompts import LADDER, measure_clips, prompt_ladder, prompt_scores, trajectory_error
+from vdmcourse.pipelines import TextToVideoPipeline
+from vdmcourse.pretrained import load_pretrained
+from vdmcourse.text_conditioning import digit_centres
+
+RESULTS = Path(__file__).parent / "results"
+DATA = MovingMNISTConfig.cpu(speed=(1.0, 3.0), split="test")
+
+
+def held_out_prompts(n: int, seed: int):
+    """Test-digit clips, their facts and canonical descriptive captions."""
+    clips = generate_clips(n, DATA, generator=torch.Generator().manual_seed(seed))
+    facts = clip_facts(clips.labels, clips.positions, clips.velocities, DATA.free_range)
+    return clips, facts, [caption(f) for f in facts]
+
+
+def ladder(args) -> dict:
+    evaluator = load_evaluator()
+    prompts, videos = prompt_ladder(args.prompts, DATA, seed=args.seed)
+    rows = {name: prompt_scores(measure_clips(video, evaluator), prompts) for name, video in videos.items()}
+    overall = [rows[name]["overall"] for name in LADDER]
+    monotone = all(a > b for a, b in zip(overall, overall[1:]))
+    captioner = captioner_accuracy(load_pretrained("captioner-cpu", device="cpu"), 1000, seed=1)
+    return {"prompts": args.prompts, "seed": args.seed, "rows": rows, "monotone": monotone, "captioner": captioner}
+
+
+def _generate(pipe, captions, *, seed, image=None, motion=None, batch=25):
+    out = []
+    for start in range(0, len(captions), batch):
+        part = slice(start, start + batch)
+        out.append(
+            pipe(
+                captions[part],
+                image=None if image is None else image[part],
+                motion=None if motion is None else motion[part],
+                generator=torch.Generator().manual_seed(seed + start),
+            ).frames
+        )
+    return torch.cat(out)
+
+
+def _pipe(name: str, args) -> TextToVideoPipeline:
+    return TextToVideoPipeline.from_pretrained(args.checkpoints / f"{name}.safetensors", device="cpu", sampler=args.sampler, steps=args.steps, text_scale=args.text_scale)
+
+
+def recaption(args) -> dict:
+    evaluator = load_evaluator()
+    clips, facts, captions = held_out_prompts(args.prompts, args.seed)
+    rows, strips = {}, {}
+    for name in ("text-video-short-cpu", "text-video-cpu"):
+        started = time.perf_counter()
+        video = _generate(_pipe(name, args), captions, seed=args.seed)
+        rows[name] = prompt_scores(measure_clips(video, evaluator), facts) | {"seconds": time.perf_counter() - started}
+        strips[name] = video[:4]
+        print(name, rows[name], flush=True)
+    rows["real clips (metric ceiling)"] = prompt_scores(measure_clips(clips.video, evaluator), facts)
+    strips["real clips"] = clips.video[:4]
+    save_strips(strips, captions[:4], RESULTS / "captions_strips.png")
+    return {"prompts": args.prompts, "seed": args.seed, "sampler": [args.sampler, args.steps, args.text_scale], "rows": rows, "captions": captions[:4]}
+
+
+def control(args) -> dict:
+    evaluator = load_evaluator()
+    clips, facts, captions = held_out_prompts(args.prompts, args.seed)
+    pipe = _pipe("text-video-cpu", args)
+    path = digit_centres(clips)  # (N, T, 2)
+    first = clips.video[:, 0]
+    rows = {}
+    for name, image, motion in (
+        ("caption", None, None),
+        ("caption + motion", None, path),
+        ("caption + first frame", first, None),
+        ("caption + first frame + motion", first, path),
+    ):
+        started = time.perf_counter()
+        video = _generate(pipe, captions, seed=args.seed, image=image, motion=motion)
+        scores = prompt_scores(measure_clips(video, evaluator), facts)
+        rows[name] = {
+            "trajectory_error_px": trajectory_error(video, path).mean().item(),
+            "frame0_psnr_db": psnr(video[:, :1], clips.video[:, :1]).mean().item(),
+            "digit": scores["digit"],
+            "direction": scores["direction"],
+            "seconds": time.perf_counter() - started,
+        }
+        print(name, rows[name], flush=True)
+    rows["real clips (ceiling)"] = {"trajectory_error_px": trajectory_error(clips.video, path).mean().item(), "frame0_psnr_db": 100.0,
+                                    **{k: v for k, v in prompt_scores(measure_clips(clips.video, evaluator), facts).items() if k in ("digit", "direction")}}
+    return {"prompts": args.prompts, "seed": args.seed, "sampler": [args.sampler, args.steps, args.text_scale], "rows": rows}
+
+
+def save_strips(strips: dict, captions: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(strips)
+    clips, frames = len(captions), next(iter(strips.values())).shape[1]
+    fig, axes = plt.subplots(len(names) * clips, 1, figsize=(frames * 0.8, len(names) * clips * 0.95))
+    for c in range(clips):
+        for r, name in enumerate(names):
+            ax = axes[c * len(names) + r]
+            row = torch.cat(list(strips[name][c, :, 0]), dim=1)  # (H, T*W)
+            ax.imshow(row.numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_ylabel(name.replace("text-video-", "").replace("-cpu", ""), rotation=0, ha="right", va="center", fontsize=7)
+            if r == 0:
+                ax.set_title(f'"{captions[c]}"', fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_markdown(results: dict) -> None:
+    lines = ["# Lesson 09: captions, recaptioning and multimodal control", ""]
+    machine = results.get("machine", "")
+    lines += [f"Measured with `python benchmarks/bench_captions.py ladder|recaption|control` on {machine}.", ""]
+    if "ladder" in results:
+        d = results["ladder"]
+        lines += [f"## Prompt-following metrics on real clips and a ladder of wrong ones ({d['prompts']} test clips, seed {d['seed']})", ""]
+        lines += ["| clips | digit | direction | speed class | bounce walls | overall |", "|---|---|---|---|---|---|"]
+        for name, s in d["rows"].items():
+            lines.append(f"| {name} | {s['digit']:.3f} | {s['direction']:.3f} | {s['speed']:.3f} | {s['bounce_walls']:.3f} | {s['overall']:.3f} |")
+        lines += ["", f"Monotonically worse along the ladder (overall): **{d['monotone']}**. Noise is the chance reference, outside the ladder.", ""]
+        c = d["captioner"]
+        lines += ["## captioner-cpu, held-out accuracy (1,000 test-digit clips, seed 1)", "",
+                  "| digit | direction | speed class | bounce walls | bounce frames | whole caption |", "|---|---|---|---|---|---|",
+                  f"| {c['digit']:.3f} | {c['direction']:.3f} | {c['speed']:.3f} | {c['bounce_walls']:.3f} | {c['bounce_frames']:.3f} | {c['caption']:.3f} |", ""]
+    if "recaption" in results:
+        d = results["recaption"]
+        sampler, steps, scale = d["sampler"]
+        lines += [f"## Recaptioning: prompt following on {d['prompts']} held-out descriptive prompts (seed {d['seed']}; {sampler}, {steps} steps, text guidance {scale})", ""]
+        lines += ["| trained on | digit | direction | speed class | bounce walls | overall |", "|---|---|---|---|---|---|"]
+        for name, s in d["rows"].items():
+            lines.append(f"| {name} | {s['digit']:.3f} | {s['direction']:.3f} | {s['speed']:.3f} | {s['bounce_walls']:.3f} | {s['overall']:.3f} |")
+        lines += ["", "![strips](captions_strips.png)", ""]
+    if "control" in results:
+        d = results["control"]
+        sampler, steps, scale = d["sampler"]
+        lines += [f"## Multimodal control: text-video-cpu on {d['prompts']} held-out prompts (seed {d['seed']}; {sampler}, {steps} steps, text guidance {scale}, motion guidance 1)", ""]
+        lines += ["| given | trajectory error (px) | frame-0 PSNR (dB) | digit | direction |", "|---|---|---|---|---|"]
+        for name, s in d["rows"].items():
+            lines.append(f"| {name} | {s['trajectory_error_px']:.2f} | {s['frame0_psnr_db']:.1f} | {s['digit']:.3f} | {s['direction']:.3f} |")
+        lines.append("")
+    (RESULTS / "captions.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["ladder", "recaption", "control"])
+    parser.add_argument("--prompts", type=int, default=100, help="held-out prompts (default 100)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sampler", default="heun")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--text-scale", type=float, default=4.0)
+    parser.add_argument("--checkpoints", type=Path, default=CHECKPOINT_DIR, help="folder holding the text-video checkpoints")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    entry = {"ladder": ladder, "recaption": recaption, "control": control}[args.command](args)
+    entry["wall_s"] = time.perf_counter() - started
+    entry["command"] = "python benchmarks/bench_captions.py " + " ".join(os.sys.argv[1:])
+    path = RESULTS / "captions.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results[args.command] = entry
+    results["machine"] = f"{os.cpu_count()}-core CPU, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    write_markdown(results)
+    print((RESULTS / "captions.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""Training data, measured: five data experiments at equal compute from the same seed.
+
+    python benchmarks/bench_data.py run [--only static,speed] [--steps 600]   # train + evaluate missing arms
+    python benchmarks/bench_data.py report                                    # tables and plots from the cache
+
+Every arm trains :func:`vdmcourse.datalab.tiny_model` (a 71 k-parameter (2+1)-D U-Net on
+24x24, 8-frame, one-digit clips) for the same ``--steps`` at batch 8 from seed 0, and
+changes only its batch source (:mod:`vdmcourse.datalab`):
+
+1. ``static``  -- 0 %, 20 %, 50 % near-static clips; then the 50 % mix filtered by the motion
+   score (a StaticClipFilter fitted on 512 clips of the training stream to keep the 45 % most moving). Measured: dynamic
+   degree and motion score of 64 samples.
+2. ``speed``   -- speeds in a narrow range (1.5-2.5 px/frame) or a broad one (0.5-4.5), each
+   clip labelled with its rounded speed; samples (half of ``--samples`` per request) asked for 1, 2, 3, 4 px/frame. Measured:
+   motion score against the real clips' at each requested speed.
+3. ``stride``  -- one frame stride (2) or strides 1, 2, 3 with a stride label (source clips
+   move 1 px/frame); samples asked for strides 1, 2, 3. Measured: motion per frame.
+4. ``labels``  -- the stand-in for caption quality (the captions lesson had not landed):
+   clean digit labels or 30 % of them wrong. Measured: share of samples the course's
+   evaluator classifies as the asked-for digit.
+5. ``digits``  -- 5, 50 or 450 distinct training digits per class (50, 500, 4,500 digits: the
+   whole shipped training pool). Measured: the denoising loss on clips of training and of
+   unseen test digits (generalisation) and the nearest-neighbour distance of samples'
+   digits to the training digits against that of unseen test digits (memorisation).
+
+Each finished arm is cached as ``benchmarks/results/data_runs/<arm>.json``: a rerun skips
+it, and an interrupted training resumes from its checkpoint (in ``--work``). Run through
+``/work/bin/heavy`` (one torch thread). Results: ``benchmarks/results/data.md`` / ``.json``
+and ``data_*.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from vdmcourse import datalab as lab
+from vdmcourse.data import digit_pool
+from vdmcourse.metrics.features import load_evaluator
+from vdmcourse.pretrained import atomic_path
+from vdmcourse.train import machine_info
+
+RESULTS = Path(__file__).parent / "results"
+RUNS = RESULTS / "data_runs"
+SPEEDS = (1, 2, 3, 4)
+STRIDES = (1, 2, 3)
+SOURCE = dataclasses.replace(lab.SMALL, speed=(1.0, 1.0))  # stride experiment: 1 px per source frame
+
+
+def _labels(n: int, aux: int | None = None) -> torch.Tensor:
+    digits = torch.arange(n) % 10
+    return digits[:, None] if aux is None else torch.stack([digits, torch.full((n,), lab.AUX + aux)], 1)
+
+
+# --- the arms: name -> (experiment, batch source factory, evaluation) --------------------------
+
+
+def eval_static(model, batches, n):
+    stats = lab.motion_stats(lab.generate(model, _labels(n)))
+    return {**stats, "filter_threshold": batches.filter.threshold if getattr(batches, "filter", None) else None}
+
+
+def eval_speed(model, batches, n):
+    n = n // 2  # per requested speed
+    out = {}
+    for speed in SPEEDS:
+        video = lab.generate(model, _labels(n, speed))
+        real = lab.draw_clips(n, dataclasses.replace(lab.SMALL, speed=(float(speed), float(speed))), torch.Generator().manual_seed(speed))
+        out[str(speed)] = {"samples_px": lab.motion_stats(video)["motion_px"], "real_px": lab.motion_stats(real.video)["motion_px"]}
+    return out
+
+
+def eval_stride(model, batches, n):
+    from vdmcourse.data.curation import stride_clips
+
+    n = n // 2  # per requested stride
+    out = {}
+    for stride in STRIDES:
+        video = lab.generate(model, _labels(n, stride))
+        real = stride_clips(n, SOURCE, stride, generator=torch.Generator().manual_seed(stride))
+        out[str(stride)] = {"samples_px": lab.motion_stats(video)["motion_px"], "real_px": lab.motion_stats(real.video)["motion_px"]}
+    return out
+
+
+def eval_labels(model, batches, n):
+    labels = _labels(n)
+    classes = lab.classify_clips(lab.generate(model, labels), load_evaluator())
+    real = lab.draw_clips(n, dataclasses.replace(lab.SMALL, split="test"), torch.Generator().manual_seed(3))
+    real_classes = lab.classify_clips(real.video, load_evaluator())
+    return {"label_accuracy": (classes == labels[:, 0]).float().mean().item(),
+            "evaluator_on_real": (real_classes == real.labels[:, 0]).float().mean().item()}
+
+
+def eval_digits(model, batches, n, per_class):
+    train_images, train_labels = lab.limited_digits(per_class)
+    test_images, test_labels = digit_pool(dataclasses.replace(lab.SMALL, split="test"))
+    generator = torch.Generator().manual_seed(5)
+    seen = lab.draw_clips(n, lab.SMALL, generator, pool=(train_images, train_labels))
+    unseen = lab.draw_clips(n, lab.SMALL, generator, pool=(test_images, test_labels))
+    samples = lab.generate(model, _labels(n))
+    return {
+        "loss_train_digits": lab.denoising_loss(model, seen),
+        "loss_test_digits": lab.denoising_loss(model, unseen),
+        **lab.memorisation(samples, train_images, test_images[:200]),
+    }
+
+
+ARMS = {
+    "static 0%": ("static", lambda: lab.static_mix(0.0), eval_static),
+    "static 20%": ("static", lambda: lab.static_mix(0.2), eval_static),
+    "static 50%": ("static", lambda: lab.static_mix(0.5), eval_static),
+    "static 50%, filtered": ("static", lambda: lab.static_mix(0.5, keep=0.45), eval_static),
+    "speed narrow 1.5-2.5": ("speed", lambda: lab.speed_labelled((1.5, 2.5)), eval_speed),
+    "speed broad 0.5-4.5": ("speed", lambda: lab.speed_labelled((0.5, 4.5)), eval_speed),
+    "one stride (2)": ("stride", lambda: lab.stride_labelled((2,), config=SOURCE), eval_stride),
+    "strides 1,2,3 + label": ("stride", lambda: lab.stride_labelled(STRIDES, config=SOURCE), eval_stride),
+    "labels clean": ("labels", lambda: lab.noisy_labels(0.0), eval_labels),
+    "labels 30% wrong": ("labels", lambda: lab.noisy_labels(0.3), eval_labels),
+    "digits 5/class": ("digits", lambda: lab.pool_batches(lab.limited_digits(5)), lambda m, b, n: eval_digits(m, b, n, 5)),
+    "digits 50/class": ("digits", lambda: lab.pool_batches(lab.limited_digits(50)), lambda m, b, n: eval_digits(m, b, n, 50)),
+    "digits 450/class": ("digits", lambda: lab.pool_batches(lab.limited_digits(450)), lambda m, b, n: eval_digits(m, b, n, 450)),
+}
+EXPERIMENTS = ("static", "speed", "stride", "labels", "digits")
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
+
+
+def run(args) -> None:
+    RUNS.mkdir(parents=True, exist_ok=True)
+    only = set(args.only.split(",")) if args.only else set(EXPERIMENTS)
+    for name, (experiment, factory, evaluate) in ARMS.items():
+        cached = RUNS / f"{slug(name)}.json"
+        if experiment not in only:
+            continue
+        if cached.is_file() and json.loads(cached.read_text()).get("steps") == args.steps:
+            print(f"{name}: cached", flush=True)
+            continue
+        started = time.process_time()
+        batches = factory()
+        model, info = lab.train_arm(batches, args.steps, out_dir=Path(args.work) / slug(name))
+        eval_cpu = time.process_time()
+        torch.manual_seed(0)
+        result = evaluate(model, batches, args.samples)
+        entry = {"arm": name, "experiment": experiment, "steps": args.steps, "batch_size": 8, "seed": 0, "samples": args.samples,
+                 "train": info, "eval_cpu_s": time.process_time() - eval_cpu, "total_cpu_s": time.process_time() - started,
+                 "result": result, "machine": machine_info(), "load_average": os.getloadavg()}
+        with atomic_path(cached) as tmp:
+            tmp.write_text(json.dumps(entry, indent=2))
+        print(f"{name}: {json.dumps(result)} ({entry['total_cpu_s']:.0f} CPU s)", flush=True)
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def load_runs() -> dict:
+    runs = {}
+    for name in ARMS:
+        path = RUNS / f"{slug(name)}.json"
+        if path.is_file():
+            runs[name] = json.loads(path.read_text())
+    return runs
+
+
+def tables(runs: dict) -> list[str]:
+    lines = ["# Training data, measured (bench_data.py)", ""]
+    if not runs:
+        return lines + ["(no arm has run yet)"]
+    first = next(iter(runs.values()))
+    lines += [
+        f"Every arm: `vdmcourse.datalab.tiny_model` (71 k parameters), {first['steps']} steps at batch 8 from seed 0 "
+        f"(24x24, 8-frame, one-digit clips); {first['samples']} samples per measurement (Euler, 10 steps, guidance 2). "
+        f"Command: `/work/bin/heavy python benchmarks/bench_data.py run --steps {first['steps']}`.",
+        "",
+    ]
+
+    def arms(experiment):
+        return [(name, entry) for name, entry in runs.items() if entry["experiment"] == experiment]
+
+    def cost(entry):
+        return f"{entry['train']['cpu_s'] / 60:.1f}"
+
+    if arms("static"):
+        lines += ["## 1. Static clips in the data", "",
+                  "| training data | dynamic degree | motion px/frame | static samples | train CPU min |", "|---|---|---|---|---|"]
+        for name, e in arms("static"):
+            r = e["result"]
+            lines.append(f"| {name} | {r['dynamic_degree']:.2f} | {r['motion_px']:.2f} | {r['static_share']:.2f} | {cost(e)} |")
+        lines += ["", "Static sample: motion score below 0.5 px/frame. Filter: `StaticClipFilter` fitted on 512 training clips to keep the 45 % most moving (just under the moving half).", ""]
+    for experiment, title, key, unit in (("speed", "2. Motion diversity: requested speed", SPEEDS, "px/frame"),
+                                         ("stride", "3. Frame rate: requested stride", STRIDES, "stride")):
+        if arms(experiment):
+            head = " | ".join(f"{unit} {k}" for k in key)
+            lines += [f"## {title}", "", "Motion score of the samples (px/frame), real clips in brackets.", "",
+                      f"| training data | {head} | train CPU min |", "|---" * (len(key) + 2) + "|"]
+            for name, e in arms(experiment):
+                cells = " | ".join(f"{e['result'][str(k)]['samples_px']:.2f} ({e['result'][str(k)]['real_px']:.2f})" for k in key)
+                lines.append(f"| {name} | {cells} | {cost(e)} |")
+            lines.append("")
+    if arms("labels"):
+        lines += ["## 4. Label quality (stand-in for caption quality)", "",
+                  "| training labels | samples showing the asked digit | evaluator on real clips | train CPU min |", "|---|---|---|---|"]
+        for name, e in arms("labels"):
+            r = e["result"]
+            lines.append(f"| {name} | {r['label_accuracy']:.2f} | {r['evaluator_on_real']:.2f} | {cost(e)} |")
+        lines += ["", "The captions lesson had not landed; wrong digit labels stand in for wrong captions.", ""]
+    if arms("digits"):
+        lines += ["## 5. Data quantity: distinct training digits", "",
+                  "| training digits | loss, train digits | loss, test digits | gap | NN distance samples -> train | test digits -> train | train CPU min |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, e in arms("digits"):
+            r = e["result"]
+            lines.append(f"| {name} | {r['loss_train_digits']:.4f} | {r['loss_test_digits']:.4f} | "
+                         f"{r['loss_test_digits'] - r['loss_train_digits']:+.4f} | {r['samples_to_train']:.3f} | {r['test_to_train']:.3f} | {cost(e)} |")
+        lines += ["", "Loss: flow loss at 8 fixed noise levels with fixed noise on 64 clips. NN distance: median RMS "
+                  "(intensity) to the nearest training digit, 1-px shifts forgiven.", ""]
+    total = sum(e["total_cpu_s"] for e in runs.values()) / 60
+    lines += [f"Total CPU: {total:.1f} min over {len(runs)} arms. Machine: {first['machine']['cpu']}, "
+              f"{first['machine']['torch_threads']} thread(s).", ""]
+    return lines
+
+
+def plots(runs: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+    static = [(n, e["result"]) for n, e in runs.items() if e["experiment"] == "static"]
+    if static:
+        axes[0].bar(range(len(static)), [r["dynamic_degree"] for _, r in static], color="tab:blue")
+        axes[0].set_xticks(range(len(static)), [n.replace("static ", "") for n, _ in static], fontsize=7)
+        axes[0].set_title("1. dynamic degree of samples")
+    for axis, experiment, key, title in ((axes[1], "speed", SPEEDS, "2. speed asked -> measured"),
+                                          (axes[2], "stride", STRIDES, "3. stride asked -> measured")):
+        arms = [(n, e["result"]) for n, e in runs.items() if e["experiment"] == experiment]
+        for i, (name, r) in enumerate(arms):
+            axis.plot(key, [r[str(k)]["samples_px"] for k in key], marker="o", label=name)
+            if i == 0:
+                axis.plot(key, [r[str(k)]["real_px"] for k in key], "k--", label="real clips")
+        axis.set_title(title)
+        axis.set_ylabel("motion px/frame")
+        if arms:
+            axis.legend(fontsize=7)
+    digits = [(n, e["result"]) for n, e in runs.items() if e["experiment"] == "digits"]
+    if digits:
+        x = range(len(digits))
+        axes[3].plot(x, [r["samples_to_train"] for _, r in digits], marker="o", label="samples -> train")
+        axes[3].plot(x, [r["test_to_train"] for _, r in digits], marker="s", label="test digits -> train")
+        axes[3].set_xticks(list(x), [n.replace("digits ", "") for n, _ in digits], fontsize=7)
+        axes[3].set_title("5. nearest-neighbour distance")
+        axes[3].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "data_experiments.png", dpi=90)
+
+
+def report(_args=None) -> None:
+    runs = load_runs()
+    with atomic_path(RESULTS / "data.json") as tmp:
+        tmp.write_text(json.dumps(runs, indent=2))
+    with atomic_path(RESULTS / "data.md") as tmp:
+        tmp.write_text("\n".join(tables(runs)))
+    if runs:
+        plots(runs)
+    print("\n".join(tables(runs)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("run", "report"))
+    parser.add_argument("--only", default="", help=f"comma-separated experiments of {EXPERIMENTS}")
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--samples", type=int, default=48)
+    parser.add_argument("--work", default="/tmp/vdm_bench_data", help="where arms checkpoint (resume after a kill)")
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args)
+    report()
+
+
+if __name__ == "__main__":
+    main()
