@@ -219,7 +219,7 @@ def tables(runs: dict) -> list[str]:
             r = e["result"]
             lines.append(f"| {name} | {r['loss_train_digits']:.4f} | {r['loss_test_digits']:.4f} | "
                          f"{r['loss_test_digits'] - r['loss_train_digits']:+.4f} | {r['samples_to_train']:.3f} | {r['test_to_train']:.3f} | {cost(e)} |")
-        lines += ["", "Loss: flow loss at 8 fixed noise levels with fixed noise on 64 clips. NN distance: median RMS "
+        lines += ["", f"Loss: flow loss at 8 fixed noise levels with fixed noise on {first['samples']} clips. NN distance: median RMS "
                   "(intensity) to the nearest training digit, 1-px shifts forgiven.", ""]
     total = sum(e["total_cpu_s"] for e in runs.values()) / 60
     lines += [f"Total CPU: {total:.1f} min over {len(runs)} arms. Machine: {first['machine']['cpu']}, "

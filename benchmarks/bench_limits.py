@@ -322,7 +322,7 @@ def write_report(key: str, result: dict) -> None:
     if "cost" in stored:
         c = stored["cost"]
         lines += ["## Cost against length T and resolution H", "",
-                  "One training step at batch 1, one thread; activation memory = every tensor autograd saves for "
+                  "One training step at batch 1, one thread, wall-clock (best of 2, shared machine); activation memory = every tensor autograd saves for "
                   f"the backward pass. Exponent: slope of log cost against log T (H = 32, T in {list(T_GRID)}) or log H "
                   f"(T = 8, H in {list(H_GRID)}). 'Runs out' extrapolates the memory fit to {c['memory_gib']} GiB per clip. "
                   "Plot: `limits_cost.png`.", "",
@@ -358,8 +358,8 @@ def write_report(key: str, result: dict) -> None:
         lines += ["", "Strips: `limits_failures.png` (worst clip of each).", ""]
     if "gpu" in stored:
         lines += ["## What a CPU cannot do: the GPU presets", "",
-                  "One training step of one clip on this CPU (one thread), times the preset's batch and steps.", "",
-                  "| preset | parameters | clip T x H x W | activation GiB / clip | CPU s / clip-step | CPU hours for the preset |", "|---|---|---|---|---|---|"]
+                  "One training step of one clip on this CPU (one thread; wall-clock seconds on the shared 2-core machine, so an upper bound on CPU time), times the preset's batch and steps.", "",
+                  "| preset | parameters | clip T x H x W | activation GiB / clip | s / clip-step | hours for the preset (one thread) |", "|---|---|---|---|---|---|"]
         for name, r in stored["gpu"].items():
             if isinstance(r, dict) and "parameters" in r:
                 lines.append(f"| {name} | {r['parameters'] / 1e6:.2f} M | {' x '.join(map(str, r['clip']))} | {r['activation_gib_per_clip']:.3f} | "
