@@ -190,7 +190,7 @@ def write_markdown(results: dict) -> None:
         lines += ["| trained on | digit | direction | speed class | bounce walls | overall |", "|---|---|---|---|---|---|"]
         for name, s in d["rows"].items():
             lines.append(f"| {name} | {s['digit']:.3f} | {s['direction']:.3f} | {s['speed']:.3f} | {s['bounce_walls']:.3f} | {s['overall']:.3f} |")
-        lines += ["", "![strips](captions_strips.png)", ""]
+        lines += ["", "![strips](captions_strips.png)" if (RESULTS / "captions_strips.png").is_file() else "(strips: drawn once both arms are measured)", ""]
     if "control" in results:
         d = results["control"]
         sampler, steps, scale = d["sampler"]
