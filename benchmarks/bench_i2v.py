@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
+import sys
 import time
 from pathlib import Path
 
@@ -47,15 +47,14 @@ from vdmcourse.pipelines import ImageToVideoPipeline, SignalToVideoPipeline, Vid
 from vdmcourse.pretrained import atomic_path, load_pretrained
 from vdmcourse.train import machine_info
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_vae import _largest_activation_mb, load_average  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
 BUCKETS = (40, 80, 120, 160, 200, 240)
 FPS = (4, 6, 12)
 NOISE_AUG = (0.0, 0.02, 0.05, 0.1, 0.2, 0.4)
 STRENGTHS = (0.2, 0.4, 0.6, 0.8, 1.0)
-
-
-def load_average() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def held_out(count: int, seed: int = 7, **overrides):
@@ -211,22 +210,6 @@ def sync(args) -> dict:
     _save("i2v_sync", out)
     plot_sync(out, video)
     return out
-
-
-def _largest_activation_mb(module: torch.nn.Module, run) -> float:
-    largest = [0]
-
-    def hook(_, __, output):
-        if isinstance(output, torch.Tensor):
-            largest[0] = max(largest[0], output.numel() * output.element_size())
-
-    handles = [m.register_forward_hook(hook) for m in module.modules()]
-    try:
-        run()
-    finally:
-        for handle in handles:
-            handle.remove()
-    return largest[0] / 2**20
 
 
 @torch.no_grad()

@@ -33,7 +33,7 @@ import argparse
 import dataclasses
 import json
 import math
-import os
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +48,9 @@ from vdmcourse.pretrained import atomic_path
 from vdmcourse.train import Trainer, machine_info
 from vdmcourse.viz import frame_strip
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_unet3d import load_average  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "vae_runs"
 BASE = get_preset("vae-cpu").model_config
@@ -61,10 +64,6 @@ VARIANTS = {
 }
 TEST_FRAMES = 9
 LATENT_NOISE = 0.1
-
-
-def load_average() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def test_clips(count: int, frames: int = TEST_FRAMES) -> torch.Tensor:
