@@ -168,8 +168,7 @@ class LongVideoPipeline:
     def from_pretrained(cls, name_or_path: str = "video-ctx-cpu", *, device=None, **settings) -> LongVideoPipeline:
         """Load a shipped checkpoint by name (or a ``.safetensors`` path); sampler settings
         default to those its preset recorded."""
-        path = Path(name_or_path) if str(name_or_path).endswith(".safetensors") else CHECKPOINT_DIR / f"{name_or_path}.safetensors"
-        checkpoint = load_checkpoint(path)
+        checkpoint = load_checkpoint(_checkpoint_file(name_or_path))
         meta = checkpoint.metadata
         defaults = {key: meta[key] for key in ("objective", "sampler") if key in meta}
         if "sample_steps" in meta:
@@ -759,8 +758,7 @@ class TextToVideoPipeline:
     def from_pretrained(cls, name_or_path: str = "text-video-cpu", *, device=None, **settings) -> TextToVideoPipeline:
         """Load a shipped checkpoint by name (or a ``.safetensors`` path); the sampler
         defaults to what its preset recorded."""
-        path = Path(name_or_path) if str(name_or_path).endswith(".safetensors") else CHECKPOINT_DIR / f"{name_or_path}.safetensors"
-        checkpoint = load_checkpoint(path)
+        checkpoint = load_checkpoint(_checkpoint_file(name_or_path))
         meta = checkpoint.metadata
         defaults = {key: meta[key] for key in ("sampler",) if key in meta}
         if "sample_steps" in meta:
