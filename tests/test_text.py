@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -225,3 +226,29 @@ def test_the_dit_caption_branch_ignores_padded_text_tokens():
     with torch.no_grad():
         torch.testing.assert_close(dit(x, t, context=tokens, context_mask=mask), dit(x, t, context=garbage, context_mask=mask))
         assert not torch.allclose(dit(x, t, context=tokens, context_mask=mask), dit(x, t))
+
+
+def test_the_pooled_and_the_cross_attention_variants_take_the_text_by_one_path_each(monkeypatch):
+    pooled = TextVideoConfig(unet=dataclasses.replace(TINY_UNET, cross_attention_levels=(), pooled_context=True), text=TINY.text, cross_attention=False)
+    cross = TextVideoConfig(unet=dataclasses.replace(TINY_UNET, pooled_context=False), text=TINY.text)
+    tokenizer = CaptionTokenizer()
+    x, t = torch.randn(1, 4, 1, 16, 16), torch.rand(1)
+    for config, path in ((pooled, "pooled_context"), (cross, "context")):
+        model = randomise(TextVideoUNet(config)).eval()
+        seen = {}
+        forward = model.unet.forward
+
+        def spy(*args, **kwargs):
+            seen.update({k: v is not None for k, v in kwargs.items()})
+            return forward(*args, **kwargs)
+
+        monkeypatch.setattr(model.unet, "forward", spy)
+        with torch.no_grad():
+            a = model(x, t, *tokenizer(["a 3 moves quickly up"]))
+            b = model(x, t, *tokenizer(["a 3 moves quickly down"]))
+        assert seen["context"] == (path == "context") and seen["pooled_context"] == (path == "pooled_context")
+        assert not torch.allclose(a, b)  # the text still reaches the output
+    with pytest.raises(ValueError, match="pooled path only"):
+        TextVideoConfig(unet=TINY_UNET, text=TINY.text, cross_attention=False)  # levels given: not pooled-only
+    with pytest.raises(ValueError, match="pooled path only"):
+        TextVideoConfig(unet=dataclasses.replace(TINY_UNET, cross_attention_levels=(), pooled_context=False), text=TINY.text, cross_attention=False)
