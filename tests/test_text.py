@@ -252,3 +252,20 @@ def test_the_pooled_and_the_cross_attention_variants_take_the_text_by_one_path_e
         TextVideoConfig(unet=TINY_UNET, text=TINY.text, cross_attention=False)  # levels given: not pooled-only
     with pytest.raises(ValueError, match="pooled path only"):
         TextVideoConfig(unet=dataclasses.replace(TINY_UNET, cross_attention_levels=(), pooled_context=False), text=TINY.text, cross_attention=False)
+
+
+def test_noisy_captions_replace_a_share_by_the_next_clips_caption():
+    data = MovingMNISTConfig.cpu(speed=(1.0, 3.0))
+    clean = caption_batch(torch.Generator().manual_seed(0), batch_size=64, data=data, captions="descriptive")
+    zero = caption_batch(torch.Generator().manual_seed(0), batch_size=64, data=data, captions="descriptive", wrong_share=0.0)
+    noisy = caption_batch(torch.Generator().manual_seed(0), batch_size=64, data=data, captions="descriptive", wrong_share=0.3)
+    every = caption_batch(torch.Generator().manual_seed(0), batch_size=64, data=data, captions="descriptive", wrong_share=1.0)
+    assert zero["captions"] == clean["captions"]  # nothing drawn: the clean recipe is unchanged
+    assert torch.equal(noisy["video"], clean["video"]) and torch.equal(noisy["labels"], clean["labels"])
+    assert every["captions"] == clean["captions"][1:] + clean["captions"][:1]
+    changed = [a != b for a, b in zip(noisy["captions"], clean["captions"])]
+    assert 0.15 < sum(changed) / 64 < 0.45
+    assert all(n in (c, clean["captions"][(i + 1) % 64]) for i, (n, c) in enumerate(zip(noisy["captions"], clean["captions"])))
+    assert CaptionTokenizer().decode(noisy["ids"], noisy["ids_mask"]) == noisy["captions"]
+    with pytest.raises(ValueError, match="wrong_share"):
+        caption_batch(torch.Generator().manual_seed(0), batch_size=4, data=data, wrong_share=1.5)

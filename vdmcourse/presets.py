@@ -676,6 +676,17 @@ for _name, _levels, _pooled, _what in (
         )
     )
 
+# Lesson 13's caption-quality experiment (issue 15, experiment 4), with the caption pipeline: the
+# text-cross-cpu recipe with 30 % of the captions replaced by another clip's, at equal compute.
+_PRESETS.append(
+    dataclasses.replace(
+        next(preset for preset in _PRESETS if preset.name == "text-cross-cpu"),
+        name="text-cross-noisy-cpu",
+        description="lesson 13's caption-quality arm: text-cross-cpu with 30% of the captions replaced by another clip's, 250 steps (CPU)",
+        batch_source=functools.partial(caption_batch, data=_TEXT_DATA, captions="descriptive", wrong_share=0.3),
+    )
+)
+
 # Lesson 09: the mini-CLIP behind the text-video alignment score (clip encoder starts from evaluator-cpu).
 _PRESETS.append(
     Preset(
