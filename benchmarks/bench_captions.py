@@ -333,8 +333,8 @@ def write_markdown(results: dict) -> None:
         sampler, steps, scale = d["sampler"]
         lines += [f"## Pooled text vs cross-attention, equal compute ({d['prompts']} held-out descriptive prompts, seed {d['seed']}; {sampler}, {steps} steps, text guidance {scale})", "",
                   "Both from video-ctx-cpu, same steps, batch, seed and data (ground-truth descriptive captions, text only); "
-                  "train min: the run's training time (one thread, shared machine).", "",
-                  "| text path | steps | train min | digit | direction | speed class | bounce walls | overall | alignment |", "|---|---|---|---|---|---|---|---|---|"]
+                  "train wall min: the run's wall-clock training time on the shared machine (one thread), not a measure of compute: both arms ran the same steps at the same batch.", "",
+                  "| text path | steps | train wall min | digit | direction | speed class | bounce walls | overall | alignment |", "|---|---|---|---|---|---|---|---|---|"]
         def table_row(name, s):
             train = s.get("train", {})
             cpu = f"{train['train_time_s'] / 60:.1f}" if train.get("train_time_s") else ""
@@ -347,7 +347,7 @@ def write_markdown(results: dict) -> None:
             lines += ["### Caption quality (lesson 13, experiment 4): 30 % of the captions replaced by another clip's", "",
                       "The cross-attention recipe above, trained once more at equal compute with a share 0.3 of the training captions "
                       "replaced by the next clip's caption in the batch; same prompts and seeds.", "",
-                      "| training captions | steps | train min | digit | direction | speed class | bounce walls | overall | alignment |",
+                      "| training captions | steps | train wall min | digit | direction | speed class | bounce walls | overall | alignment |",
                       "|---|---|---|---|---|---|---|---|---|"]
             lines += [table_row(label, d["rows"][name]) for name, label in (("text-cross-cpu", "clean (text-cross-cpu)"), (NOISY, f"30% wrong ({NOISY})"))
                       if name in d["rows"]]
