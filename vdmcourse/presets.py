@@ -452,9 +452,9 @@ _PRESETS.append(
         _VAE_CPU,
         name="vae-adv-cpu",
         description="vae-cpu plus a per-frame patch discriminator (hinge loss, VQGAN's adaptive weight x 0.5, "
-        "from step 300): lesson 06's adversarial-term experiment (CPU)",
+        "from step 150): lesson 06's adversarial-term experiment (CPU)",
         model_config=dataclasses.replace(_VAE_CPU.model_config, discriminator=(32, 64)),
-        loss=functools.partial(vae_loss, beta=1e-4, reconstruction="mse", adversarial_weight=0.5, adversarial_start=300),
+        loss=functools.partial(vae_loss, beta=1e-4, reconstruction="mse", adversarial_weight=0.5, adversarial_start=150),
     )
 )
 _PRESETS.append(
