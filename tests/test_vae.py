@@ -391,3 +391,17 @@ def test_the_adversarial_term_waits_for_its_warm_up_and_counts_steps_across_save
     save_checkpoint(tmp_path / "vae.safetensors", model)
     loaded = build_model(tmp_path / "vae.safetensors")
     assert loaded.config.discriminator == (8, 16) and int(loaded.discriminator.updates) == 7
+
+
+def test_the_generator_term_is_weighted_by_the_gradient_ratio_at_the_decoders_last_layer():
+    model = vae(discriminator=(8, 16)).train()
+    video = (clips(frames=5) + 1) / 2
+    target = video * 2 - 1
+    loss = vae_loss(model, {"video": video}, seeded(5), beta=0.0, reconstruction="mse", adversarial_weight=0.5)
+    recon, _ = model(target, seeded(5))
+    rec = (recon - target).square().mean()
+    generator_loss, discriminator_loss = adversarial_terms(model.discriminator, recon, target)
+    last = model.decoder.output.conv.weight
+    ratio = torch.autograd.grad(rec, last, retain_graph=True)[0].norm() / (torch.autograd.grad(generator_loss, last, retain_graph=True)[0].norm() + 1e-4)
+    torch.testing.assert_close(loss, rec + 0.5 * ratio * generator_loss + discriminator_loss)
+    assert not torch.isclose(ratio, torch.tensor(1.0))  # a fixed weight would not pass
