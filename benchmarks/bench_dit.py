@@ -231,9 +231,9 @@ def packing(args) -> dict:
 def scaling(args) -> dict:
     import matplotlib.pyplot as plt
 
-    base = get_preset("dit-cpu")
-    rows, trainers = [], {}
-    for dim in (32, 64, 96):
+    base = _override(get_preset("dit-cpu"), args.set)
+    rows = []
+    for dim in args.dims:
         config = dataclasses.replace(base.model_config, dim=dim, heads=4)
         result = _train_for(dataclasses.replace(base, model_config=config), args.seconds)
         trainer = result.pop("trainer")
@@ -253,7 +253,7 @@ def scaling(args) -> dict:
     fig.tight_layout()
     with atomic_path(RESULTS / "dit_scaling.png") as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-    return {"seconds": args.seconds, "load_average": load_average(), "rows": rows, "plot": "benchmarks/results/dit_scaling.png"}
+    return {"seconds": args.seconds, "changes": list(args.set), "load_average": load_average(), "rows": rows, "plot": "benchmarks/results/dit_scaling.png"}
 
 
 def sampling(args) -> dict:
@@ -414,7 +414,8 @@ def write_report(results: dict) -> None:
     if "scaling" in stored:
         s = stored["scaling"]
         lines += ["## A mini scaling study", "",
-                  f"Widths 32, 64, 96 of the dit-cpu model (depth and patch fixed), {s['seconds']:.0f} s of training each, "
+                  f"Widths {', '.join(str(r['dim']) for r in s['rows'])} of the dit-cpu model (depth and patch fixed"
+                  f"{'; ' + ', '.join(s['changes']) if s.get('changes') else ''}), {s['seconds']:.0f} s of training each, "
                   f"one after the other (load average at the end {s['load_average']}). Plot: [dit_scaling.png](dit_scaling.png).", "",
                   "| width | params | steps | training PFLOP | loss (last 50) | identity | shape change | physics (px) | strip |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -455,8 +456,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("flops").add_argument("--steps", type=int, default=5)
-    for name in ("layouts", "scaling"):
-        sub.add_parser(name).add_argument("--seconds", type=float, default=120.0)
+    sub.add_parser("layouts").add_argument("--seconds", type=float, default=120.0)
+    scaling_parser = sub.add_parser("scaling")
+    scaling_parser.add_argument("--seconds", type=float, default=120.0)
+    scaling_parser.add_argument("--dims", type=int, nargs="+", default=[32, 64, 96], help="the widths compared (4 heads each)")
+    scaling_parser.add_argument("--set", nargs="*", default=[], help="key=value changes to dit-cpu shared by every width (as pilot)")
     sub.add_parser("packing").add_argument("--repeats", type=int, default=3)
     sub.add_parser("sampling").add_argument("--repeats", type=int, default=3)
     sub.add_parser("budgets").add_argument("run")
