@@ -362,6 +362,22 @@ _PRESETS = [
         sample_steps=10,
     ),
     Preset(
+        name="dit-gpu",
+        description="a video DiT (DiT-S width) over 2x4x4 spacetime patches of 64x64, 20-frame two-digit clips (Srivastava et al. 2015); GPU-sized",
+        model_class=VideoDiT,
+        # 2560 tokens per clip: full spacetime attention (flash / memory-efficient SDPA on CUDA);
+        # absolute sin-cos positions (where the walls are) plus 3-D RoPE (relative offsets).
+        model_config=VideoDiTConfig(patch=(2, 4, 4), dim=384, depth=12, heads=6, layout="full", position="sincos+rope", qk_norm=True, frames=20, image_size=64),
+        data=MovingMNISTConfig.srivastava(),
+        t_distribution="logit_normal",
+        batch_size=32,
+        steps=40_000,
+        quick_steps=2,
+        train=TrainConfig(lr=2e-4, warmup_steps=1000, ema_decay=0.9995, checkpoint_every=1000, precision="auto"),
+        sampler="heun",
+        sample_steps=25,
+    ),
+    Preset(
         name="evaluator-cpu",
         description="the metrics' evaluation network: (2+1)D clip encoder + per-frame digit classifier, 32x32x10 clips with 1-2 digits (CPU)",
         model_class=Evaluator,
