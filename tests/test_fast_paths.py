@@ -1,5 +1,8 @@
 """The fast paths: bf16 autocast, channels-last convolutions; same outputs within stated tolerances."""
 
+import dataclasses
+import math
+
 import pytest
 import torch
 
@@ -138,3 +141,12 @@ def test_the_trainer_trains_in_the_precision_asked_and_records_it(tmp_path):
         assert load_checkpoint(tmp_path / precision / "checkpoint.safetensors").state["precision"] == precision
     assert losses["bf16"] != losses["fp32"]
     torch.testing.assert_close(torch.tensor(losses["bf16"]), torch.tensor(losses["fp32"]), rtol=0.02, atol=0)
+
+
+def test_a_latent_preset_trains_in_bf16(tmp_path):
+    # the frozen VAE encodes under the same autocast: its latents must reach the model as fp32
+    preset = dataclasses.replace(get_preset("latent-video-cpu"), batch_size=2)
+    torch.manual_seed(0)
+    train = dataclasses.replace(preset.train, precision="bf16", warmup_steps=1)
+    trainer = Trainer(preset.build_model(), preset.loss_fn(), preset.batches(), train, out_dir=tmp_path, device="cpu", progress=False)
+    assert math.isfinite(trainer.fit(1)[-1])
