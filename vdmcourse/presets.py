@@ -172,7 +172,8 @@ class Preset:
             x0 = to_model_range(batch["video"])
             if self.vae is not None:
                 with torch.no_grad():  # the VAE is frozen: diffusion learns its unit-variance latents
-                    x0 = load_latent_vae(self.vae, device=x0.device).encode_latents(x0.float(), generator)
+                    # fp32 latents: under bf16 autocast the encoder returns bf16, which the model refuses as input
+                    x0 = load_latent_vae(self.vae, device=x0.device).encode_latents(x0.float(), generator).float()
             return training_loss(
                 model,
                 x0,
