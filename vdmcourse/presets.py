@@ -26,6 +26,7 @@ from vdmcourse.conditioned_training import image_to_video_batch, image_to_video_
 from vdmcourse.data import MovingMNISTConfig, generate_clips
 from vdmcourse.diffusion import OBJECTIVES, TIME_DISTRIBUTIONS, training_loss
 from vdmcourse.diffusion.context import ContextConfig, masked_training_loss, random_context_masks, random_context_times
+from vdmcourse.metrics.alignment import MiniCLIP, MiniCLIPConfig, miniclip_batch, miniclip_loss
 from vdmcourse.metrics.captioner import Captioner, CaptionerConfig, captioner_batch, captioner_loss
 from vdmcourse.metrics.features import Evaluator, EvaluatorConfig, evaluator_batch, evaluator_loss
 from vdmcourse.nn.conditioning import ConditionedUNet3D, ConditionedUNet3DConfig
@@ -716,6 +717,60 @@ _PRESETS.append(
         train=TrainConfig(lr=1e-4, warmup_steps=500, ema_decay=0.9995, checkpoint_every=500, precision="auto"),
         sample_steps=25,
         init_from="video-ctx-gpu",
+    )
+)
+
+# Lesson 09: how the text reaches the U-Net, compared at equal compute (same steps, batch, seed,
+# data; text only: the first frame and the motion path are always dropped). Pooled text added to
+# the timestep embedding only (one vector per clip, as a label is) vs cross-attention only.
+_TEXT_ONLY = {"caption": 0.1, "image": 1.0, "motion": 1.0}
+for _name, _levels, _pooled, _what in (
+    ("text-pooled-cpu", (), True, "pooled text through the timestep embedding only"),
+    ("text-cross-cpu", (2, 3), False, "cross-attention to the text tokens only"),
+):
+    _PRESETS.append(
+        dataclasses.replace(
+            _TEXT_VIDEO,
+            name=_name,
+            description=f"lesson 09's text-path comparison: {_what}; ground-truth descriptive captions, text only, 250 steps (CPU)",
+            model_config=TextVideoConfig(
+                unet=dataclasses.replace(_TEXT_VIDEO.model_config.unet, cross_attention_levels=_levels, pooled_context=_pooled),
+                cross_attention=bool(_levels),
+            ),
+            loss=functools.partial(text_video_loss, dropout=_TEXT_ONLY),
+            batch_source=functools.partial(caption_batch, data=_TEXT_DATA, captions="descriptive"),
+            steps=250,
+        )
+    )
+
+# Lesson 13's caption-quality experiment (issue 15, experiment 4), with the caption pipeline: the
+# text-cross-cpu recipe with 30 % of the captions replaced by another clip's, at equal compute.
+_PRESETS.append(
+    dataclasses.replace(
+        next(preset for preset in _PRESETS if preset.name == "text-cross-cpu"),
+        name="text-cross-noisy-cpu",
+        description="lesson 13's caption-quality arm: text-cross-cpu with 30% of the captions replaced by another clip's, 250 steps (CPU)",
+        batch_source=functools.partial(caption_batch, data=_TEXT_DATA, captions="descriptive", wrong_share=0.3),
+    )
+)
+
+# Lesson 09: the mini-CLIP behind the text-video alignment score (clip encoder starts from evaluator-cpu).
+_PRESETS.append(
+    Preset(
+        name="miniclip-cpu",
+        description="lesson 09's mini-CLIP: clip and caption encoders trained contrastively (symmetric InfoNCE) "
+        "on one-digit 32x32x10 clips; the text-video alignment score (CPU)",
+        model_class=MiniCLIP,
+        model_config=MiniCLIPConfig(),
+        data=MiniCLIPConfig().data,
+        objective=None,
+        loss=miniclip_loss,
+        batch_source=functools.partial(miniclip_batch, config=MiniCLIPConfig()),
+        batch_size=64,
+        steps=500,
+        quick_steps=4,
+        train=TrainConfig(lr=1e-3, warmup_steps=30, weight_decay=0.01, ema_decay=0.99, checkpoint_every=50),
+        init_from="evaluator-cpu",
     )
 )
 
