@@ -70,6 +70,12 @@ def per_frame_speed(video: torch.Tensor) -> torch.Tensor:
     return steps.nanmean(dim=1)
 
 
+def frame0_offset(video: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Distance in px between the tracked digit of frame 0 and that of the image: ``(B,)``
+    (PSNR hides it: a black frame scores higher than the right digit two pixels off)."""
+    return (track_digits(video[:, :1], 1).centres[:, 0, 0] - track_digits(image[:, None], 1).centres[:, 0, 0]).norm(dim=-1)
+
+
 def digit_share(video: torch.Tensor, labels: torch.Tensor, evaluator) -> torch.Tensor:
     """Share of frames whose tracked digit the evaluator classifies as ``labels`` ``(B,)``: ``(B,)``."""
     tracks = track_digits(video, 1)
@@ -138,6 +144,75 @@ def control(args) -> dict:
     _save("i2v_control", out)
     plot_control(out)
     return out
+
+
+def quick_knobs(pipe, clips: int = 8, steps: int = 10) -> dict:
+    """A short reading of the knobs (the pilots' yardstick): mean measured speed at buckets 40 and
+    240 (fps 6), px/frame at fps 4 and 12 (bucket 120), PSNR of frame 0 at noise_aug 0.02."""
+    held = held_out(clips)
+    image = held.video[:, :1][:, 0]
+
+    def run(**knobs):
+        return pipe(image, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), **knobs).frames
+
+    out = {}
+    for bucket in (40, 240):
+        video = run(fps=6, motion_bucket_id=bucket)
+        out[f"px_per_s_bucket{bucket}"] = _mean(per_frame_speed(video) * 6)
+        out[f"psnr_frame0_bucket{bucket}"] = _mean(psnr(video[:, :1], image[:, None])[:, 0])
+        out[f"frame0_offset_px_bucket{bucket}"] = _mean(frame0_offset(video, image))
+    for fps in (4, 12):
+        out[f"px_per_frame_fps{fps}"] = _mean(per_frame_speed(run(fps=fps, motion_bucket_id=120)))
+    out["bucket_ratio_240_over_40"] = out["px_per_s_bucket240"] / out["px_per_s_bucket40"]  # the data: 6.0
+    out["fps_ratio_4_over_12"] = out["px_per_frame_fps4"] / out["px_per_frame_fps12"]  # the data: 3.0
+    return out
+
+
+def pilot(args) -> dict:
+    """Fine-tune a variant of the i2v-cpu recipe for --minutes with the package's Trainer, then
+    read its knobs with :func:`quick_knobs` (recipe search; shipped checkpoints come from
+    ``python -m vdmcourse train``). ``--set`` overrides: group, t_mean, lr, max_noise_aug, init, gain."""
+    import dataclasses
+    import functools
+
+    from vdmcourse.conditioned_training import image_to_video_batch, image_to_video_loss
+    from vdmcourse.presets import get_preset
+    from vdmcourse.train import Trainer
+
+    base = get_preset("i2v-cpu")
+    knobs = dict(item.split("=", 1) for item in args.set)
+    group, t_mean = int(knobs.get("group", 1)), float(knobs.get("t_mean", 0.5))
+    max_aug = float(knobs.get("max_noise_aug", 0.5))
+    preset = dataclasses.replace(
+        base,
+        model_config=dataclasses.replace(base.model_config, condition_gain=float(knobs.get("gain", base.model_config.condition_gain))),
+        init_from=knobs.get("init", base.init_from),
+        loss=functools.partial(image_to_video_loss, t_mean=t_mean),
+        batch_source=functools.partial(image_to_video_batch, data=base.data, group=group, max_noise_aug=max_aug),
+        train=dataclasses.replace(base.train, lr=float(knobs.get("lr", base.train.lr))),
+    )
+    out_dir = Path("runs") / f"pilot-{args.name}"
+    started, cpu = time.time(), time.process_time()
+    trainer = Trainer(preset.build_model(), preset.loss_fn(), preset.batches(), preset.train, out_dir=out_dir,
+                      device="cpu", metadata=preset.metadata(), progress=False)
+    trainer.fit(preset.steps, time_limit=60 * args.minutes)
+    result = {"name": args.name, "set": knobs, "steps": trainer.step, "train_minutes": trainer.elapsed / 60,
+              "train_cpu_minutes": (time.process_time() - cpu) / 60,
+              "final_loss": _mean(trainer.history[-100:])}
+    pipe = ImageToVideoPipeline(trainer.ema, evaluator=load_evaluator())
+    result.update(quick_knobs(pipe, args.clips, args.steps))
+    result["wall_minutes"] = (time.time() - started) / 60
+    result["load_average"] = load_average()
+    print(json.dumps(result), flush=True)
+    _save(f"i2v_pilot_{args.name}", result)
+    return result
+
+
+def knobs(args) -> dict:
+    """:func:`quick_knobs` of a checkpoint (e.g. the shipped i2v-cpu, the pilots' baseline)."""
+    result = {"checkpoint": args.checkpoint.name, **quick_knobs(ImageToVideoPipeline.from_pretrained(str(args.checkpoint), device="cpu"), args.clips, args.steps)}
+    print(json.dumps(result), flush=True)
+    return result
 
 
 def v2v(args) -> dict:
@@ -364,10 +439,13 @@ def report(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report"])
+    parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report", "pilot", "knobs"])
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--fps-bucket", type=int, default=120, help="the bucket of the fps and noise_aug sweeps")
+    parser.add_argument("--name", default="pilot", help="pilot: the run's name")
+    parser.add_argument("--minutes", type=float, default=5.0, help="pilot: training minutes")
+    parser.add_argument("--set", nargs="*", default=[], help="pilot: recipe overrides KEY=VALUE")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: data/checkpoints/i2v-cpu (control) or sync-cpu (sync)")
     args = parser.parse_args()
     if args.checkpoint is None:
