@@ -116,6 +116,7 @@ def control(args) -> dict:
         speed = per_frame_speed(video)
         rows.append({"motion_bucket_id": bucket, "fps": 6, "px_per_frame": speed.tolist(), "px_per_s": (speed * 6).tolist(),
                      "psnr_frame0": psnr(video[:, :1], image[:, None])[:, 0].tolist(),
+                     "frame0_offset_px": frame0_offset(video, image).tolist(),
                      "identity": digit_share(video, labels, evaluator).tolist(), "seconds": seconds})
         print(json.dumps({k: rows[-1][k] for k in ("motion_bucket_id", "seconds")}), _mean(rows[-1]["px_per_s"]), flush=True)
     means = [_mean(r["px_per_s"]) for r in rows]
@@ -132,6 +133,7 @@ def control(args) -> dict:
     for aug in NOISE_AUG:
         video, seconds = run(fps=6, motion_bucket_id=args.fps_bucket, noise_aug_strength=aug)
         aug_rows.append({"noise_aug_strength": aug, "psnr_frame0": psnr(video[:, :1], image[:, None])[:, 0].tolist(),
+                         "frame0_offset_px": frame0_offset(video, image).tolist(),
                          "psnr_all_frames_vs_image": psnr(video, image[:, None].expand_as(video)).mean(1).tolist(),
                          "identity": digit_share(video, labels, evaluator).tolist(),
                          "px_per_frame": per_frame_speed(video).tolist(), "seconds": seconds})
@@ -139,6 +141,9 @@ def control(args) -> dict:
     out["noise_aug"] = {"rows": aug_rows}
     real = held_out(args.clips, speed=(0.5, 0.5))  # a reference: the identity and PSNR of real clips' frames
     out["real_identity"] = _mean(digit_share(real.video, real.labels[:, 0], evaluator))
+    # PSNR yardsticks for frame 0: a black frame, and the image shifted by 1 and 2 px
+    out["psnr_yardsticks"] = {"black frame": _mean(psnr(torch.zeros_like(image)[:, None], image[:, None])[:, 0]),
+                              **{f"image shifted {k} px": _mean(psnr(torch.roll(image, k, dims=-1)[:, None], image[:, None])[:, 0]) for k in (1, 2)}}
     out["load_average"] = load_average()
     out["machine"] = machine_info()
     _save("i2v_control", out)
@@ -146,14 +151,14 @@ def control(args) -> dict:
     return out
 
 
-def quick_knobs(pipe, clips: int = 8, steps: int = 10) -> dict:
+def quick_knobs(pipe, clips: int = 8, steps: int = 10, **call) -> dict:
     """A short reading of the knobs (the pilots' yardstick): mean measured speed at buckets 40 and
     240 (fps 6), px/frame at fps 4 and 12 (bucket 120), PSNR of frame 0 at noise_aug 0.02."""
     held = held_out(clips)
     image = held.video[:, :1][:, 0]
 
     def run(**knobs):
-        return pipe(image, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), **knobs).frames
+        return pipe(image, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), **knobs, **call).frames
 
     out = {}
     for bucket in (40, 240):
@@ -210,7 +215,9 @@ def pilot(args) -> dict:
 
 def knobs(args) -> dict:
     """:func:`quick_knobs` of a checkpoint (e.g. the shipped i2v-cpu, the pilots' baseline)."""
-    result = {"checkpoint": args.checkpoint.name, **quick_knobs(ImageToVideoPipeline.from_pretrained(str(args.checkpoint), device="cpu"), args.clips, args.steps)}
+    pipe = ImageToVideoPipeline.from_pretrained(str(args.checkpoint), device="cpu")
+    call = {} if args.max_guidance is None else {"max_guidance_scale": args.max_guidance, "min_guidance_scale": min(1.0, args.max_guidance)}
+    result = {"checkpoint": args.checkpoint.name, **call, **quick_knobs(pipe, args.clips, args.steps, **call)}
     print(json.dumps(result), flush=True)
     return result
 
@@ -388,20 +395,25 @@ def report(args) -> None:
                   f"Spearman rho, bucket vs mean measured speed over {len(c['buckets']['rows'])} buckets: "
                   f"**{c['buckets']['spearman_bucket_vs_mean_speed']:.3f}** (target >= 0.9); per clip: "
                   f"{c['buckets']['spearman_bucket_vs_clip_speed']:.3f}.", "",
-                  "| motion_bucket_id | the bucket's speed, px/s | measured, px/s | px/frame | PSNR frame 0, dB | identity |",
-                  "|---|---|---|---|---|---|"]
+                  "| motion_bucket_id | the bucket's speed, px/s | measured, px/s | px/frame | PSNR frame 0, dB | frame-0 offset, px | identity |",
+                  "|---|---|---|---|---|---|---|"]
         for r in c["buckets"]["rows"]:
             lines.append(f"| {r['motion_bucket_id']} | {r['motion_bucket_id'] * 16 / 255:.1f} | {_mean(r['px_per_s']):.2f} | "
-                         f"{_mean(r['px_per_frame']):.2f} | {_mean(r['psnr_frame0']):.1f} | {_mean(r['identity']):.2f} |")
+                         f"{_mean(r['px_per_frame']):.2f} | {_mean(r['psnr_frame0']):.1f} | {_mean(r.get('frame0_offset_px', [])):.2f} | "
+                         f"{_mean(r['identity']):.2f} |")
         lines += ["", f"fps at bucket {c['fps']['rows'][0]['motion_bucket_id']} (a fixed speed per second should give "
                   "a displacement per frame proportional to 1/fps):", "", "| fps | px/frame | px/s |", "|---|---|---|"]
         for r in c["fps"]["rows"]:
             lines.append(f"| {r['fps']} | {_mean(r['px_per_frame']):.2f} | {_mean(r['px_per_frame']) * r['fps']:.2f} |")
         lines += ["", "noise_aug_strength sweep (fps 6): fidelity against motion", "",
-                  "| noise_aug_strength | PSNR frame 0, dB | PSNR all frames vs image, dB | identity | px/frame |", "|---|---|---|---|---|"]
+                  "| noise_aug_strength | PSNR frame 0, dB | frame-0 offset, px | PSNR all frames vs image, dB | identity | px/frame |",
+                  "|---|---|---|---|---|---|"]
         for r in c["noise_aug"]["rows"]:
-            lines.append(f"| {r['noise_aug_strength']:g} | {_mean(r['psnr_frame0']):.1f} | {_mean(r['psnr_all_frames_vs_image']):.1f} | "
-                         f"{_mean(r['identity']):.2f} | {_mean(r['px_per_frame']):.2f} |")
+            lines.append(f"| {r['noise_aug_strength']:g} | {_mean(r['psnr_frame0']):.1f} | {_mean(r.get('frame0_offset_px', [])):.2f} | "
+                         f"{_mean(r['psnr_all_frames_vs_image']):.1f} | {_mean(r['identity']):.2f} | {_mean(r['px_per_frame']):.2f} |")
+        if "psnr_yardsticks" in c:
+            lines += ["", "PSNR yardsticks against the same images: " + ", ".join(f"{k} {v:.1f} dB" for k, v in c["psnr_yardsticks"].items())
+                      + ". Frame-0 offset: distance between the tracked digit of frame 0 and the image's, px."]
         lines += ["", f"Identity of real held-out clips (the evaluator's floor): {c['real_identity']:.2f}. "
                   f"Load average during the run: {c['load_average']}.", "", "![knobs](i2v_control.png)", ""]
     path = RESULTS / "i2v_v2v.json"
@@ -443,6 +455,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--fps-bucket", type=int, default=120, help="the bucket of the fps and noise_aug sweeps")
+    parser.add_argument("--max-guidance", type=float, default=None, help="knobs: max_guidance_scale (1: guidance off)")
     parser.add_argument("--name", default="pilot", help="pilot: the run's name")
     parser.add_argument("--minutes", type=float, default=5.0, help="pilot: training minutes")
     parser.add_argument("--set", nargs="*", default=[], help="pilot: recipe overrides KEY=VALUE")
