@@ -18,11 +18,15 @@ budget are "not reproduced" there by design.
 
 Rows are merged into benchmarks/results/lessons.json (one row per lesson and mode,
 the newest wins) and the whole table is rewritten to benchmarks/results/lessons.md.
+Each merge reads the file afresh under a lock and replaces it atomically, so runs of
+different lessons at the same time keep each other's rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -30,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -102,9 +107,45 @@ def problems(row: dict, max_minutes: float, max_gib: float) -> list[str]:
     return found
 
 
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a reader sees the old file or the new one, never half."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        handle.write(text)
+    os.replace(handle.name, path)
+
+
+@contextmanager
+def _results_lock():
+    """An exclusive lock for the results files, held across read-modify-write (``flock`` on a file
+    in the temporary folder named after RESULTS: the results files themselves are replaced, not edited)."""
+    key = hashlib.sha1(str(RESULTS.resolve()).encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"run_lessons-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read_rows() -> list[dict]:
+    table = RESULTS / "lessons.json"
+    return json.loads(table.read_text()) if table.exists() else []
+
+
+def merge_rows(new: list[dict]) -> list[dict]:
+    """Merge ``new`` into the stored results by (lesson, mode), the new row winning, and rewrite
+    lessons.json and lessons.md; returns every row. Reads the stored rows under the lock, so a run
+    of another lesson that finished meanwhile keeps its row."""
+    with _results_lock():
+        replaced = {(row["lesson"], row["mode"]) for row in new}
+        rows = [row for row in _read_rows() if (row["lesson"], row["mode"]) not in replaced] + list(new)
+        write_table(rows)
+    return rows
+
+
 def write_table(rows: list[dict]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "lessons.json").write_text(json.dumps(rows, indent=1) + "\n")
+    _replace(RESULTS / "lessons.json", json.dumps(rows, indent=1) + "\n")
     lines = [
         "# Lessons: time, peak memory and claims",
         "",
@@ -127,7 +168,7 @@ def write_table(rows: list[dict]) -> None:
     if failing:
         lines += ["", "## Claims that did not hold", ""]
         lines += [f"- {row['lesson']} ({row['mode']}): {text}" for row in failing for text in row["failed_claims"]]
-    (RESULTS / "lessons.md").write_text("\n".join(lines) + "\n")
+    _replace(RESULTS / "lessons.md", "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,8 +180,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell-timeout", type=int, default=1800, help="seconds one cell may run")
     args = parser.parse_args(argv)
 
-    table = RESULTS / "lessons.json"
-    rows = json.loads(table.read_text()) if table.exists() else []
     failures = 0
     for path in lessons(args.lessons):
         row = run_one(path, args.quick, args.cell_timeout)
@@ -150,8 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['lesson']:>34} {row['mode']:>5}: {row['seconds'] / 60:5.1f} min, {row['peak_rss_mib']:6,} MiB, "
               f"claims {row['claims_held']}/{row['claims']}" + ("".join(f"\n    FAIL {p}" for p in found) or "  ok"),
               flush=True)
-        rows = [r for r in rows if (r["lesson"], r["mode"]) != (row["lesson"], row["mode"])] + [row]
-        write_table(rows)
+        merge_rows([row])
     return 1 if failures else 0
 
 

@@ -21,13 +21,12 @@ def test_stubs_are_not_attempted():
         assert check(stub).status == NOT_ATTEMPTED
 
 
+PLANTED = [(l09.check_direction, l09.reference_direction), (l09.check_cross_attention, l09.reference_cross_attention),
+           (l09.check_guided, l09.reference_guided)]
+
+
 @pytest.mark.parametrize("kind", PLANTED_KINDS)
-@pytest.mark.parametrize(
-    "check, reference",
-    [(l09.check_direction, l09.reference_direction), (l09.check_cross_attention, l09.reference_cross_attention),
-     (l09.check_guided, l09.reference_guided)],
-    ids=["direction", "cross_attention", "guided"],
-)
+@pytest.mark.parametrize("check, reference", PLANTED, ids=["direction", "cross_attention", "guided"])
 def test_planted_answers_fail(check, reference, kind):
     assert not check(planted_answers(reference)[kind]).passed
 
@@ -146,3 +145,31 @@ def test_dropping_kept_clips_fails_unnamed():
         return {name: torch.rand(batch, generator=generator) >= p * 0.5 for name, p in probabilities.items()}
 
     expect_mistake(l09.check_drop_conditions, inverted, None)
+
+
+# the stub's neighbours for the dict-returning drop (planted_answers covers tensors and tuples) -------
+
+
+def _drop_all(batch, probabilities, generator):
+    return {name: torch.ones(batch, dtype=torch.bool) for name in probabilities}
+
+
+def _drop_none(batch, probabilities, generator):
+    return {name: torch.zeros(batch, dtype=torch.bool) for name in probabilities}
+
+
+@pytest.mark.parametrize("answer", [lambda b, p, g: b, _drop_none, _drop_all,
+                                    lambda b, p, g: {n: torch.rand(b, generator=g) for n in p}], ids=["input", "none", "all", "floats"])
+def test_drop_neighbours_of_the_stub_fail(answer):
+    assert l09.check_drop_conditions(answer).status == "wrong"
+
+
+def test_drop_ignoring_the_generator_is_named():
+    expect_mistake(l09.check_drop_conditions,
+                   lambda b, p, g: {n: torch.rand(b) < q for n, q in p.items()}, l09.GENERATOR_IGNORED)
+    expect_mistake(l09.check_drop_conditions,
+                   lambda b, p, g: reference_drop_fixed(b, p), l09.GENERATOR_IGNORED)
+
+
+def reference_drop_fixed(batch, probabilities):
+    return l09.reference_drop_conditions(batch, probabilities, torch.Generator().manual_seed(7))

@@ -1,6 +1,9 @@
 """benchmarks/run_lessons.py: which rows fail, and the table it writes."""
 
 import importlib.util
+import json
+import multiprocessing
+import time
 from pathlib import Path
 
 spec = importlib.util.spec_from_file_location("run_lessons", Path(__file__).parent.parent / "benchmarks" / "run_lessons.py")
@@ -42,3 +45,34 @@ def test_the_table_says_when_a_lesson_was_over_its_time_or_memory(tmp_path, monk
     table = (tmp_path / "lessons.md").read_text()
     assert "| 12_long_videos | full | 13.9 min | 900 MiB | 3/3 | took 13.9 min (limit 10) |" in table
     assert "| 05_the_3d_unet | full | 2.0 min | 900 MiB | 3/3 | ok |" in table
+
+
+def test_merging_replaces_the_same_lesson_and_mode_and_keeps_the_rest(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_lessons, "RESULTS", tmp_path)
+    run_lessons.merge_rows([row(), row(mode="quick"), row(lesson="08_samplers_and_guidance")])
+    run_lessons.merge_rows([row(seconds=60.0)])
+    rows = json.loads((tmp_path / "lessons.json").read_text())
+    assert sorted((r["lesson"], r["mode"], r["seconds"]) for r in rows) == [
+        ("05_the_3d_unet", "full", 60.0), ("05_the_3d_unet", "quick", 120.0), ("08_samplers_and_guidance", "full", 120.0)]
+    assert "| 05_the_3d_unet | full | 1.0 min |" in (tmp_path / "lessons.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lessons.json", "lessons.md"]  # no temporary file left
+
+
+def _merge_slowly(results, lesson):
+    """A second run of the script: reads the results, then takes its time before writing."""
+    run_lessons.RESULTS = results
+    read = run_lessons._read_rows
+    run_lessons._read_rows = lambda: (read(), time.sleep(0.5))[0]
+    run_lessons.merge_rows([row(lesson=lesson)])
+
+
+def test_two_runs_at_the_same_time_keep_each_others_rows(tmp_path):
+    context = multiprocessing.get_context("fork")
+    runs = [context.Process(target=_merge_slowly, args=(tmp_path, lesson)) for lesson in ("09_captions", "10_i2v")]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(30)
+        assert run.exitcode == 0
+    rows = json.loads((tmp_path / "lessons.json").read_text())
+    assert sorted(r["lesson"] for r in rows) == ["09_captions", "10_i2v"]

@@ -2,14 +2,19 @@
 hint -- the likely mistake and what to look at -- never the generic "read the reference"."""
 
 import importlib
+import pkgutil
 
 import pytest
+
+import vdmcourse.exercises
 
 from vdmcourse.exercises import harness
 from vdmcourse.exercises.harness import WRONG
 from vdmcourse.exercises.planted import planted_answers
 
-LESSONS = ("00", "01", "02", "03", "04", "05", "06", "07", "08", "11", "12")
+# Every lesson module in the package, so that a lesson added later without hints fails here.
+LESSONS = tuple(sorted(info.name[len("lesson"):] for info in pkgutil.iter_modules(vdmcourse.exercises.__path__)
+                       if info.name.startswith("lesson")))
 CHECKS = [
     getattr(module, name)
     for module in (importlib.import_module(f"vdmcourse.exercises.lesson{lesson}") for lesson in LESSONS)
@@ -26,8 +31,14 @@ def fresh_attempts():
     harness._FAILED_ATTEMPTS.clear()
 
 
+def test_every_lesson_is_covered():
+    assert {f"{n:02d}" for n in range(14)} <= set(LESSONS), LESSONS
+    for lesson in ("09", "10", "13"):
+        assert any(check.__module__.endswith(f"lesson{lesson}") for check in CHECKS), lesson
+
+
 def test_every_check_has_its_own_stronger_hint():
-    assert len(CHECKS) >= 40
+    assert len(CHECKS) >= 52
     hints = [check.more for check in CHECKS]
     assert all(hints), [check.__qualname__ for check in CHECKS if not check.more]
     assert len(set(hints)) == len(hints), "two checks share a second hint: each must be specific to its check"
@@ -51,7 +62,7 @@ def test_second_crash_shows_the_checks_own_hint(check):
 
 
 def _planted():
-    for lesson in ("00", "01", "02", "03", "04", "05", "08", "11"):
+    for lesson in ("00", "01", "02", "03", "04", "05", "08", "09", "10", "11", "13"):
         yield from importlib.import_module(f"test_lesson{lesson}_exercises").PLANTED
 
 

@@ -16,7 +16,7 @@ WITH_CHECKS = sorted(
     if importlib.util.find_spec(f"vdmcourse.exercises.lesson{path.name[:2]}") is not None
 )
 # Lessons whose solutions notebooks exist; a lesson added later shows up as a skip until it has one.
-WRITTEN = {"00", "01", "02", "03", "04", "05", "06", "07", "08", "11", "12"}
+WRITTEN = {"00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13"}
 
 
 def _code(path: Path) -> str:

@@ -173,7 +173,8 @@ class Preset:
             x0 = to_model_range(batch["video"])
             if self.vae is not None:
                 with torch.no_grad():  # the VAE is frozen: diffusion learns its unit-variance latents
-                    x0 = load_latent_vae(self.vae, device=x0.device).encode_latents(x0.float(), generator)
+                    # fp32 latents: under bf16 autocast the encoder returns bf16, which the model refuses as input
+                    x0 = load_latent_vae(self.vae, device=x0.device).encode_latents(x0.float(), generator).float()
             return training_loss(
                 model,
                 x0,
@@ -231,6 +232,17 @@ def _fit_scaling_factor(model: nn.Module, data: MovingMNISTConfig, clips: int = 
     model.eval()
     model.fit_scaling_factor(to_model_range(video).to(device), torch.Generator(device=device).manual_seed(1234))
     model.train(was_training)
+
+
+@functools.lru_cache(maxsize=2)
+def _frozen_evaluator(device: str) -> nn.Module:
+    return pretrained.load_pretrained("evaluator-cpu", device=device).requires_grad_(False)
+
+
+def _feature_matched_vae_loss(model: nn.Module, batch: dict, generator: torch.Generator, **kwargs) -> torch.Tensor:
+    """:func:`vae_loss` with the feature-matching term on the shipped ``evaluator-cpu`` (loaded once)."""
+    evaluator = _frozen_evaluator(str(next(model.parameters()).device))
+    return vae_loss(model, batch, generator, evaluator=evaluator, **kwargs)
 
 
 def context_clips(
@@ -352,6 +364,22 @@ _PRESETS = [
         sample_steps=10,
     ),
     Preset(
+        name="dit-gpu",
+        description="a video DiT (DiT-S width) over 2x4x4 spacetime patches of 64x64, 20-frame two-digit clips (Srivastava et al. 2015); GPU-sized",
+        model_class=VideoDiT,
+        # 2560 tokens per clip: full spacetime attention (flash / memory-efficient SDPA on CUDA);
+        # absolute sin-cos positions (where the walls are) plus 3-D RoPE (relative offsets).
+        model_config=VideoDiTConfig(patch=(2, 4, 4), dim=384, depth=12, heads=6, layout="full", position="sincos+rope", qk_norm=True, frames=20, image_size=64),
+        data=MovingMNISTConfig.srivastava(),
+        t_distribution="logit_normal",
+        batch_size=32,
+        steps=40_000,
+        quick_steps=2,
+        train=TrainConfig(lr=2e-4, warmup_steps=1000, ema_decay=0.9995, checkpoint_every=1000, precision="auto"),
+        sampler="heun",
+        sample_steps=25,
+    ),
+    Preset(
         name="evaluator-cpu",
         description="the metrics' evaluation network: (2+1)D clip encoder + per-frame digit classifier, 32x32x10 clips with 1-2 digits (CPU)",
         model_class=Evaluator,
@@ -434,8 +462,47 @@ _PRESETS = [
     ),
 ]
 
+# Lesson 06's loss-term experiments: vae-cpu's recipe plus one term each, trained for equal
+# minutes beside vae-cpu itself (benchmarks/bench_vae.py score; results/vae.md).
+_VAE_CPU = next(preset for preset in _PRESETS if preset.name == "vae-cpu")
+_PRESETS.append(
+    dataclasses.replace(
+        _VAE_CPU,
+        name="vae-adv-cpu",
+        description="vae-cpu plus a per-frame patch discriminator (hinge loss, VQGAN's adaptive weight x 0.5, "
+        "from step 150): lesson 06's adversarial-term experiment (CPU)",
+        model_config=dataclasses.replace(_VAE_CPU.model_config, discriminator=(32, 64)),
+        loss=functools.partial(vae_loss, beta=1e-4, reconstruction="mse", adversarial_weight=0.5, adversarial_start=150),
+    )
+)
+_PRESETS.append(
+    dataclasses.replace(
+        _VAE_CPU,
+        name="vae-feat-cpu",
+        description="vae-cpu plus feature matching on evaluator-cpu's activations (weight 0.1), on the 10-frame clips "
+        "the evaluator takes, 4 per batch (the same frames per batch as vae-cpu): lesson 06's experiment (CPU)",
+        # At weight 0.1 the term is about MSE's size: evaluator features differ 6-14x more than pixels.
+        data=MovingMNISTConfig.cpu(),
+        loss=functools.partial(_feature_matched_vae_loss, beta=1e-4, reconstruction="mse", feature_weight=0.1),
+        batch_size=4,
+    )
+)
+
 # video-cpu fine-tuned with masked-frame conditioning (lesson 12): the same model, new loss and batches.
 _VIDEO_CPU = next(preset for preset in _PRESETS if preset.name == "video-cpu")
+
+# Lesson 06's pixel arm of the latent-against-pixel comparison at equal CPU time: video-cpu's
+# U-Net and recipe trained from scratch (no image-cpu pretraining), like latent-video-cpu.
+_PRESETS.append(
+    dataclasses.replace(
+        _VIDEO_CPU,
+        name="video-scratch-cpu",
+        description="video-cpu's (2+1)-D U-Net trained from scratch on 10-frame 32x32 one-digit clips: the pixel arm "
+        "of lesson 06's latent-against-pixel comparison (CPU)",
+        train=TrainConfig(lr=1e-3, warmup_steps=50, ema_decay=0.995, checkpoint_every=50),
+        init_from=None,
+    )
+)
 _PRESETS.append(
     dataclasses.replace(
         _VIDEO_CPU,

@@ -32,6 +32,7 @@ __all__ = [
     "NULL_CAPTION_NOT_USED",
     "WHOLE_BATCH_DROPPED",
     "MODALITIES_TIED",
+    "GENERATOR_IGNORED",
     "reference_direction",
     "reference_cross_attention",
     "reference_guided",
@@ -49,6 +50,7 @@ MASK_INVERTED = "the text padding mask inverted"
 NULL_CAPTION_NOT_USED = "the null caption not used for the unconditional branch"
 WHOLE_BATCH_DROPPED = "conditioning dropped for the whole batch instead of per clip"
 MODALITIES_TIED = "all modalities dropped together instead of independently"
+GENERATOR_IGNORED = "the generator it is given not used for the draws"
 
 
 def _generator(seed: int = 0) -> torch.Generator:
@@ -64,7 +66,14 @@ def reference_direction(velocity: torch.Tensor) -> torch.Tensor:
     return torch.round(angle / (math.pi / 4)).long() % 8
 
 
-@self_check("compass direction of a velocity", reference="vdmcourse.data.captions.direction_index")
+@self_check(
+    "compass direction of a velocity",
+    reference="vdmcourse.data.captions.direction_index",
+    more='The likely slips are a negated row (rows grow downwards, so +row is "down", index 2), the arguments '
+         'of atan2 swapped (it takes (y, x) = (row, col)), or truncating with .long() instead of rounding. For '
+         'velocity (2, 0), torch.atan2(v[:, 0], v[:, 1]) / (math.pi / 4) must print 2.0; then '
+         'torch.round(...).long() % 8, so that negative angles wrap to 5, 6, 7.',
+)
 def check_direction(direction_of):
     """``direction_of(velocity)`` with ``velocity`` ``(N, 2)`` as (row, col) -> ``(N,)`` long."""
     angles = torch.arange(8) * (math.pi / 4) + 0.1  # one velocity per compass direction, a little off-axis
@@ -101,7 +110,14 @@ def reference_cross_attention(x, context, mask, wq, wk, wv) -> torch.Tensor:
     return scores.softmax(-1) @ v
 
 
-@self_check("cross-attention from video to text", reference="vdmcourse.nn.cross_attention.CrossAttention")
+@self_check(
+    "cross-attention from video to text",
+    reference="vdmcourse.nn.cross_attention.CrossAttention",
+    more='The likely slips are q taken from the context instead of x, the mask applied after the softmax or '
+         'with the wrong polarity (mask is True on real tokens), or no 1 / sqrt(d). Print shapes: scores = q @ '
+         'k.transpose(1, 2) is (B, N, L); mask[:, None, :] broadcasts over the N queries; masked_fill(~mask[:, '
+         'None, :], float("-inf")) goes before .softmax(-1).',
+)
 def check_cross_attention(cross_attention):
     """``cross_attention(x, context, mask, wq, wk, wv)`` -> ``(B, N, D)``."""
     g = _generator(3)
@@ -173,7 +189,14 @@ class _CaptionSpy:
         return x * 0.5 + code[:, None, None, None, None] + t[:, None, None, None, None]
 
 
-@self_check("classifier-free guidance with the null caption", reference="vdmcourse.pipelines.TextToVideoPipeline")
+@self_check(
+    "classifier-free guidance with the null caption",
+    reference="vdmcourse.pipelines.TextToVideoPipeline",
+    more='The likely slip is the unconditional branch: call the model a second time with the null caption '
+         'built from ids -- null = torch.zeros_like(ids); null[:, 0] = CaptionTokenizer.start_id; null_mask = '
+         'null != CaptionTokenizer.pad_id -- not with ids again and not with all padding. cond = model(x, t, '
+         'ids, ids_mask).',
+)
 def check_guided(guided):
     """``guided(model, x, t, ids, ids_mask, scale)`` -> ``x``'s shape."""
     ids, mask = CaptionTokenizer()(["a 3 moves quickly up", "a 7"])
@@ -205,7 +228,14 @@ def reference_drop_conditions(batch: int, probabilities: dict[str, float], gener
     return {name: torch.rand(batch, generator=generator) < p for name, p in probabilities.items()}
 
 
-@self_check("per-clip conditioning dropout", reference="vdmcourse.text_conditioning.drop_conditions")
+@self_check(
+    "per-clip conditioning dropout",
+    reference="vdmcourse.text_conditioning.drop_conditions",
+    more='The likely slips are one draw for the whole batch (torch.rand(1) < p), one draw shared by every '
+         'modality, or > in place of <. Loop over probabilities.items() and give each name its own '
+         "torch.rand(batch, generator=generator) < p, in the dict's order, so every clip and every modality "
+         'gets its own number.',
+)
 def check_drop_conditions(drop):
     """``drop(batch, probabilities, generator)`` -> ``{name: bool (batch,)}``."""
     probabilities = {"caption": 0.5, "image": 0.5, "motion": 0.5}
@@ -234,6 +264,16 @@ def check_drop_conditions(drop):
         if abs(rate - p) > 0.08:
             raise Wrong(f"{name!r} was dropped for {rate:.0%} of the clips; asked for {p:.0%}.",
                         hint="A clip loses a condition when its draw is below that condition's probability.")
+    again = drop(64, dict(probabilities), _generator(0))
+    repeats = all(torch.equal(torch.as_tensor(again[name]).bool(), rows[name][0]) for name in names)
+    if not repeats or all(torch.equal(r[0], r[k]) for r in rows.values() for k in range(1, len(draws))):
+        raise Wrong(
+            "Two generators with the same seed gave different masks." if not repeats
+            else "Twenty generators with different seeds gave the same masks.",
+            mistake=GENERATOR_IGNORED,
+            hint="Draw from the generator you are given: torch.rand(batch, generator=generator). "
+                 "A training run must repeat its dropout from its seed.",
+        )
     if drop(64, {"caption": 0.0}, _generator(0))["caption"].any() or not drop(64, {"caption": 1.0}, _generator(0))["caption"].all():
         raise Wrong("p = 0 must drop nothing and p = 1 everything.", hint="Compare torch.rand(...) < p.")
     return "Each clip, and each of its conditions, is dropped on its own."

@@ -62,7 +62,13 @@ def reference_concat_condition(x: torch.Tensor, frame: torch.Tensor) -> torch.Te
     return torch.cat([x, frames], dim=2)
 
 
-@self_check("conditioning frame on the channels", reference="vdmcourse.nn.conditioning.concat_condition")
+@self_check(
+    "conditioning frame on the channels",
+    reference="vdmcourse.nn.conditioning.concat_condition",
+    more='The likely slips are torch.cat on dim=1 (frames) instead of dim=2 (channels), the frame put beside '
+         'frame 0 only, or the frame before x. Print shapes: frame[:, None] is (B, 1, C_c, H, W); .expand(-1, '
+         'x.shape[1], -1, -1, -1) makes it (B, T, C_c, H, W); x goes first in the cat.',
+)
 def check_concat_condition(concat_condition):
     """``concat_condition(x, frame)`` -> ``(B, T, C + C_c, H, W)``."""
     x = torch.randn(2, 5, 1, 4, 4, generator=_generator(1))
@@ -98,7 +104,13 @@ def _toy_encoder(image: torch.Tensor) -> torch.Tensor:
     return torch.tanh(2 * image + 0.5)
 
 
-@self_check("noise augmentation", reference="vdmcourse.nn.conditioning.augment_frame (then the VAE's encoder)")
+@self_check(
+    "noise augmentation",
+    reference="vdmcourse.nn.conditioning.augment_frame (then the VAE's encoder)",
+    more='The likely slip is the order: encode(image) + strength * eps noises the latent, after the encoder. '
+         'The noise goes on the pixels (noisy = image + strength * eps) and the encoder is called once, on the '
+         'noisy image.',
+)
 def check_condition_latent(condition_latent):
     """``condition_latent(image, strength, eps, encode)`` -> the encoded conditioning frame."""
     image = torch.rand(2, 1, 8, 8, generator=_generator(3)) * 2 - 1
@@ -127,7 +139,14 @@ def reference_micro_embedding(time_emb: torch.Tensor, ids: torch.Tensor, project
     return time_emb + project(torch.cat(parts, dim=1))
 
 
-@self_check("micro-conditioning", reference="vdmcourse.nn.conditioning.MicroConditioning")
+@self_check(
+    "micro-conditioning",
+    reference="vdmcourse.nn.conditioning.MicroConditioning",
+    more='The likely slips are torch.cat with time_emb (more features than E), project(...) returned without '
+         'time_emb, or the raw noise_aug_strength embedded (column 2 needs MICRO_SCALES[2] = 1000). For i in '
+         'range(3): sinusoidal_embedding(ids[:, i] * MICRO_SCALES[i], frequency_dim) is (B, F); cat the three '
+         'on dim=1 to (B, 3F), project, and add to time_emb.',
+)
 def check_micro_embedding(micro_embedding):
     """``micro_embedding(time_emb, ids, project, frequency_dim)`` -> ``(B, E)``."""
     frequency_dim, dim = 8, 12
@@ -168,7 +187,13 @@ def reference_ramp_guidance(cond_out: torch.Tensor, uncond_out: torch.Tensor, mi
     return uncond_out + scales * (cond_out - uncond_out)
 
 
-@self_check("per-frame guidance ramp", reference="vdmcourse.pipelines.guidance_ramp and frame_guidance")
+@self_check(
+    "per-frame guidance ramp",
+    reference="vdmcourse.pipelines.guidance_ramp and frame_guidance",
+    more='The likely slips are linspace(max, min, T) (reversed), one scale for every frame, or cond and uncond '
+         'swapped. scales = torch.linspace(min_scale, max_scale, cond_out.shape[1]) is (T,); .reshape(1, -1, '
+         '1, 1, 1) lines it up with the T axis of (B, T, C, H, W).',
+)
 def check_ramp_guidance(ramp_guidance):
     """``ramp_guidance(cond_out, uncond_out, min_scale, max_scale)`` -> ``(B, T, C, H, W)``."""
     cond_out, uncond_out = torch.ones(2, 5, 1, 2, 2), torch.zeros(2, 5, 1, 2, 2)
@@ -202,7 +227,14 @@ def reference_sdedit_start(x0: torch.Tensor, eps: torch.Tensor, strength: float,
     return (1 - t0) * x0 + t0 * eps, torch.linspace(t0, 0, remaining + 1)
 
 
-@self_check("SDEdit start", reference="vdmcourse.pipelines.VideoToVideoPipeline.start")
+@self_check(
+    "SDEdit start",
+    reference="vdmcourse.pipelines.VideoToVideoPipeline.start",
+    more='The likely slips are t0 = 1 - strength (counted from the noisy end) and the whole grid instead of '
+         'what remains. Here t = 1 is noise, so t0 = strength and x_start = (1 - t0) * x0 + t0 * eps; n = '
+         'max(1, round(strength * steps)) steps remain, and torch.linspace(t0, 0, n + 1) lists their n + 1 '
+         'times.',
+)
 def check_sdedit_start(sdedit_start):
     """``sdedit_start(x0, eps, strength, steps)`` -> ``(x_start, times)``."""
     x0 = torch.rand(1, 4, 1, 3, 3, generator=_generator(10)) * 2 - 1

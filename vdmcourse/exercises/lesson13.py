@@ -68,7 +68,14 @@ def _motion_clips():
     return moving, static, noisy
 
 
-@self_check("motion score", reference="vdmcourse.data.curation.motion_score")
+@self_check(
+    "motion score",
+    reference="vdmcourse.data.curation.motion_score",
+    more='The likely slip is the mean absolute frame difference, which pixel noise raises as much as motion '
+         'does. Block matching instead: for each step t and every shift (dy, dx) with |dy|, |dx| <= 4, err = '
+         '((torch.roll(frame_t, (dy, dx), dims=(-2, -1)) - frame_t1) ** 2).mean((-3, -2, -1)); keep the shift '
+         'of smallest err per clip, its length (dy ** 2 + dx ** 2) ** 0.5, and average over t -> (N,).',
+)
 def check_motion_score(motion):
     """``motion(video)`` -> ``(N,)``, larger for clips whose content moves."""
     moving, static, noisy = _motion_clips()
@@ -104,7 +111,14 @@ def _split_scores():
     return train, test
 
 
-@self_check("static-clip filter", reference="vdmcourse.data.curation.StaticClipFilter")
+@self_check(
+    "static-clip filter",
+    reference="vdmcourse.data.curation.StaticClipFilter",
+    more='The likely slips are a threshold taken from the test scores (or from both splits pooled), a quantile '
+         'that keeps the wrong share, or float masks. Sort train_scores alone, descending; the threshold is '
+         'the value at index math.ceil(keep * len(train_scores)) - 1; return (train_scores >= threshold, '
+         'test_scores >= threshold).',
+)
 def check_split_filter(filter_splits):
     """``filter_splits(train_scores, test_scores, keep)`` -> ``(keep_train, keep_test)`` boolean masks."""
     train, test = _split_scores()
@@ -151,7 +165,14 @@ def _duplicate_set():
     return items, expected
 
 
-@self_check("duplicate finder", reference="vdmcourse.data.curation.find_duplicates")
+@self_check(
+    "duplicate finder",
+    reference="vdmcourse.data.curation.find_duplicates",
+    more='The likely slips are a pixel comparison without shifts (a 1-px move hides a copy), pairing an image '
+         'with itself, or listing (j, i) as well. For i < j: the distance is the minimum over (dy, dx) in {-1, '
+         '0, 1} x {-1, 0, 1} of ((torch.roll(images[i], (dy, dx), dims=(-2, -1)) - images[j]) ** '
+         '2).mean().sqrt(); keep the pair when it is below threshold.',
+)
 def check_find_duplicates(duplicates):
     """``duplicates(images, threshold)`` -> list of pairs ``(i, j)``, ``i < j``."""
     items, expected = _duplicate_set()
