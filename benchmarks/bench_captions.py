@@ -14,12 +14,27 @@ the shipped captioner's held-out accuracy per attribute.
 captions (``text-video-short-cpu``) and on captions written by the captioner
 (``text-video-cpu``) -- from the same held-out descriptive prompts (ground-truth captions
 of test-digit clips, canonical wording), same seeds, caption only, and scores digit,
-direction, speed class and bounce walls.
+direction, speed class and bounce walls. With ``--styles short`` (or both, the default)
+it also prompts both models with the *short* captions of the same clips ("a 3"): the
+short model's own vocabulary, so the digit column compares the two models fairly
+(a model prompted in words it never saw in training is not measured on what it knows).
 
 ``control`` samples ``text-video-cpu`` from the same prompts with and without the first
 frame of the prompt's clip and its motion path (the ink centroid per frame), and scores
 the trajectory error (px) against that path, frame 0's PSNR against the clip's, and
 digit / direction accuracy.
+
+``alignment`` measures the mini-CLIP (``miniclip-cpu``, :mod:`vdmcourse.metrics.alignment`):
+held-out retrieval accuracy and attribute probes, then the text-video alignment score of
+real clips with their own captions, with shuffled captions and with deliberately wrong
+ones, and of the two text-to-video models' samples for the same descriptive prompts
+(same seeds as ``recaption``, so the same clips).
+
+``textpath`` compares how the text reaches the U-Net, at equal compute: ``text-pooled-cpu``
+(pooled text vector through the timestep embedding only) against ``text-cross-cpu``
+(cross-attention only), both trained 250 steps from ``video-ctx-cpu`` on ground-truth
+descriptive captions, text only (run folders ``runs/<name>``, or ``--runs``); sampled from
+the same held-out prompts and scored with the prompt-following metrics and the mini-CLIP.
 
 Results: ``benchmarks/results/captions.md`` / ``.json`` and ``captions_strips.png``.
 Run through ``/work/bin/heavy`` (one thread).
@@ -28,6 +43,7 @@ Run through ``/work/bin/heavy`` (one thread).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -38,6 +54,7 @@ import torch
 from vdmcourse.course import CHECKPOINT_DIR
 from vdmcourse.data import MovingMNISTConfig, generate_clips
 from vdmcourse.data.captions import caption, clip_facts
+from vdmcourse.metrics.alignment import load_miniclip, retrieval_accuracy, text_video_alignment
 from vdmcourse.metrics.captioner import captioner_accuracy
 from vdmcourse.metrics.features import load_evaluator
 from vdmcourse.metrics.prediction import psnr
@@ -89,26 +106,36 @@ def _pipe(name: str, args) -> TextToVideoPipeline:
 ARMS = ("text-video-short-cpu", "text-video-cpu")
 
 
+STYLES = ("descriptive", "short")
+_ROWS = {"descriptive": "rows", "short": "short_rows"}  # where each prompt style's rows are kept
+
+
 def recaption(args) -> dict:
-    """Both arms, or the ``--arms`` given (rows of an earlier run with the same prompts,
-    seed and sampler are kept, so the arms may be measured one at a time)."""
+    """Both arms, or the ``--arms`` given, prompted in the ``--styles`` given (rows of an
+    earlier run with the same prompts, seed and sampler are kept, so the arms and styles
+    may be measured one at a time)."""
     evaluator = load_evaluator()
     clips, facts, captions = held_out_prompts(args.prompts, args.seed)
+    short = [caption(f, "short") for f in facts]
     settings = {"prompts": args.prompts, "seed": args.seed, "sampler": [args.sampler, args.steps, args.text_scale]}
     earlier = _previous("recaption")
     same = earlier is not None and all(earlier.get(k) == v for k, v in settings.items())
-    rows = dict(earlier["rows"]) if same else {}
-    for name in args.arms:
-        started = time.perf_counter()
-        video = _generate(_pipe(name, args), captions, seed=args.seed)
-        rows[name] = prompt_scores(measure_clips(video, evaluator), facts) | {"seconds": time.perf_counter() - started}
-        print(name, rows[name], flush=True)
-    rows["real clips (metric ceiling)"] = prompt_scores(measure_clips(clips.video, evaluator), facts)
-    if all(name in rows for name in ARMS):
+    tables = {key: dict(earlier.get(key, {})) if same else {} for key in _ROWS.values()}
+    for style in args.styles:
+        rows = tables[_ROWS[style]]
+        for name in args.arms:
+            started = time.perf_counter()
+            video = _generate(_pipe(name, args), captions if style == "descriptive" else short, seed=args.seed)
+            rows[name] = prompt_scores(measure_clips(video, evaluator), facts) | {"seconds": time.perf_counter() - started}
+            print(style, name, rows[name], flush=True)
+        rows["real clips (metric ceiling)"] = prompt_scores(measure_clips(clips.video, evaluator), facts)
+    rows = tables["rows"]
+    if "descriptive" in args.styles and all(name in rows for name in ARMS):
         strips = {name: _generate(_pipe(name, args), captions[:4], seed=args.seed) for name in ARMS}
         save_strips(strips | {"real clips": clips.video[:4]}, captions[:4], RESULTS / "captions_strips.png")
-    rows = {name: rows[name] for name in (*ARMS, "real clips (metric ceiling)") if name in rows}
-    return settings | {"rows": rows, "captions": captions[:4]}
+    order = (*ARMS, "real clips (metric ceiling)")
+    tables = {key: {name: table[name] for name in order if name in table} for key, table in tables.items()}
+    return settings | tables | {"captions": captions[:4], "short_captions": short[:4]}
 
 
 def _previous(command: str) -> dict | None:
@@ -145,6 +172,74 @@ def control(args) -> dict:
     return {"prompts": args.prompts, "seed": args.seed, "sampler": [args.sampler, args.steps, args.text_scale], "rows": rows}
 
 
+def _wrong(facts, how: str):
+    """``facts`` made wrong: another digit, or also the opposite direction."""
+    out = []
+    for f in facts:
+        f = dataclasses.replace(f, digits=((f.digits[0] + 1) % 10,))
+        if how == "digit + direction":
+            f = dataclasses.replace(f, directions=((f.directions[0] + 4) % 8,))
+        out.append(f)
+    return out
+
+
+def alignment(args) -> dict:
+    model = load_miniclip()
+    started = time.perf_counter()
+    retrieval = retrieval_accuracy(model, 1024, pool=64, seed=1)
+    retrieval["seconds"] = time.perf_counter() - started
+    print("retrieval", retrieval, flush=True)
+    evaluator = load_evaluator()
+    clips, facts, captions = held_out_prompts(args.prompts, args.seed)
+
+    def row(video, texts, extra=None):
+        score = text_video_alignment(video, texts, model)
+        return {"alignment": score.mean().item(), "alignment_sem": (score.std() / len(score) ** 0.5).item()} | (extra or {})
+
+    rows = {"real clips, own captions": row(clips.video, captions)}
+    rows["real clips, shuffled captions"] = row(clips.video, captions[1:] + captions[:1])
+    rows["real clips, wrong digit"] = row(clips.video, [caption(f) for f in _wrong(facts, "digit")])
+    rows["real clips, wrong digit + direction"] = row(clips.video, [caption(f) for f in _wrong(facts, "digit + direction")])
+    for name in ARMS:
+        started = time.perf_counter()
+        video = _generate(_pipe(name, args), captions, seed=args.seed)
+        rows[f"{name} samples"] = row(video, captions, prompt_scores(measure_clips(video, evaluator), facts) | {"seconds": time.perf_counter() - started})
+        print(name, rows[f"{name} samples"], flush=True)
+    return {"prompts": args.prompts, "seed": args.seed, "sampler": [args.sampler, args.steps, args.text_scale], "retrieval": retrieval, "rows": rows}
+
+
+TEXT_PATHS = ("text-pooled-cpu", "text-cross-cpu")
+NOISY = "text-cross-noisy-cpu"  # lesson 13's caption-quality arm: text-cross-cpu with 30 % of captions wrong
+
+
+def textpath(args) -> dict:
+    evaluator = load_evaluator()
+    model = load_miniclip() if (CHECKPOINT_DIR / "miniclip-cpu.safetensors").is_file() else None
+    clips, facts, captions = held_out_prompts(args.prompts, args.seed)
+    rows = {}
+    for name in (*TEXT_PATHS, NOISY):
+        folder = args.runs / name
+        if not (folder / "model.safetensors").is_file():
+            print(f"{name}: no run in {folder}, skipped", flush=True)
+            continue
+        run = json.loads((folder / "run.json").read_text())
+        pipe = TextToVideoPipeline.from_pretrained(folder / "model.safetensors", device="cpu", sampler=args.sampler, steps=args.steps, text_scale=args.text_scale)
+        started = time.perf_counter()
+        video = _generate(pipe, captions, seed=args.seed)
+        rows[name] = prompt_scores(measure_clips(video, evaluator), facts) | {
+            "seconds": time.perf_counter() - started,
+            "parameters": sum(p.numel() for p in pipe.model.parameters()),
+            "train": {k: run.get(k) for k in ("steps", "train_time_s", "wall_time_s", "final_loss", "command") if k in run},
+        }
+        if model is not None:
+            rows[name]["alignment"] = text_video_alignment(video, captions, model).mean().item()
+        print(name, rows[name], flush=True)
+    rows["real clips (metric ceiling)"] = prompt_scores(measure_clips(clips.video, evaluator), facts)
+    if model is not None:
+        rows["real clips (metric ceiling)"]["alignment"] = text_video_alignment(clips.video, captions, model).mean().item()
+    return {"prompts": args.prompts, "seed": args.seed, "sampler": [args.sampler, args.steps, args.text_scale], "rows": rows}
+
+
 def save_strips(strips: dict, captions: list[str], path: Path) -> None:
     import matplotlib
 
@@ -171,7 +266,7 @@ def save_strips(strips: dict, captions: list[str], path: Path) -> None:
 def write_markdown(results: dict) -> None:
     lines = ["# Lesson 09: captions, recaptioning and multimodal control", ""]
     machine = results.get("machine", "")
-    lines += [f"Measured with `python benchmarks/bench_captions.py ladder|recaption|control` on {machine}.", ""]
+    lines += [f"Measured with `python benchmarks/bench_captions.py ladder|recaption|control|alignment|textpath` on {machine}.", ""]
     if "ladder" in results:
         d = results["ladder"]
         lines += [f"## Prompt-following metrics on real clips and a ladder of wrong ones ({d['prompts']} test clips, seed {d['seed']})", ""]
@@ -191,6 +286,24 @@ def write_markdown(results: dict) -> None:
         for name, s in d["rows"].items():
             lines.append(f"| {name} | {s['digit']:.3f} | {s['direction']:.3f} | {s['speed']:.3f} | {s['bounce_walls']:.3f} | {s['overall']:.3f} |")
         lines += ["", "![strips](captions_strips.png)" if (RESULTS / "captions_strips.png").is_file() else "(strips: drawn once both arms are measured)", ""]
+        short = d.get("short_rows", {})
+        if short:
+            lines += [f"### The same models prompted with the short captions of the same clips (\"{d['short_captions'][0]}\")", "",
+                      "Short prompts ask only for the digit, so only the digit column means anything here. It is the short model's own "
+                      "vocabulary: the fair test of what it knows.", "",
+                      "| trained on | digit, short prompts | digit, descriptive prompts |", "|---|---|---|"]
+            for name, s in short.items():
+                other = d["rows"].get(name, {}).get("digit")
+                lines.append(f"| {name} | {s['digit']:.3f} | {'-' if other is None else f'{other:.3f}'} |")
+            lines.append("")
+            if all(name in short and name in d["rows"] for name in ARMS):
+                own_short, own_long = short[ARMS[0]]["digit"], d["rows"][ARMS[1]]["digit"]
+                noise = results.get("ladder", {}).get("rows", {}).get("noise")
+                chance = "" if noise is None else (f" (uniform-noise clips score {noise['direction']:.3f} / {noise['speed']:.3f} / "
+                                                   f"{noise['bounce_walls']:.3f} in the ladder above: its chance reference)")
+                lines += [f"Each model asked in its own words: the short-caption model draws the asked digit in {own_short:.3f} of its short "
+                          f"prompts, the recaptioned model in {own_long:.3f} of its descriptive ones; direction, speed and bounce walls "
+                          f"are in the first table{chance}.", ""]
     if "control" in results:
         d = results["control"]
         sampler, steps, scale = d["sampler"]
@@ -199,22 +312,64 @@ def write_markdown(results: dict) -> None:
         for name, s in d["rows"].items():
             lines.append(f"| {name} | {s['trajectory_error_px']:.2f} | {s['frame0_psnr_db']:.1f} | {s['digit']:.3f} | {s['direction']:.3f} |")
         lines.append("")
+    if "alignment" in results:
+        d = results["alignment"]
+        r = d["retrieval"]
+        lines += [f"## Text-video alignment: the mini-CLIP (miniclip-cpu)", "",
+                  f"Held-out accuracy ({r['held_out_clips']} test-digit clips, canonical captions, seed 1). Retrieval: top-1 within pools "
+                  f"of {r['pool']} clips (chance {r['chance_retrieval']:.3f}); probes: the true caption scored above every copy with that attribute changed.", "",
+                  "| clip -> caption | caption -> clip | digit probe | direction probe | speed probe |", "|---|---|---|---|---|",
+                  f"| {r['clip_to_caption']:.3f} | {r['caption_to_clip']:.3f} | {r['digit']:.3f} (chance 0.100) | {r['direction']:.3f} (chance 0.125) | {r['speed']:.3f} (chance 0.333) |", ""]
+        sampler, steps, scale = d["sampler"]
+        lines += [f"Alignment score (mean cosine of clip and caption embeddings, ± standard error) on {d['prompts']} held-out descriptive prompts "
+                  f"(seed {d['seed']}; samples: {sampler}, {steps} steps, text guidance {scale}, caption only):", "",
+                  "| clips, captions | alignment | digit | direction | speed class | bounce walls |", "|---|---|---|---|---|---|"]
+        for name, s in d["rows"].items():
+            rest = " | ".join(f"{s[k]:.3f}" if k in s else "" for k in ("digit", "direction", "speed", "bounce_walls"))
+            lines.append(f"| {name} | {s['alignment']:.3f} ± {s['alignment_sem']:.3f} | {rest} |")
+        lines.append("")
+    if "textpath" in results:
+        d = results["textpath"]
+        sampler, steps, scale = d["sampler"]
+        lines += [f"## Pooled text vs cross-attention, equal compute ({d['prompts']} held-out descriptive prompts, seed {d['seed']}; {sampler}, {steps} steps, text guidance {scale})", "",
+                  "Both from video-ctx-cpu, same steps, batch, seed and data (ground-truth descriptive captions, text only); "
+                  "train min: the run's training time (one thread, shared machine).", "",
+                  "| text path | steps | train min | digit | direction | speed class | bounce walls | overall | alignment |", "|---|---|---|---|---|---|---|---|---|"]
+        def table_row(name, s):
+            train = s.get("train", {})
+            cpu = f"{train['train_time_s'] / 60:.1f}" if train.get("train_time_s") else ""
+            align = f"{s['alignment']:.3f}" if "alignment" in s else ""
+            return f"| {name} | {train.get('steps', '')} | {cpu} | {s['digit']:.3f} | {s['direction']:.3f} | {s['speed']:.3f} | {s['bounce_walls']:.3f} | {s['overall']:.3f} | {align} |"
+
+        lines += [table_row(name, s) for name, s in d["rows"].items() if name != NOISY]
+        lines += ["", f"Standard error of a share p over {d['prompts']} prompts: sqrt(p(1-p)/{d['prompts']}), at most {0.5 / d['prompts'] ** 0.5:.3f}.", ""]
+        if NOISY in d["rows"]:
+            lines += ["### Caption quality (lesson 13, experiment 4): 30 % of the captions replaced by another clip's", "",
+                      "The cross-attention recipe above, trained once more at equal compute with a share 0.3 of the training captions "
+                      "replaced by the next clip's caption in the batch; same prompts and seeds.", "",
+                      "| training captions | steps | train min | digit | direction | speed class | bounce walls | overall | alignment |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            lines += [table_row(label, d["rows"][name]) for name, label in (("text-cross-cpu", "clean (text-cross-cpu)"), (NOISY, f"30% wrong ({NOISY})"))
+                      if name in d["rows"]]
+            lines.append("")
     (RESULTS / "captions.md").write_text("\n".join(lines))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["ladder", "recaption", "control"])
+    parser.add_argument("command", choices=["ladder", "recaption", "control", "alignment", "textpath"])
     parser.add_argument("--prompts", type=int, default=100, help="held-out prompts (default 100)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampler", default="heun")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--text-scale", type=float, default=4.0)
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS), help="recaption: which models to sample (default both)")
+    parser.add_argument("--styles", nargs="+", choices=STYLES, default=list(STYLES), help="recaption: which prompts (default both)")
     parser.add_argument("--checkpoints", type=Path, default=CHECKPOINT_DIR, help="folder holding the text-video checkpoints")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="textpath: folder holding the run folders runs/<preset>")
     args = parser.parse_args()
     started = time.perf_counter()
-    entry = {"ladder": ladder, "recaption": recaption, "control": control}[args.command](args)
+    entry = {"ladder": ladder, "recaption": recaption, "control": control, "alignment": alignment, "textpath": textpath}[args.command](args)
     entry["wall_s"] = time.perf_counter() - started
     entry["command"] = "python benchmarks/bench_captions.py " + " ".join(os.sys.argv[1:])
     path = RESULTS / "captions.json"

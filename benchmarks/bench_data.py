@@ -17,7 +17,10 @@ changes only its batch source (:mod:`vdmcourse.datalab`):
    move 1 px/frame); samples asked for strides 1, 2, 3. Measured: motion per frame.
 4. ``labels``  -- the stand-in for caption quality (the captions lesson had not landed):
    clean digit labels or 30 % of them wrong. Measured: share of samples the course's
-   evaluator classifies as the asked-for digit.
+   evaluator classifies as the asked-for digit. Section 4b redoes it with captions (lesson 09's
+   text-to-video model, 30 % of descriptive captions replaced by another clip's): trained by
+   the presets ``text-cross-cpu`` / ``text-cross-noisy-cpu``, measured by
+   ``benchmarks/bench_captions.py textpath``, and read here from ``captions.json``.
 5. ``digits``  -- 5, 50 or 450 distinct training digits per class (50, 500, 4,500 digits: the
    whole shipped training pool). Measured: the denoising loss on clips of training and of
    unseen test digits (generalisation) and the nearest-neighbour distance of samples'
@@ -211,6 +214,7 @@ def tables(runs: dict) -> list[str]:
             r = e["result"]
             lines.append(f"| {name} | {r['label_accuracy']:.2f} | {r['evaluator_on_real']:.2f} | {cost(e)} |")
         lines += ["", "The captions lesson had not landed; wrong digit labels stand in for wrong captions.", ""]
+    lines += _caption_quality()
     if arms("digits"):
         lines += ["## 5. Data quantity: distinct training digits", "",
                   "| training digits | loss, train digits | loss, test digits | gap | NN distance samples -> train | test digits -> train | train CPU min |",
@@ -225,6 +229,28 @@ def tables(runs: dict) -> list[str]:
     lines += [f"Total CPU: {total:.1f} min over {len(runs)} arms. Machine: {first['machine']['cpu']}, "
               f"{first['machine']['torch_threads']} thread(s).", ""]
     return lines
+
+
+def _caption_quality() -> list[str]:
+    """Experiment 4 redone with the caption pipeline (lesson 09's models): read from
+    ``captions.json``, where ``python benchmarks/bench_captions.py textpath`` measures the
+    arms ``text-cross-cpu`` (clean descriptive captions) and ``text-cross-noisy-cpu`` (30 %
+    of them replaced by another clip's caption), trained by ``python -m vdmcourse train``."""
+    path = RESULTS / "captions.json"
+    rows = json.loads(path.read_text()).get("textpath", {}).get("rows", {}) if path.is_file() else {}
+    arms = [(label, rows[name]) for name, label in (("text-cross-cpu", "captions clean"), ("text-cross-noisy-cpu", "captions 30% wrong")) if name in rows]
+    if len(arms) < 2:
+        return []
+    prompts = json.loads(path.read_text())["textpath"]["prompts"]
+    lines = ["## 4b. Caption quality, with captions", "",
+             f"Lesson 09's text-to-video U-Net (from video-ctx-cpu, cross-attention to a text encoder), 250 steps at batch 8 from seed 0 "
+             "on ground-truth descriptive captions, text only; the second arm has 30 % of its captions replaced by another clip's. "
+             f"Prompt following on {prompts} held-out descriptive prompts (`benchmarks/bench_captions.py textpath`; table also in captions.md).", "",
+             "| training captions | digit | direction | speed class | bounce walls | overall | train min |", "|---|---|---|---|---|---|---|"]
+    for label, r in arms:
+        lines.append(f"| {label} | {r['digit']:.3f} | {r['direction']:.3f} | {r['speed']:.3f} | {r['bounce_walls']:.3f} | {r['overall']:.3f} | "
+                     f"{r['train']['train_time_s'] / 60:.1f} |")
+    return lines + [""]
 
 
 def plots(runs: dict) -> None:

@@ -8,6 +8,8 @@ time, and sample quality at fixed training budgets against the U-Net.
     python benchmarks/bench_dit.py sampling                  # 8 clips at the preset's defaults, DiT and U-Net
     python benchmarks/bench_unet3d.py snapshot runs/dit-cpu  # beside training: keeps every saved model
     python benchmarks/bench_dit.py budgets runs/dit-cpu      # strips + metrics at 5/10/15/30 min
+    python benchmarks/bench_dit.py pilot NAME --seconds 210 --set layout=alternate position=sincos+rope
+                                                             # a short run of dit-cpu with changes, scored as budgets
 
 ``flops`` counts one training step's FLOPs with ``torch.utils.flop_counter.FlopCounterMode``
 (forward + backward; the optimiser's elementwise work is not counted), times the step, and
@@ -229,9 +231,9 @@ def packing(args) -> dict:
 def scaling(args) -> dict:
     import matplotlib.pyplot as plt
 
-    base = get_preset("dit-cpu")
-    rows, trainers = [], {}
-    for dim in (32, 64, 96):
+    base = _override(get_preset("dit-cpu"), args.set)
+    rows = []
+    for dim in args.dims:
         config = dataclasses.replace(base.model_config, dim=dim, heads=4)
         result = _train_for(dataclasses.replace(base, model_config=config), args.seconds)
         trainer = result.pop("trainer")
@@ -251,7 +253,7 @@ def scaling(args) -> dict:
     fig.tight_layout()
     with atomic_path(RESULTS / "dit_scaling.png") as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-    return {"seconds": args.seconds, "load_average": load_average(), "rows": rows, "plot": "benchmarks/results/dit_scaling.png"}
+    return {"seconds": args.seconds, "changes": list(args.set), "load_average": load_average(), "rows": rows, "plot": "benchmarks/results/dit_scaling.png"}
 
 
 def sampling(args) -> dict:
@@ -274,6 +276,49 @@ def sampling(args) -> dict:
         print(rows[-1], flush=True)
     return {"load_average": load_average(), "rows": rows,
             "latents": "not measured: the video VAE (lesson 06) has not landed on this branch"}
+
+
+def _override(preset, settings):
+    """``preset`` with ``key=value`` changes: a field of the model config, of the TrainConfig,
+    or of the preset itself (values parsed as Python literals, else kept as strings)."""
+    import ast
+
+    model, train, top = {}, {}, {}
+    for item in settings:
+        key, _, text = item.partition("=")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        if key in {f.name for f in dataclasses.fields(preset.model_config)}:
+            model[key] = value
+        elif key in {f.name for f in dataclasses.fields(preset.train)}:
+            train[key] = value
+        elif key in {f.name for f in dataclasses.fields(preset)}:
+            top[key] = value
+        else:
+            raise SystemExit(f"pilot: {key!r} is not a field of the model config, the TrainConfig or the preset")
+    return dataclasses.replace(preset, model_config=dataclasses.replace(preset.model_config, **model),
+                               train=dataclasses.replace(preset.train, **train), **top)
+
+
+def pilot(args) -> dict:
+    """dit-cpu with the changes of ``--set``, trained ``--seconds``, scored as ``budgets`` scores
+    a snapshot (EMA weights, the same 30 draws). Each pilot writes its own ``dit_pilot_NAME.json``."""
+    preset = _override(get_preset(args.base), args.set)
+    result = _train_for(preset, args.seconds)
+    trainer = result.pop("trainer")
+    video = _draw(trainer.ema, preset.metadata())
+    strip = RESULTS / f"dit_pilot_{args.name}.png"
+    with atomic_path(strip) as tmp:
+        frame_strip(video[:5], titles=[str(i) for i in range(5)]).savefig(tmp, format="png", dpi=120)
+    row = {"name": args.name, "base": args.base, "changes": list(args.set), "seconds": args.seconds, **result,
+           **_scores(video, _evaluator(), preset.data.digit_size), "tokens_per_clip": trainer.model.tokens_per_clip(*preset.sample_shape[:1], *preset.sample_shape[2:]),
+           "load_average": load_average(), "strip": str(strip.relative_to(RESULTS.parent.parent))}
+    print({k: v for k, v in row.items() if k != "loss_curve"}, flush=True)
+    with atomic_path(RESULTS / f"dit_pilot_{args.name}.json") as tmp:
+        tmp.write_text(json.dumps(row, indent=1) + "\n")
+    return row
 
 
 def budgets(args) -> dict:
@@ -369,7 +414,8 @@ def write_report(results: dict) -> None:
     if "scaling" in stored:
         s = stored["scaling"]
         lines += ["## A mini scaling study", "",
-                  f"Widths 32, 64, 96 of the dit-cpu model (depth and patch fixed), {s['seconds']:.0f} s of training each, "
+                  f"Widths {', '.join(str(r['dim']) for r in s['rows'])} of the dit-cpu model (depth and patch fixed"
+                  f"{'; ' + ', '.join(s['changes']) if s.get('changes') else ''}), {s['seconds']:.0f} s of training each, "
                   f"one after the other (load average at the end {s['load_average']}). Plot: [dit_scaling.png](dit_scaling.png).", "",
                   "| width | params | steps | training PFLOP | loss (last 50) | identity | shape change | physics (px) | strip |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -377,6 +423,19 @@ def write_report(results: dict) -> None:
             lines.append(f"| {r['dim']} | {r['params']:,} | {r['steps']} | {r['train_pflop']:.3f} | {r['loss_last_50']:.4f} | "
                          f"{'n/a' if r['identity_persistence'] is None else format(r['identity_persistence'], '.2f')} | "
                          f"{r['shape_change']:.2f} | {r['physics_px']:.2f} | [{Path(r['strip']).name}]({Path(r['strip']).name}) |")
+        lines.append("")
+    pilots = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("dit_pilot_*.json"))]
+    if pilots:
+        lines += ["## Recipe pilots", "",
+                  "Short runs of the dit-cpu preset with the changes shown (`bench_dit.py pilot`), one torch thread each, "
+                  f"scored on the EMA weights exactly as the budget table ({CLIPS} draws, seed 0, the preset's sampler).", "",
+                  "| pilot | changes | tokens/clip | params | s/step | steps | train min | load avg | loss (last 50) | identity | shape change | physics (px) | flicker | strip |",
+                  "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+        for r in pilots:
+            lines.append(f"| {r['name']} | {', '.join(r['changes']) or '(none)'} | {r['tokens_per_clip']} | {r['params']:,} | "
+                         f"{r['s_per_step']:.3f} | {r['steps']} | {r['train_s'] / 60:.1f} | {r['load_average']} | {r['loss_last_50']:.4f} | "
+                         f"{'n/a' if r['identity_persistence'] is None else format(r['identity_persistence'], '.2f')} | "
+                         f"{r['shape_change']:.2f} | {r['physics_px']:.2f} | {r['flicker']:.4f} | [{Path(r['strip']).name}]({Path(r['strip']).name}) |")
         lines.append("")
     if "sampling" in stored:
         sm = stored["sampling"]
@@ -397,15 +456,27 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("flops").add_argument("--steps", type=int, default=5)
-    for name in ("layouts", "scaling"):
-        sub.add_parser(name).add_argument("--seconds", type=float, default=120.0)
+    sub.add_parser("layouts").add_argument("--seconds", type=float, default=120.0)
+    scaling_parser = sub.add_parser("scaling")
+    scaling_parser.add_argument("--seconds", type=float, default=120.0)
+    scaling_parser.add_argument("--dims", type=int, nargs="+", default=[32, 64, 96], help="the widths compared (4 heads each)")
+    scaling_parser.add_argument("--set", nargs="*", default=[], help="key=value changes to dit-cpu shared by every width (as pilot)")
     sub.add_parser("packing").add_argument("--repeats", type=int, default=3)
     sub.add_parser("sampling").add_argument("--repeats", type=int, default=3)
     sub.add_parser("budgets").add_argument("run")
+    pilot_parser = sub.add_parser("pilot", help="a short run of dit-cpu with changes (results/dit_pilot_NAME.json)")
+    pilot_parser.add_argument("name")
+    pilot_parser.add_argument("--base", default="dit-cpu")
+    pilot_parser.add_argument("--seconds", type=float, default=210.0)
+    pilot_parser.add_argument("--set", nargs="*", default=[], help="key=value changes to the model config, TrainConfig or preset")
     sub.add_parser("note", help="set the closing note of the report").add_argument("text")
     args = parser.parse_args(argv)
     if args.command == "note":
         write_report({"notes": args.text})
+        return 0
+    if args.command == "pilot":  # its own json (pilots run side by side); the report gathers them
+        pilot(args)
+        write_report({})
         return 0
     run = {"flops": flops, "layouts": layouts, "packing": packing, "scaling": scaling, "sampling": sampling, "budgets": budgets}[args.command]
     write_report({args.command: run(args)})

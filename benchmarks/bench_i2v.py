@@ -70,6 +70,12 @@ def per_frame_speed(video: torch.Tensor) -> torch.Tensor:
     return steps.nanmean(dim=1)
 
 
+def frame0_offset(video: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Distance in px between the tracked digit of frame 0 and that of the image: ``(B,)``
+    (PSNR hides it: a black frame scores higher than the right digit two pixels off)."""
+    return (track_digits(video[:, :1], 1).centres[:, 0, 0] - track_digits(image[:, None], 1).centres[:, 0, 0]).norm(dim=-1)
+
+
 def digit_share(video: torch.Tensor, labels: torch.Tensor, evaluator) -> torch.Tensor:
     """Share of frames whose tracked digit the evaluator classifies as ``labels`` ``(B,)``: ``(B,)``."""
     tracks = track_digits(video, 1)
@@ -110,6 +116,7 @@ def control(args) -> dict:
         speed = per_frame_speed(video)
         rows.append({"motion_bucket_id": bucket, "fps": 6, "px_per_frame": speed.tolist(), "px_per_s": (speed * 6).tolist(),
                      "psnr_frame0": psnr(video[:, :1], image[:, None])[:, 0].tolist(),
+                     "frame0_offset_px": frame0_offset(video, image).tolist(),
                      "identity": digit_share(video, labels, evaluator).tolist(), "seconds": seconds})
         print(json.dumps({k: rows[-1][k] for k in ("motion_bucket_id", "seconds")}), _mean(rows[-1]["px_per_s"]), flush=True)
     means = [_mean(r["px_per_s"]) for r in rows]
@@ -126,6 +133,7 @@ def control(args) -> dict:
     for aug in NOISE_AUG:
         video, seconds = run(fps=6, motion_bucket_id=args.fps_bucket, noise_aug_strength=aug)
         aug_rows.append({"noise_aug_strength": aug, "psnr_frame0": psnr(video[:, :1], image[:, None])[:, 0].tolist(),
+                         "frame0_offset_px": frame0_offset(video, image).tolist(),
                          "psnr_all_frames_vs_image": psnr(video, image[:, None].expand_as(video)).mean(1).tolist(),
                          "identity": digit_share(video, labels, evaluator).tolist(),
                          "px_per_frame": per_frame_speed(video).tolist(), "seconds": seconds})
@@ -133,11 +141,85 @@ def control(args) -> dict:
     out["noise_aug"] = {"rows": aug_rows}
     real = held_out(args.clips, speed=(0.5, 0.5))  # a reference: the identity and PSNR of real clips' frames
     out["real_identity"] = _mean(digit_share(real.video, real.labels[:, 0], evaluator))
+    # PSNR yardsticks for frame 0: a black frame, and the image shifted by 1 and 2 px
+    out["psnr_yardsticks"] = {"black frame": _mean(psnr(torch.zeros_like(image)[:, None], image[:, None])[:, 0]),
+                              **{f"image shifted {k} px": _mean(psnr(torch.roll(image, k, dims=-1)[:, None], image[:, None])[:, 0]) for k in (1, 2)}}
     out["load_average"] = load_average()
     out["machine"] = machine_info()
     _save("i2v_control", out)
     plot_control(out)
     return out
+
+
+def quick_knobs(pipe, clips: int = 8, steps: int = 10, **call) -> dict:
+    """A short reading of the knobs (the pilots' yardstick): mean measured speed at buckets 40 and
+    240 (fps 6), px/frame at fps 4 and 12 (bucket 120), PSNR of frame 0 at noise_aug 0.02."""
+    held = held_out(clips)
+    image = held.video[:, :1][:, 0]
+
+    def run(**knobs):
+        return pipe(image, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), **knobs, **call).frames
+
+    out = {}
+    for bucket in (40, 240):
+        video = run(fps=6, motion_bucket_id=bucket)
+        out[f"px_per_s_bucket{bucket}"] = _mean(per_frame_speed(video) * 6)
+        out[f"psnr_frame0_bucket{bucket}"] = _mean(psnr(video[:, :1], image[:, None])[:, 0])
+        out[f"frame0_offset_px_bucket{bucket}"] = _mean(frame0_offset(video, image))
+    for fps in (4, 12):
+        out[f"px_per_frame_fps{fps}"] = _mean(per_frame_speed(run(fps=fps, motion_bucket_id=120)))
+    out["bucket_ratio_240_over_40"] = out["px_per_s_bucket240"] / out["px_per_s_bucket40"]  # the data: 6.0
+    out["fps_ratio_4_over_12"] = out["px_per_frame_fps4"] / out["px_per_frame_fps12"]  # the data: 3.0
+    return out
+
+
+def pilot(args) -> dict:
+    """Fine-tune a variant of the i2v-cpu recipe for --minutes with the package's Trainer, then
+    read its knobs with :func:`quick_knobs` (recipe search; shipped checkpoints come from
+    ``python -m vdmcourse train``). ``--set`` overrides: group, t_mean, lr, max_noise_aug, init, gain."""
+    import dataclasses
+    import functools
+
+    from vdmcourse.conditioned_training import image_to_video_batch, image_to_video_loss
+    from vdmcourse.presets import get_preset
+    from vdmcourse.train import Trainer
+
+    base = get_preset("i2v-cpu")
+    knobs = dict(item.split("=", 1) for item in args.set)
+    group, t_mean = int(knobs.get("group", 1)), float(knobs.get("t_mean", 0.5))
+    max_aug = float(knobs.get("max_noise_aug", 0.5))
+    preset = dataclasses.replace(
+        base,
+        model_config=dataclasses.replace(base.model_config, condition_gain=float(knobs.get("gain", base.model_config.condition_gain))),
+        init_from=knobs.get("init", base.init_from),
+        loss=functools.partial(image_to_video_loss, t_mean=t_mean),
+        batch_source=functools.partial(image_to_video_batch, data=base.data, group=group, max_noise_aug=max_aug),
+        train=dataclasses.replace(base.train, lr=float(knobs.get("lr", base.train.lr))),
+    )
+    out_dir = Path("runs") / f"pilot-{args.name}"
+    started, cpu = time.time(), time.process_time()
+    trainer = Trainer(preset.build_model(), preset.loss_fn(), preset.batches(), preset.train, out_dir=out_dir,
+                      device="cpu", metadata=preset.metadata(), progress=False)
+    trainer.fit(preset.steps, time_limit=60 * args.minutes)
+    result = {"name": args.name, "set": knobs, "steps": trainer.step, "train_minutes": trainer.elapsed / 60,
+              "train_cpu_minutes": (time.process_time() - cpu) / 60,
+              "final_loss": _mean(trainer.history[-100:])}
+    pipe = ImageToVideoPipeline(trainer.ema, evaluator=load_evaluator())
+    result.update(quick_knobs(pipe, args.clips, args.steps))
+    result["wall_minutes"] = (time.time() - started) / 60
+    result["load_average"] = load_average()
+    print(json.dumps(result), flush=True)
+    _save(f"i2v_pilot_{args.name}", result)
+    return result
+
+
+def knobs(args) -> dict:
+    """:func:`quick_knobs` of a checkpoint (e.g. the shipped i2v-cpu, the pilots' baseline)."""
+    pipe = ImageToVideoPipeline.from_pretrained(str(args.checkpoint), device="cpu")
+    call = {} if args.max_guidance is None else {"max_guidance_scale": args.max_guidance, "min_guidance_scale": min(1.0, args.max_guidance)}
+    result = {"checkpoint": args.checkpoint.name, **call, **quick_knobs(pipe, args.clips, args.steps, **call)}
+    print(json.dumps(result), flush=True)
+    return result
 
 
 def v2v(args) -> dict:
@@ -313,20 +395,25 @@ def report(args) -> None:
                   f"Spearman rho, bucket vs mean measured speed over {len(c['buckets']['rows'])} buckets: "
                   f"**{c['buckets']['spearman_bucket_vs_mean_speed']:.3f}** (target >= 0.9); per clip: "
                   f"{c['buckets']['spearman_bucket_vs_clip_speed']:.3f}.", "",
-                  "| motion_bucket_id | the bucket's speed, px/s | measured, px/s | px/frame | PSNR frame 0, dB | identity |",
-                  "|---|---|---|---|---|---|"]
+                  "| motion_bucket_id | the bucket's speed, px/s | measured, px/s | px/frame | PSNR frame 0, dB | frame-0 offset, px | identity |",
+                  "|---|---|---|---|---|---|---|"]
         for r in c["buckets"]["rows"]:
             lines.append(f"| {r['motion_bucket_id']} | {r['motion_bucket_id'] * 16 / 255:.1f} | {_mean(r['px_per_s']):.2f} | "
-                         f"{_mean(r['px_per_frame']):.2f} | {_mean(r['psnr_frame0']):.1f} | {_mean(r['identity']):.2f} |")
+                         f"{_mean(r['px_per_frame']):.2f} | {_mean(r['psnr_frame0']):.1f} | {_mean(r.get('frame0_offset_px', [])):.2f} | "
+                         f"{_mean(r['identity']):.2f} |")
         lines += ["", f"fps at bucket {c['fps']['rows'][0]['motion_bucket_id']} (a fixed speed per second should give "
                   "a displacement per frame proportional to 1/fps):", "", "| fps | px/frame | px/s |", "|---|---|---|"]
         for r in c["fps"]["rows"]:
             lines.append(f"| {r['fps']} | {_mean(r['px_per_frame']):.2f} | {_mean(r['px_per_frame']) * r['fps']:.2f} |")
         lines += ["", "noise_aug_strength sweep (fps 6): fidelity against motion", "",
-                  "| noise_aug_strength | PSNR frame 0, dB | PSNR all frames vs image, dB | identity | px/frame |", "|---|---|---|---|---|"]
+                  "| noise_aug_strength | PSNR frame 0, dB | frame-0 offset, px | PSNR all frames vs image, dB | identity | px/frame |",
+                  "|---|---|---|---|---|---|"]
         for r in c["noise_aug"]["rows"]:
-            lines.append(f"| {r['noise_aug_strength']:g} | {_mean(r['psnr_frame0']):.1f} | {_mean(r['psnr_all_frames_vs_image']):.1f} | "
-                         f"{_mean(r['identity']):.2f} | {_mean(r['px_per_frame']):.2f} |")
+            lines.append(f"| {r['noise_aug_strength']:g} | {_mean(r['psnr_frame0']):.1f} | {_mean(r.get('frame0_offset_px', [])):.2f} | "
+                         f"{_mean(r['psnr_all_frames_vs_image']):.1f} | {_mean(r['identity']):.2f} | {_mean(r['px_per_frame']):.2f} |")
+        if "psnr_yardsticks" in c:
+            lines += ["", "PSNR yardsticks against the same images: " + ", ".join(f"{k} {v:.1f} dB" for k, v in c["psnr_yardsticks"].items())
+                      + ". Frame-0 offset: distance between the tracked digit of frame 0 and the image's, px."]
         lines += ["", f"Identity of real held-out clips (the evaluator's floor): {c['real_identity']:.2f}. "
                   f"Load average during the run: {c['load_average']}.", "", "![knobs](i2v_control.png)", ""]
     path = RESULTS / "i2v_v2v.json"
@@ -364,10 +451,14 @@ def report(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report"])
+    parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report", "pilot", "knobs"])
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--fps-bucket", type=int, default=120, help="the bucket of the fps and noise_aug sweeps")
+    parser.add_argument("--max-guidance", type=float, default=None, help="knobs: max_guidance_scale (1: guidance off)")
+    parser.add_argument("--name", default="pilot", help="pilot: the run's name")
+    parser.add_argument("--minutes", type=float, default=5.0, help="pilot: training minutes")
+    parser.add_argument("--set", nargs="*", default=[], help="pilot: recipe overrides KEY=VALUE")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: data/checkpoints/i2v-cpu (control) or sync-cpu (sync)")
     args = parser.parse_args()
     if args.checkpoint is None:

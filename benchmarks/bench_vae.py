@@ -3,7 +3,7 @@ designs, chunked decoding, and latent against pixel diffusion.
 
     python benchmarks/bench_vae.py compare --steps 400 [--variants NAME ...]   # train + score VAE variants
     python benchmarks/bench_vae.py chunks                                       # chunked decoding of vae-cpu
-    python benchmarks/bench_vae.py latent                                       # latent-video-cpu vs video-cpu
+    python benchmarks/bench_vae.py latent --arm LABEL CHECKPOINT BUDGET ...     # latent against pixel diffusion
     python benchmarks/bench_vae.py score runs/vae-cpu/model.safetensors         # held-out PSNR / SSIM of a VAE
     python benchmarks/bench_vae.py table                                        # write results/vae.md
 
@@ -22,9 +22,13 @@ run as separate jobs.
 memory on a CPU; the true peak on CUDA), and the seam: the per-frame difference to
 the whole-clip decode, with and without the causal cache.
 
-``latent`` compares the shipped ``latent-video-cpu`` and ``video-cpu`` checkpoints on
-the same machine, back to back: training step time, time to sample 8 clips (decoding
-included), and the evaluation report's measures on the same number of clips.
+``latent`` scores diffusion checkpoints (``--arm LABEL CHECKPOINT BUDGET``, e.g. the
+shipped ``latent-video-cpu`` and a pixel model trained from scratch for the same CPU
+time) on the same machine, back to back: training step time, time to sample 8 clips
+(decoding included), and the evaluation report's measures on the same number of clips.
+
+``score --label NAME`` adds a trained VAE to the loss-term table (``vae-cpu`` against
+``vae-adv-cpu`` and ``vae-feat-cpu`` at equal minutes).
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ from bench_unet3d import load_average  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "vae_runs"
+TERMS = RESULTS / "vae_terms"
+LATENT_RUNS = RESULTS / "vae_latent_runs"
 BASE = get_preset("vae-cpu").model_config
 # name -> (description, config); every variant has 4 x 8 x 8 latents per latent frame.
 VARIANTS = {
@@ -86,6 +92,7 @@ def score_vae(vae: VideoVAE, clips: torch.Tensor) -> dict:
     noisy = to_unit_range(vae.decode(posterior.mode() + noise))
     mse = (recon - clips).square().mean().item()
     latent = posterior.mean[0].numel()
+    sharpness = edge_energy(recon) / edge_energy(clips)
     return {
         "compression": clips[0].numel() / latent,
         "latent_shape": list(posterior.mean.shape[1:]),
@@ -94,9 +101,16 @@ def score_vae(vae: VideoVAE, clips: torch.Tensor) -> dict:
         "flicker_real": flicker(clips).nanmean().item(),
         "flicker_recon": flicker(recon).nanmean().item(),
         "flicker_noisy_latents": flicker(noisy).nanmean().item(),
+        "sharpness": sharpness,
         "encode_ms_per_clip": 1000 * encode_s / len(clips),
         "decode_ms_per_clip": 1000 * decode_s / len(clips),
     }
+
+
+def edge_energy(clips: torch.Tensor) -> float:
+    """Mean |horizontal| + |vertical| pixel difference of clips ``(N, T, 1, H, W)``: a
+    blurred reconstruction has less of it than the real clips (ratio < 1)."""
+    return ((clips[..., 1:, :] - clips[..., :-1, :]).abs().mean() + (clips[..., :, 1:] - clips[..., :, :-1]).abs().mean()).item()
 
 
 def compare(args) -> None:
@@ -124,16 +138,23 @@ def compare(args) -> None:
 
 def score(args) -> None:
     """Held-out reconstruction figures of a trained VAE checkpoint (what its manifest entry records)."""
-    from vdmcourse.pretrained import build_model
+    from vdmcourse.pretrained import build_model, load_checkpoint
 
-    vae = build_model(args.checkpoint)
+    checkpoint = load_checkpoint(args.checkpoint)
+    vae = build_model(checkpoint)
     clips = test_clips(args.clips, frames=10)
     result = {"checkpoint": str(args.checkpoint), "held_out_clips": args.clips, "frames": 10,
               "scaling_factor": vae.scaling_factor.item(), **score_vae(vae, clips)}
+    resumable = Path(args.checkpoint).with_name("checkpoint.safetensors")
+    if resumable.is_file():  # a run folder: how long it trained
+        state = load_checkpoint(resumable)
+        result.update(preset=checkpoint.metadata.get("preset"), steps=state.step, train_s=state.state["elapsed_s"])
     print(json.dumps(result, indent=1))
-    if args.out:
-        with atomic_path(args.out) as tmp:
-            tmp.write_text(json.dumps(result, indent=1))
+    out = args.out or (TERMS / f"{args.label}.json" if args.label else None)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps({"label": args.label, **result}, indent=1))
 
 
 def _largest_activation_mb(module: torch.nn.Module, run) -> float:
@@ -189,15 +210,18 @@ def chunks(args) -> None:
 
 @torch.no_grad()
 def latent(args) -> None:
+    """Score each ``--arm LABEL CHECKPOINT BUDGET`` (a latent or pixel diffusion checkpoint,
+    shipped name or path) on the same clips: train-step time, time to sample 8 clips
+    (decoding included), the evaluation report. One JSON per arm in results/vae_latent_runs/."""
     from vdmcourse.cli import _draw, _load_generative
-    from vdmcourse.diffusion import training_loss
-    from vdmcourse.metrics import evaluate_videos, load_evaluator
+    from vdmcourse.metrics import evaluate_videos, load_evaluator, shape_change
 
     evaluator = load_evaluator()
-    out = {"load_average_start": load_average(), "clips": args.clips}
-    for name in ("latent-video-cpu", "video-cpu"):
-        model, info = _load_generative(name, "cpu", "benchmark")
-        preset = get_preset(name)
+    LATENT_RUNS.mkdir(parents=True, exist_ok=True)
+    for label, checkpoint, budget_text in args.arm:
+        load_start = load_average()
+        model, info = _load_generative(checkpoint, "cpu", "benchmark")
+        preset = get_preset(info["preset"])
         batch = preset.batches()(torch.Generator().manual_seed(0))
         with torch.enable_grad():
             model.train()
@@ -207,23 +231,30 @@ def latent(args) -> None:
                 preset.loss_fn()(model, batch, torch.Generator().manual_seed(1)).backward()
                 step_s.append(time.perf_counter() - started)
             model.eval()
-        labels = torch.arange(8) % 10
         started = time.perf_counter()
-        _draw(model, info, (8, 10, 1, 32, 32), labels, seed=0)
+        _draw(model, info, (8, 10, 1, 32, 32), torch.arange(8) % 10, seed=0)
         sample8_s = time.perf_counter() - started
         video = _draw(model, info, (args.clips, 10, 1, 32, 32), torch.arange(args.clips) % 10, seed=1)
         results = evaluate_videos(video, evaluator, digits=1, seed=0)
-        out[name] = {
+        out = {
+            "label": label,
+            "checkpoint": checkpoint,
+            "preset": info["preset"],
+            "latent": "vae" in info,
+            "budget": budget_text,
+            "clips": args.clips,
             "train_step_s": sorted(step_s[1:])[1],
+            "batch_size": preset.batch_size,
             "sample_8_clips_s": sample8_s,
             "sampler": f"{info['sampler']} x {info['sample_steps']}",
-            "report": {key: getattr(value, "value", value) for key, value in results.items()} if isinstance(results, dict) else str(results),
+            "shape_change": shape_change(video).mean().item(),
+            "report": {key: getattr(value, "value", value) for key, value in results.items()},
+            "load_average": [load_start, load_average()],
         }
-        frame_strip(video[:4], titles=[str(i) for i in range(4)]).savefig(RESULTS / f"vae_samples_{name}.png", dpi=120)
-        print(name, json.dumps(out[name], default=str)[:800], flush=True)
-    out["load_average_end"] = load_average()
-    with atomic_path(RESULTS / "vae_latent.json") as tmp:
-        tmp.write_text(json.dumps(out, indent=1, default=str))
+        frame_strip(video[:4], titles=[str(i) for i in range(4)]).savefig(RESULTS / f"vae_samples_{label}.png", dpi=120)
+        with atomic_path(LATENT_RUNS / f"{label}.json") as tmp:
+            tmp.write_text(json.dumps(out, indent=1, default=str))
+        print(label, json.dumps(out, default=str)[:800], flush=True)
 
 
 def table(args) -> None:
@@ -268,10 +299,56 @@ def table(args) -> None:
         for key, values in steps.items():
             lines.append(f"| {key} | " + " | ".join(f"{v:.4f}" for v in values[6:14]) + " |")
         lines += ["", "![seam](vae_seam.png)", ""]
-    latent_path = RESULTS / "vae_latent.json"
-    if latent_path.is_file():
-        data = json.loads(latent_path.read_text())
-        lines += ["## Latent against pixel diffusion (shipped checkpoints)", "", "```", json.dumps(data, indent=1, default=str), "```", ""]
+    arms = [json.loads(path.read_text()) for path in sorted(LATENT_RUNS.glob("*.json"))]
+    if arms:
+        lines += [
+            "## Latent against pixel diffusion at equal CPU time",
+            "",
+            "Each arm's budget counts everything it needs: a latent model's VAE training is added to its own. "
+            "'train-min': the trainer's clock (`--minutes`); 'CPU-min': user + system time of the training "
+            "process (one thread each; on the shared 2-core machine the two differ by the load). "
+            f"Samples: {arms[0]['clips']} clips (digit i % 10), the checkpoint's sampler; measures from "
+            "`evaluate_videos` on the course's evaluator (Fréchet with its bootstrap 90% interval; real-vs-real "
+            "floor in the last row).",
+            "",
+            "| arm | budget | train step s (batch) | 8 clips s (decoded) | flicker | identity ↑ | shape change ↓ | "
+            "physics px ↓ | digit count ↑ | Fréchet ↓ [interval] | load (start, end) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for a in arms:
+            v = a["report"]["videos"]
+            lines.append(
+                f"| {a['label']} | {a['budget']} | {a['train_step_s']:.2f} ({a['batch_size']}) | {a['sample_8_clips_s']:.1f} | "
+                f"{v['flicker']:.4f} | {v['identity']:.2f} | {a['shape_change']:.3f} | {v['physics_px']:.2f} | {v['digit_count']:.2f} | "
+                f"{v['frechet']:.1f} [{v['frechet_low']:.1f}, {v['frechet_high']:.1f}] | {a['load_average'][0]}; {a['load_average'][1]} |"
+            )
+        r = arms[0]["report"]["real"]
+        lines.append(
+            f"| real clips | - | - | - | {r['flicker']:.4f} | {r['identity']:.2f} | - | {r['physics_px']:.2f} | {r['digit_count']:.2f} | "
+            f"{r['frechet']:.1f} [{r['frechet_low']:.1f}, {r['frechet_high']:.1f}] | - |"
+        )
+        lines += [""] + [f"![{a['label']}](vae_samples_{a['label']}.png)" for a in arms] + [""]
+    if (RESULTS / "vae_latent.json").is_file():
+        lines += ["The first, unequal comparison (latent-video-cpu against video-cpu, which also had image-cpu's "
+                  "pretraining and 30 minutes of video training) is kept in `vae_latent.json`.", ""]
+    terms = [json.loads(path.read_text()) for path in sorted(TERMS.glob("*.json"))]
+    if terms:
+        lines += [
+            "## Loss terms at equal training minutes (vae-cpu's recipe)",
+            "",
+            "Each arm trained with `python -m vdmcourse train --preset NAME --minutes M`; EMA weights scored on "
+            "held-out clips of test digits (10 frames). Sharpness: mean |pixel difference| to the neighbour of the "
+            "reconstructions over that of the real clips (1 = as sharp, < 1 = blurred).",
+            "",
+            "| arm | preset | steps | train s | PSNR dB | SSIM | flicker (recon) | sharpness |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in terms:
+            lines.append(
+                f"| {r['label']} | {r.get('preset')} | {r.get('steps')} | {r.get('train_s', float('nan')):.0f} | {r['psnr_db']:.2f} | "
+                f"{r['ssim']:.3f} | {r['flicker_recon']:.4f} | {r['sharpness']:.3f} |"
+            )
+        lines.append("")
     with atomic_path(RESULTS / "vae.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -289,11 +366,14 @@ def main() -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--clips", type=int, default=256)
     p.add_argument("--out", type=Path)
+    p.add_argument("--label", help="also write results/vae_terms/LABEL.json (the loss-term table)")
     p.set_defaults(run=score)
     p = sub.add_parser("chunks")
     p.set_defaults(run=chunks)
     p = sub.add_parser("latent")
     p.add_argument("--clips", type=int, default=100)
+    p.add_argument("--arm", nargs=3, action="append", required=True, metavar=("LABEL", "CHECKPOINT", "BUDGET"),
+                   help="an arm: a label, a diffusion checkpoint (shipped name or path), its training budget in words")
     p.set_defaults(run=latent)
     p = sub.add_parser("table")
     p.set_defaults(run=table)

@@ -79,6 +79,35 @@ def test_a_conditioned_model_made_from_a_video_model_equals_it_at_init():
     torch.testing.assert_close(out, video(x, t))
 
 
+def test_condition_gain_keeps_init_equality_and_scales_every_conditioning_path(tmp_path):
+    torch.manual_seed(0)
+    video = _randomise(UNet3D(UNet3DConfig(**TINY)))
+    fields = dict(condition_channels=1, image_embed_dim=16, micro_conditioning=True)
+    gained = ConditionedUNet3D.from_image_model(video, ConditionedUNet3DConfig(**TINY, **fields, condition_gain=4.0)).eval()
+    x, t, frame = torch.randn(2, 4, 1, 8, 8), torch.rand(2), torch.randn(2, 1, 8, 8)
+    ids, emb = added_time_ids(6.0, 200.0, 0.3, batch=2), torch.randn(2, 16)
+    torch.testing.assert_close(gained(concat_condition(x, frame), t, added_time_ids=ids, image_embedding=emb), video(x, t))
+    # gain g on the paths == gain 1 with the paths' first/last weights multiplied by g
+    _randomise(gained, seed=1)
+    plain = ConditionedUNet3D(ConditionedUNet3DConfig(**TINY, **fields)).eval()
+    plain.load_state_dict(gained.state_dict())
+    with torch.no_grad():
+        plain.input_conv.weight[:, 1:] *= 4.0
+        plain.image_embed.weight *= 4.0
+        plain.micro_embed.mlp[2].weight *= 4.0
+        plain.micro_embed.mlp[2].bias *= 4.0
+    out = gained(concat_condition(x, frame), t, added_time_ids=ids, image_embedding=emb)
+    torch.testing.assert_close(out, plain(concat_condition(x, frame), t, added_time_ids=ids, image_embedding=emb))
+    assert set(gained.state_dict()) == set(plain.state_dict())  # the gain holds no weights
+    save_checkpoint(tmp_path / "g.safetensors", gained)
+    again = build_model(tmp_path / "g.safetensors")
+    assert again.config.condition_gain == 4.0
+    torch.testing.assert_close(again(concat_condition(x, frame), t, added_time_ids=ids, image_embedding=emb), out)
+    for bad in (0, -1.0, float("inf"), True):
+        with pytest.raises(ValueError, match="condition_gain"):
+            ConditionedUNet3DConfig(**TINY, condition_gain=bad)
+
+
 def test_from_image_model_refuses_a_source_of_another_shape():
     video = UNet3D(UNet3DConfig(**TINY))
     config = ConditionedUNet3DConfig(**{**TINY, "base_channels": 16}, condition_channels=1)
@@ -186,6 +215,28 @@ def test_clips_at_strides_move_further_per_frame_at_lower_fps():
         assert stride * 0.8 < per_frame[chosen].median() <= stride + 1e-4
     # speed per second is the scene's, whatever the stride: the same for every stride here
     assert clips.speed.median() == pytest.approx(BASE_FPS, rel=0.2)
+
+
+def test_grouped_clips_share_the_first_frame_and_differ_in_speed_and_stride():
+    config = MovingMNISTConfig.cpu(speed=(0.25, 1.25))
+    clips = clips_at_strides(32, config, generator=torch.Generator().manual_seed(0), group=4)
+    first = clips.video[:, 0].view(8, 4, -1)  # (groups, group, pixels)
+    assert (first == first[:, :1]).all()  # one image per group
+    assert (clips.labels.view(8, 4) == clips.labels.view(8, 4)[:, :1]).all()
+    assert (clips.speed.view(8, 4).std(1) > 0.1).all()  # the speeds differ within every group
+    assert len(set(clips.stride.tolist())) == 3
+    # the direction is shared: each clip's first step points the same way (away from walls)
+    step = clips.positions[:, 1, 0] - clips.positions[:, 0, 0]  # (N, 2)
+    unit = step / step.norm(dim=1, keepdim=True)
+    clean = (clips.positions[:, 1, 0] > 0).all(1) & (clips.positions[:, 1, 0] < config.free_range).all(1)
+    cosines = (unit.view(8, 4, 2) * unit.view(8, 4, 2)[:, :1]).sum(-1)[clean.view(8, 4) & clean.view(8, 4)[:, :1]]
+    assert cosines.min() > 0.999
+    torch.testing.assert_close(clips.motion_bucket, motion_bucket(clips.speed))
+    ungrouped = clips_at_strides(32, config, generator=torch.Generator().manual_seed(0))
+    assert not (ungrouped.video[:, 0].view(8, 4, -1) == ungrouped.video[:, 0].view(8, 4, -1)[:, :1]).all()
+    for bad in (0, 3, 1.5):
+        with pytest.raises(ValueError, match="group"):
+            clips_at_strides(32, config, group=bad)
 
 
 def test_brightness_follows_the_signal_and_is_measured_back():

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -225,3 +226,46 @@ def test_the_dit_caption_branch_ignores_padded_text_tokens():
     with torch.no_grad():
         torch.testing.assert_close(dit(x, t, context=tokens, context_mask=mask), dit(x, t, context=garbage, context_mask=mask))
         assert not torch.allclose(dit(x, t, context=tokens, context_mask=mask), dit(x, t))
+
+
+def test_the_pooled_and_the_cross_attention_variants_take_the_text_by_one_path_each(monkeypatch):
+    pooled = TextVideoConfig(unet=dataclasses.replace(TINY_UNET, cross_attention_levels=(), pooled_context=True), text=TINY.text, cross_attention=False)
+    cross = TextVideoConfig(unet=dataclasses.replace(TINY_UNET, pooled_context=False), text=TINY.text)
+    tokenizer = CaptionTokenizer()
+    x, t = torch.randn(1, 4, 1, 16, 16), torch.rand(1)
+    for config, path in ((pooled, "pooled_context"), (cross, "context")):
+        model = randomise(TextVideoUNet(config)).eval()
+        seen = {}
+        forward = model.unet.forward
+
+        def spy(*args, **kwargs):
+            seen.update({k: v is not None for k, v in kwargs.items()})
+            return forward(*args, **kwargs)
+
+        monkeypatch.setattr(model.unet, "forward", spy)
+        with torch.no_grad():
+            a = model(x, t, *tokenizer(["a 3 moves quickly up"]))
+            b = model(x, t, *tokenizer(["a 3 moves quickly down"]))
+        assert seen["context"] == (path == "context") and seen["pooled_context"] == (path == "pooled_context")
+        assert not torch.allclose(a, b)  # the text still reaches the output
+    with pytest.raises(ValueError, match="pooled path only"):
+        TextVideoConfig(unet=TINY_UNET, text=TINY.text, cross_attention=False)  # levels given: not pooled-only
+    with pytest.raises(ValueError, match="pooled path only"):
+        TextVideoConfig(unet=dataclasses.replace(TINY_UNET, cross_attention_levels=(), pooled_context=False), text=TINY.text, cross_attention=False)
+
+
+def test_noisy_captions_replace_a_share_by_the_next_clips_caption():
+    data = MovingMNISTConfig.cpu(speed=(1.0, 3.0))
+    clean = caption_batch(torch.Generator().manual_seed(0), batch_size=64, data=data, captions="descriptive")
+    zero = caption_batch(torch.Generator().manual_seed(0), batch_size=64, data=data, captions="descriptive", wrong_share=0.0)
+    noisy = caption_batch(torch.Generator().manual_seed(0), batch_size=64, data=data, captions="descriptive", wrong_share=0.3)
+    every = caption_batch(torch.Generator().manual_seed(0), batch_size=64, data=data, captions="descriptive", wrong_share=1.0)
+    assert zero["captions"] == clean["captions"]  # nothing drawn: the clean recipe is unchanged
+    assert torch.equal(noisy["video"], clean["video"]) and torch.equal(noisy["labels"], clean["labels"])
+    assert every["captions"] == clean["captions"][1:] + clean["captions"][:1]
+    changed = [a != b for a, b in zip(noisy["captions"], clean["captions"])]
+    assert 0.15 < sum(changed) / 64 < 0.45
+    assert all(n in (c, clean["captions"][(i + 1) % 64]) for i, (n, c) in enumerate(zip(noisy["captions"], clean["captions"])))
+    assert CaptionTokenizer().decode(noisy["ids"], noisy["ids_mask"]) == noisy["captions"]
+    with pytest.raises(ValueError, match="wrong_share"):
+        caption_batch(torch.Generator().manual_seed(0), batch_size=4, data=data, wrong_share=1.5)

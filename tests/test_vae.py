@@ -9,6 +9,7 @@ from vdmcourse.nn.vae import (
     DiagonalGaussian,
     VideoVAE,
     VideoVAEConfig,
+    adversarial_terms,
     evaluator_feature_loss,
     vae_fingerprint,
     vae_loss,
@@ -320,3 +321,87 @@ def test_feature_matching_is_zero_for_equal_clips_and_grows_with_the_difference(
     assert 0 < small < large
     with pytest.raises(ValueError, match="needs the evaluator"):
         vae_loss(vae(), {"video": video}, feature_weight=1.0)
+
+
+# --- adversarial term -----------------------------------------------------------------
+
+
+def grads(module):
+    return [p.grad for p in module.parameters()]
+
+
+def test_the_discriminator_is_off_by_default_and_gives_patch_logits_per_frame():
+    assert VideoVAEConfig().discriminator == () and vae().discriminator is None
+    model = vae(discriminator=(8, 16))
+    logits = model.discriminator(clips(batch=2, frames=5, size=16))
+    assert logits.shape == (2, 5, 1, 4, 4)  # two stride-2 levels: 16x16 -> 4x4 patches
+    with pytest.raises(ValueError, match="discriminator"):
+        VideoVAEConfig(discriminator=(8, 0))
+
+
+def test_the_default_loss_ignores_a_discriminator_and_asks_for_one_when_weighted():
+    video = (clips(frames=5) + 1) / 2
+    plain = vae_loss(vae(), {"video": video}, seeded(5), reconstruction="mse")
+    with_disc = vae(discriminator=(8, 16))
+    torch.testing.assert_close(vae_loss(with_disc, {"video": video}, seeded(5), reconstruction="mse"), plain)
+    with pytest.raises(ValueError, match="discriminator"):
+        vae_loss(vae(), {"video": video}, adversarial_weight=0.5)
+
+
+def test_generator_gradient_reaches_the_decoder_and_the_discriminator_step_only_the_discriminator():
+    model = vae(discriminator=(8, 16)).train()
+    target = clips(frames=5)
+    recon, _ = model(target, seeded(1))
+    generator_loss, discriminator_loss = adversarial_terms(model.discriminator, recon, target)
+    discriminator_loss.backward(retain_graph=True)
+    assert all(g is None for g in grads(model.encoder) + grads(model.decoder))
+    assert all(g is not None for g in grads(model.discriminator))  # (the last bias's real and fake pulls cancel)
+    assert all(layer.weight.grad.abs().sum() > 0 for layer in model.discriminator.layers if isinstance(layer, torch.nn.Conv2d))
+    model.zero_grad(set_to_none=True)
+    generator_loss.backward()
+    assert all(g is None for g in grads(model.discriminator))
+    assert model.decoder.output.conv.weight.grad.abs().sum() > 0
+
+
+def test_discriminator_hinge_loss_is_zero_only_when_it_separates_by_the_margin():
+    model = vae(discriminator=(8, 16))
+    real, fake = clips(frames=5, seed=0), clips(frames=5, seed=1)
+    last = model.discriminator.layers[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)  # D = 0 everywhere: hinge 1 + 1, generator 0
+    generator_loss, discriminator_loss = adversarial_terms(model.discriminator, fake, real)
+    assert generator_loss.item() == 0.0 and discriminator_loss.item() == pytest.approx(2.0)
+
+
+def test_the_adversarial_term_waits_for_its_warm_up_and_counts_steps_across_saves(tmp_path):
+    video = (clips(frames=5) + 1) / 2
+    model = vae(discriminator=(8, 16)).train()
+    plain = vae_loss(model, {"video": video}, seeded(5), reconstruction="mse")
+    kwargs = dict(reconstruction="mse", adversarial_weight=0.5, adversarial_start=2)
+    for _ in range(2):  # steps 0 and 1: warm-up, the plain loss
+        torch.testing.assert_close(vae_loss(model, {"video": video}, seeded(5), **kwargs), plain)
+    assert int(model.discriminator.updates) == 2
+    on = vae_loss(model, {"video": video}, seeded(5), **kwargs)
+    assert on.item() > plain.item() + 0.5  # the discriminator's hinge (about 2 at init) joins the loss
+    model.discriminator.updates.zero_()
+    model.eval()  # evaluation does not advance the warm-up
+    vae_loss(model, {"video": video}, seeded(5), **kwargs)
+    assert int(model.discriminator.updates) == 0
+    model.discriminator.updates.fill_(7)
+    save_checkpoint(tmp_path / "vae.safetensors", model)
+    loaded = build_model(tmp_path / "vae.safetensors")
+    assert loaded.config.discriminator == (8, 16) and int(loaded.discriminator.updates) == 7
+
+
+def test_the_generator_term_is_weighted_by_the_gradient_ratio_at_the_decoders_last_layer():
+    model = vae(discriminator=(8, 16)).train()
+    video = (clips(frames=5) + 1) / 2
+    target = video * 2 - 1
+    loss = vae_loss(model, {"video": video}, seeded(5), beta=0.0, reconstruction="mse", adversarial_weight=0.5)
+    recon, _ = model(target, seeded(5))
+    rec = (recon - target).square().mean()
+    generator_loss, discriminator_loss = adversarial_terms(model.discriminator, recon, target)
+    last = model.decoder.output.conv.weight
+    ratio = torch.autograd.grad(rec, last, retain_graph=True)[0].norm() / (torch.autograd.grad(generator_loss, last, retain_graph=True)[0].norm() + 1e-4)
+    torch.testing.assert_close(loss, rec + 0.5 * ratio * generator_loss + discriminator_loss)
+    assert not torch.isclose(ratio, torch.tensor(1.0))  # a fixed weight would not pass

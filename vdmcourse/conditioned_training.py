@@ -59,11 +59,13 @@ def image_embedding(image: torch.Tensor, evaluator: Evaluator | str = EVALUATOR_
 
 
 def image_to_video_batch(
-    generator: torch.Generator, *, batch_size: int, data: MovingMNISTConfig, max_noise_aug: float = MAX_NOISE_AUG
+    generator: torch.Generator, *, batch_size: int, data: MovingMNISTConfig, max_noise_aug: float = MAX_NOISE_AUG, group: int = 1
 ) -> dict:
     """``{"video" (B, T, 1, H, W) in [0, 1], "fps" (B,), "motion_bucket" (B,), "noise_aug_strength" (B,),
-    "image_embedding" (B, F)}``: clips at random frame strides with their measured knobs."""
-    clips = clips_at_strides(batch_size, data, generator=generator)
+    "image_embedding" (B, F)}``: clips at random frame strides with their measured knobs. ``group > 1``:
+    runs of ``group`` clips share their first frame and direction and differ in speed and stride
+    (:func:`~vdmcourse.data.conditions.clips_at_strides`)."""
+    clips = clips_at_strides(batch_size, data, generator=generator, group=group)
     noise_aug = max_noise_aug * torch.rand(batch_size, generator=generator) ** 2
     return {
         "video": clips.video,

@@ -26,6 +26,7 @@ from vdmcourse.conditioned_training import image_to_video_batch, image_to_video_
 from vdmcourse.data import MovingMNISTConfig, generate_clips
 from vdmcourse.diffusion import OBJECTIVES, TIME_DISTRIBUTIONS, training_loss
 from vdmcourse.diffusion.context import ContextConfig, masked_training_loss, random_context_masks, random_context_times
+from vdmcourse.metrics.alignment import MiniCLIP, MiniCLIPConfig, miniclip_batch, miniclip_loss
 from vdmcourse.metrics.captioner import Captioner, CaptionerConfig, captioner_batch, captioner_loss
 from vdmcourse.metrics.features import Evaluator, EvaluatorConfig, evaluator_batch, evaluator_loss
 from vdmcourse.nn.conditioning import ConditionedUNet3D, ConditionedUNet3DConfig
@@ -172,7 +173,8 @@ class Preset:
             x0 = to_model_range(batch["video"])
             if self.vae is not None:
                 with torch.no_grad():  # the VAE is frozen: diffusion learns its unit-variance latents
-                    x0 = load_latent_vae(self.vae, device=x0.device).encode_latents(x0.float(), generator)
+                    # fp32 latents: under bf16 autocast the encoder returns bf16, which the model refuses as input
+                    x0 = load_latent_vae(self.vae, device=x0.device).encode_latents(x0.float(), generator).float()
             return training_loss(
                 model,
                 x0,
@@ -230,6 +232,17 @@ def _fit_scaling_factor(model: nn.Module, data: MovingMNISTConfig, clips: int = 
     model.eval()
     model.fit_scaling_factor(to_model_range(video).to(device), torch.Generator(device=device).manual_seed(1234))
     model.train(was_training)
+
+
+@functools.lru_cache(maxsize=2)
+def _frozen_evaluator(device: str) -> nn.Module:
+    return pretrained.load_pretrained("evaluator-cpu", device=device).requires_grad_(False)
+
+
+def _feature_matched_vae_loss(model: nn.Module, batch: dict, generator: torch.Generator, **kwargs) -> torch.Tensor:
+    """:func:`vae_loss` with the feature-matching term on the shipped ``evaluator-cpu`` (loaded once)."""
+    evaluator = _frozen_evaluator(str(next(model.parameters()).device))
+    return vae_loss(model, batch, generator, evaluator=evaluator, **kwargs)
 
 
 def context_clips(
@@ -351,6 +364,22 @@ _PRESETS = [
         sample_steps=10,
     ),
     Preset(
+        name="dit-gpu",
+        description="a video DiT (DiT-S width) over 2x4x4 spacetime patches of 64x64, 20-frame two-digit clips (Srivastava et al. 2015); GPU-sized",
+        model_class=VideoDiT,
+        # 2560 tokens per clip: full spacetime attention (flash / memory-efficient SDPA on CUDA);
+        # absolute sin-cos positions (where the walls are) plus 3-D RoPE (relative offsets).
+        model_config=VideoDiTConfig(patch=(2, 4, 4), dim=384, depth=12, heads=6, layout="full", position="sincos+rope", qk_norm=True, frames=20, image_size=64),
+        data=MovingMNISTConfig.srivastava(),
+        t_distribution="logit_normal",
+        batch_size=32,
+        steps=40_000,
+        quick_steps=2,
+        train=TrainConfig(lr=2e-4, warmup_steps=1000, ema_decay=0.9995, checkpoint_every=1000, precision="auto"),
+        sampler="heun",
+        sample_steps=25,
+    ),
+    Preset(
         name="evaluator-cpu",
         description="the metrics' evaluation network: (2+1)D clip encoder + per-frame digit classifier, 32x32x10 clips with 1-2 digits (CPU)",
         model_class=Evaluator,
@@ -433,8 +462,47 @@ _PRESETS = [
     ),
 ]
 
+# Lesson 06's loss-term experiments: vae-cpu's recipe plus one term each, trained for equal
+# minutes beside vae-cpu itself (benchmarks/bench_vae.py score; results/vae.md).
+_VAE_CPU = next(preset for preset in _PRESETS if preset.name == "vae-cpu")
+_PRESETS.append(
+    dataclasses.replace(
+        _VAE_CPU,
+        name="vae-adv-cpu",
+        description="vae-cpu plus a per-frame patch discriminator (hinge loss, VQGAN's adaptive weight x 0.5, "
+        "from step 150): lesson 06's adversarial-term experiment (CPU)",
+        model_config=dataclasses.replace(_VAE_CPU.model_config, discriminator=(32, 64)),
+        loss=functools.partial(vae_loss, beta=1e-4, reconstruction="mse", adversarial_weight=0.5, adversarial_start=150),
+    )
+)
+_PRESETS.append(
+    dataclasses.replace(
+        _VAE_CPU,
+        name="vae-feat-cpu",
+        description="vae-cpu plus feature matching on evaluator-cpu's activations (weight 0.1), on the 10-frame clips "
+        "the evaluator takes, 4 per batch (the same frames per batch as vae-cpu): lesson 06's experiment (CPU)",
+        # At weight 0.1 the term is about MSE's size: evaluator features differ 6-14x more than pixels.
+        data=MovingMNISTConfig.cpu(),
+        loss=functools.partial(_feature_matched_vae_loss, beta=1e-4, reconstruction="mse", feature_weight=0.1),
+        batch_size=4,
+    )
+)
+
 # video-cpu fine-tuned with masked-frame conditioning (lesson 12): the same model, new loss and batches.
 _VIDEO_CPU = next(preset for preset in _PRESETS if preset.name == "video-cpu")
+
+# Lesson 06's pixel arm of the latent-against-pixel comparison at equal CPU time: video-cpu's
+# U-Net and recipe trained from scratch (no image-cpu pretraining), like latent-video-cpu.
+_PRESETS.append(
+    dataclasses.replace(
+        _VIDEO_CPU,
+        name="video-scratch-cpu",
+        description="video-cpu's (2+1)-D U-Net trained from scratch on 10-frame 32x32 one-digit clips: the pixel arm "
+        "of lesson 06's latent-against-pixel comparison (CPU)",
+        train=TrainConfig(lr=1e-3, warmup_steps=50, ema_decay=0.995, checkpoint_every=50),
+        init_from=None,
+    )
+)
 _PRESETS.append(
     dataclasses.replace(
         _VIDEO_CPU,
@@ -649,6 +717,60 @@ _PRESETS.append(
         train=TrainConfig(lr=1e-4, warmup_steps=500, ema_decay=0.9995, checkpoint_every=500, precision="auto"),
         sample_steps=25,
         init_from="video-ctx-gpu",
+    )
+)
+
+# Lesson 09: how the text reaches the U-Net, compared at equal compute (same steps, batch, seed,
+# data; text only: the first frame and the motion path are always dropped). Pooled text added to
+# the timestep embedding only (one vector per clip, as a label is) vs cross-attention only.
+_TEXT_ONLY = {"caption": 0.1, "image": 1.0, "motion": 1.0}
+for _name, _levels, _pooled, _what in (
+    ("text-pooled-cpu", (), True, "pooled text through the timestep embedding only"),
+    ("text-cross-cpu", (2, 3), False, "cross-attention to the text tokens only"),
+):
+    _PRESETS.append(
+        dataclasses.replace(
+            _TEXT_VIDEO,
+            name=_name,
+            description=f"lesson 09's text-path comparison: {_what}; ground-truth descriptive captions, text only, 250 steps (CPU)",
+            model_config=TextVideoConfig(
+                unet=dataclasses.replace(_TEXT_VIDEO.model_config.unet, cross_attention_levels=_levels, pooled_context=_pooled),
+                cross_attention=bool(_levels),
+            ),
+            loss=functools.partial(text_video_loss, dropout=_TEXT_ONLY),
+            batch_source=functools.partial(caption_batch, data=_TEXT_DATA, captions="descriptive"),
+            steps=250,
+        )
+    )
+
+# Lesson 13's caption-quality experiment (issue 15, experiment 4), with the caption pipeline: the
+# text-cross-cpu recipe with 30 % of the captions replaced by another clip's, at equal compute.
+_PRESETS.append(
+    dataclasses.replace(
+        next(preset for preset in _PRESETS if preset.name == "text-cross-cpu"),
+        name="text-cross-noisy-cpu",
+        description="lesson 13's caption-quality arm: text-cross-cpu with 30% of the captions replaced by another clip's, 250 steps (CPU)",
+        batch_source=functools.partial(caption_batch, data=_TEXT_DATA, captions="descriptive", wrong_share=0.3),
+    )
+)
+
+# Lesson 09: the mini-CLIP behind the text-video alignment score (clip encoder starts from evaluator-cpu).
+_PRESETS.append(
+    Preset(
+        name="miniclip-cpu",
+        description="lesson 09's mini-CLIP: clip and caption encoders trained contrastively (symmetric InfoNCE) "
+        "on one-digit 32x32x10 clips; the text-video alignment score (CPU)",
+        model_class=MiniCLIP,
+        model_config=MiniCLIPConfig(),
+        data=MiniCLIPConfig().data,
+        objective=None,
+        loss=miniclip_loss,
+        batch_source=functools.partial(miniclip_batch, config=MiniCLIPConfig()),
+        batch_size=64,
+        steps=500,
+        quick_steps=4,
+        train=TrainConfig(lr=1e-3, warmup_steps=30, weight_decay=0.01, ema_decay=0.99, checkpoint_every=50),
+        init_from="evaluator-cpu",
     )
 )
 

@@ -61,22 +61,30 @@ def caption_batch(
     captions: str = "descriptive",
     tokenizer: CaptionTokenizer | None = None,
     captioner: str = "captioner-cpu",
+    wrong_share: float = 0.0,
 ) -> dict:
     """``{"video" (B, T, 1, H, W) in [0, 1], "ids", "ids_mask" (B, L), "motion" (B, T, 2),
     "labels" (B, K), "captions": list[str]}`` for ``batch_size`` fresh clips of ``data``.
 
     ``captions``: ``"short"`` ("a 3"), ``"descriptive"`` (from ground truth) or
     ``"recaptioned"`` (written by the ``captioner`` checkpoint from the pixels).
-    Descriptive wordings are paraphrased from ``generator``.
+    Descriptive wordings are paraphrased from ``generator``. ``wrong_share``: the share of
+    clips (drawn per clip) whose caption is replaced by the next clip's in the batch --
+    noisy captions, as a careless captioner or scraped alt-text gives (0: none, nothing drawn).
     """
     if captions not in CAPTION_SOURCES:
         raise ValueError(f"caption_batch: captions must be one of {CAPTION_SOURCES}; got {captions!r}")
+    if not 0.0 <= wrong_share <= 1.0:
+        raise ValueError(f"caption_batch: wrong_share must lie in [0, 1]; got {wrong_share!r}")
     tokenizer = tokenizer or CaptionTokenizer()
     clips = generate_clips(batch_size, data, generator=generator)
     if captions == "recaptioned":
         texts = recaption(load_captioner(captioner), clips.video, generator=generator)
     else:
         texts = captions_for(clips, data.free_range, captions, generator=generator)
+    if wrong_share > 0:
+        wrong = (torch.rand(batch_size, generator=generator) < wrong_share).tolist()
+        texts = [texts[(i + 1) % batch_size] if w else text for i, (text, w) in enumerate(zip(texts, wrong))]
     ids, mask = tokenizer(texts)
     return {"video": clips.video, "ids": ids, "ids_mask": mask, "motion": digit_centres(clips), "labels": clips.labels, "captions": texts}
 

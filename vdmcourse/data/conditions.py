@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vdmcourse.data.moving_mnist import MovingMNISTConfig, generate_clips
+from vdmcourse.data.moving_mnist import MovingMNISTConfig, digit_pool, generate_clips, render_clips, simulate_trajectories
 
 __all__ = [
     "BASE_FPS",
@@ -107,14 +107,25 @@ def clips_at_strides(
     strides: tuple[int, ...] = FRAME_STRIDES,
     base_fps: float = BASE_FPS,
     generator: torch.Generator | None = None,
+    group: int = 1,
 ) -> StrideClips:
     """``n`` clips of ``config.frames`` frames, each every k-th frame (k drawn from
     ``strides``) of a trajectory filmed at ``base_fps`` with ``config``'s speeds (px per
-    base frame). Returns :class:`StrideClips` with fps, measured speed and motion bucket."""
+    base frame). Returns :class:`StrideClips` with fps, measured speed and motion bucket.
+
+    ``group > 1``: consecutive runs of ``group`` clips share their digit, start position and
+    direction, and differ only in speed and stride (each drawn per clip): the same first
+    frame at several motion buckets and frame rates, so within a batch nothing but the
+    knobs explains the different motions (a paired design for learning the knobs)."""
     if not strides or not all(isinstance(k, int) and k >= 1 for k in strides):
         raise ValueError(f"clips_at_strides: strides must be a non-empty tuple of ints >= 1; got {strides!r}")
+    if not isinstance(group, int) or isinstance(group, bool) or group < 1 or n % group:
+        raise ValueError(f"clips_at_strides: group must be an int >= 1 that divides n = {n}; got {group!r}")
     longest = (config.frames - 1) * max(strides) + 1
-    clips = generate_clips(n, dataclasses.replace(config, frames=longest), generator=generator)
+    if group == 1:
+        clips = generate_clips(n, dataclasses.replace(config, frames=longest), generator=generator)
+    else:
+        clips = _grouped_clips(n, dataclasses.replace(config, frames=longest), group, generator)
     stride = torch.tensor(strides)[torch.randint(len(strides), (n,), generator=generator)]  # (N,)
     index = torch.arange(config.frames)[None] * stride[:, None]  # (N, T): frames 0, k, 2k, ...
     rows = torch.arange(n)[:, None]
@@ -130,6 +141,24 @@ def clips_at_strides(
         speed=speed,
         motion_bucket=motion_bucket(speed),
     )
+
+
+def _grouped_clips(n: int, config: MovingMNISTConfig, group: int, generator: torch.Generator | None):
+    """``n`` clips in runs of ``group`` that share digits, start and direction; speed per clip."""
+    pool_images, pool_labels = digit_pool(config)
+    m, k = n // group, config.digits
+    choice = torch.randint(len(pool_labels), (m, k), generator=generator).repeat_interleave(group, 0)  # (N, K)
+    start = (torch.rand((m, k, 2), generator=generator) * config.free_range).repeat_interleave(group, 0)  # (N, K, 2)
+    theta = (torch.rand((m, k), generator=generator) * (2 * torch.pi)).repeat_interleave(group, 0)  # (N, K)
+    low, high = config.speed
+    magnitude = low + (high - low) * torch.rand((n, k), generator=generator)  # (N, K): the one thing that differs
+    velocity = torch.stack([magnitude * torch.sin(theta), magnitude * torch.cos(theta)], dim=-1)  # (N, K, 2) (row, col)
+    positions, velocities = simulate_trajectories(
+        start, velocity, config.frames, config.free_range, bounce=config.bounce, speed=config.speed, generator=generator
+    )
+    digits = pool_images[choice]  # (N, K, S, S)
+    video = render_clips(digits, positions, config.canvas, combine=config.combine)
+    return dataclasses.make_dataclass("GroupedClips", ["video", "labels", "positions"])(video, pool_labels[choice], positions)
 
 
 def random_signals(n: int, frames: int, *, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -38,6 +38,7 @@ from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
 __all__ = [
     "ConditionedUNet3DConfig",
     "ConditionedUNet3D",
+    "Gain",
     "MicroConditioning",
     "SignalEmbedding",
     "augment_frame",
@@ -88,10 +89,28 @@ def added_time_ids(fps, motion_bucket_id, noise_aug_strength, batch: int | None 
     return torch.stack([columns[0] - 1, columns[1], columns[2]], dim=1)  # (B, 3)
 
 
-def _mlp(in_dim: int, dim: int) -> nn.Sequential:
+class Gain(nn.Module):
+    """Multiply by a fixed number (no parameters). After a zero-initialised layer it sets how
+    fast that layer's effect grows: AdamW moves a weight by about ``lr`` per step whatever the
+    scale of its gradient, so ``gain`` times the layer's output grows ``gain`` times faster."""
+
+    def __init__(self, gain: float):
+        super().__init__()
+        self.gain = float(gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gain
+
+    def extra_repr(self) -> str:
+        return f"gain={self.gain:g}"
+
+
+def _mlp(in_dim: int, dim: int, gain: float = 1.0) -> nn.Sequential:
     mlp = nn.Sequential(nn.Linear(in_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
     nn.init.zeros_(mlp[2].weight)  # a new condition starts as "no change" to the embedding
     nn.init.zeros_(mlp[2].bias)
+    if gain != 1.0:
+        mlp.append(Gain(gain))  # no parameters: the state dict is the same as without it
     return mlp
 
 
@@ -104,15 +123,16 @@ class MicroConditioning(nn.Module):
     by 1000 first, like diffusion time (:class:`~vdmcourse.nn.embeddings.TimestepEmbedding`):
     SVD embeds its raw value, whose sinusoid hardly changes between 0 and 0.1.
 
-    Input ``(B, 3)`` float; output ``(B, dim)``. The last layer starts at zero.
+    Input ``(B, 3)`` float; output ``(B, dim)``. The last layer starts at zero; ``gain`` (a
+    fixed :class:`Gain` at the end of ``mlp``) sets how fast it grows.
     """
 
     scales = (1.0, 1.0, 1000.0)
 
-    def __init__(self, dim: int, frequency_dim: int = 64):
+    def __init__(self, dim: int, frequency_dim: int = 64, gain: float = 1.0):
         super().__init__()
         self.frequency_dim = frequency_dim
-        self.mlp = _mlp(3 * frequency_dim, dim)
+        self.mlp = _mlp(3 * frequency_dim, dim, gain)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.shape[1] != 3:
@@ -128,10 +148,10 @@ class SignalEmbedding(nn.Module):
 
     Input ``(B, T)``; output ``(B, T, dim)``."""
 
-    def __init__(self, dim: int, frequency_dim: int = 64):
+    def __init__(self, dim: int, frequency_dim: int = 64, gain: float = 1.0):
         super().__init__()
         self.frequency_dim = frequency_dim
-        self.mlp = _mlp(frequency_dim, dim)
+        self.mlp = _mlp(frequency_dim, dim, gain)
 
     def forward(self, signal: torch.Tensor) -> torch.Tensor:
         frequencies = sinusoidal_embedding(signal.flatten().float() * 1000.0, self.frequency_dim)  # (B*T, F)
@@ -151,6 +171,11 @@ class ConditionedUNet3DConfig(UNet3DConfig):
         micro_conditioning: take SVD's ``added_time_ids`` (:class:`MicroConditioning`).
         signal: take a per-frame signal ``(B, T)`` in ``[0, 1]`` (:class:`SignalEmbedding`).
         condition_frequency_dim: sinusoid width of each embedded scalar.
+        condition_gain: a fixed factor on every conditioning path (the concatenated frame,
+            the image embedding, the micro-conditioning and signal vectors). The layers that
+            read them start at zero and AdamW moves each weight by about ``lr`` per step, so
+            the conditions' effect grows ``condition_gain`` times faster: a learning-rate
+            multiplier for the new paths alone (1: none, SVD's form).
     """
 
     condition_channels: int = 0
@@ -158,6 +183,7 @@ class ConditionedUNet3DConfig(UNet3DConfig):
     micro_conditioning: bool = False
     signal: bool = False
     condition_frequency_dim: int = 64
+    condition_gain: float = 1.0
 
     def __post_init__(self):
         super().__post_init__()
@@ -167,6 +193,9 @@ class ConditionedUNet3DConfig(UNet3DConfig):
                 raise ValueError(f"ConditionedUNet3DConfig: {name} must be an int >= 0; got {value!r}")
         if not isinstance(self.condition_frequency_dim, int) or self.condition_frequency_dim < 2:
             raise ValueError(f"ConditionedUNet3DConfig: condition_frequency_dim must be an int >= 2; got {self.condition_frequency_dim!r}")
+        gain = self.condition_gain
+        if not isinstance(gain, (int, float)) or isinstance(gain, bool) or not 0 < gain < float("inf"):
+            raise ValueError(f"ConditionedUNet3DConfig: condition_gain must be a finite number > 0; got {gain!r}")
 
     def video_fields(self) -> dict:
         """The fields of the plain :class:`~vdmcourse.nn.unet3d.UNet3DConfig`, as a dict."""
@@ -196,8 +225,9 @@ class ConditionedUNet3D(UNet3D):
         embed_dim, width = config.embed_dim, self.input_conv.out_channels
         self.input_conv = nn.Conv2d(config.channels + config.condition_channels, width, 3, padding=1)
         self.image_embed = nn.Linear(config.image_embed_dim, embed_dim) if config.image_embed_dim else None
-        self.micro_embed = MicroConditioning(embed_dim, config.condition_frequency_dim) if config.micro_conditioning else None
-        self.signal_embed = SignalEmbedding(embed_dim, config.condition_frequency_dim) if config.signal else None
+        gain = float(config.condition_gain)
+        self.micro_embed = MicroConditioning(embed_dim, config.condition_frequency_dim, gain) if config.micro_conditioning else None
+        self.signal_embed = SignalEmbedding(embed_dim, config.condition_frequency_dim, gain) if config.signal else None
         if self.image_embed is not None:
             nn.init.zeros_(self.image_embed.weight)
             nn.init.zeros_(self.image_embed.bias)
@@ -210,7 +240,7 @@ class ConditionedUNet3D(UNet3D):
         if self.micro_embed is not None:
             added = added + self.micro_embed(added_time_ids)  # SVD: added to the timestep embedding
         if self.image_embed is not None:
-            added = added + self.image_embed(image_embedding.to(weight.dtype))
+            added = added + self.image_embed(image_embedding.to(weight.dtype) * self.config.condition_gain)
         if self.signal_embed is not None:
             added = added[:, None] + self.signal_embed(signal)  # (B, T, E): one vector per frame
         return added
@@ -229,6 +259,9 @@ class ConditionedUNet3D(UNet3D):
         self._check_conditions(x, added_time_ids, image_embedding, signal)
         batch, frames = x.shape[:2]
         added = self.added_embedding(batch, frames, added_time_ids, image_embedding, signal)
+        if self.config.condition_gain != 1 and self.config.condition_channels:
+            c = self.config.channels  # the conditioning frame's channels, scaled before the (zero-init) input conv columns
+            x = torch.cat([x[:, :, :c], x[:, :, c:] * self.config.condition_gain], dim=2)
         if added.ndim == 3:  # per-frame vectors ride on UNet3D's per-frame time path
             t = t[:, None].expand(-1, frames) if t.ndim == 1 else t  # (B, T)
             added = rearrange(added, "b t e -> (b t) e")

@@ -176,6 +176,9 @@ class TextVideoConfig:
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     motion: bool = True
     motion_sigma: float = 1.5
+    # False: the text reaches the U-Net only as the pooled vector added to the timestep
+    # embedding (the adaLN-style path; needs unet.pooled_context and no cross_attention_levels)
+    cross_attention: bool = True
 
     def image_fields(self) -> dict:
         """The config of the plain video U-Net this model extends, as a dict."""
@@ -184,6 +187,11 @@ class TextVideoConfig:
     def __post_init__(self):
         if self.unet.context_dim != self.text.dim:
             raise ValueError(f"TextVideoConfig: unet.context_dim={self.unet.context_dim} must equal text.dim={self.text.dim}")
+        if not self.cross_attention and (not self.unet.pooled_context or self.unet.cross_attention_levels):
+            raise ValueError(
+                "TextVideoConfig: cross_attention=False sends the text through the pooled path only: it needs "
+                f"unet.pooled_context=True and no cross_attention_levels; got {self.unet.pooled_context}, {self.unet.cross_attention_levels}"
+            )
 
 
 class TextVideoUNet(nn.Module):
@@ -261,6 +269,13 @@ class TextVideoUNet(nn.Module):
             if motion_mask is not None:
                 keep = motion_mask.to(control.dtype).repeat_interleave(x.shape[1])  # (B*T,)
                 control = control * keep[:, None, None, None]
-        return self.unet(x, t, context=tokens, context_mask=ids_mask, pooled_context=pooled, control=control)
+        cross = self.config.cross_attention  # the pooled-only variant gives the U-Net no tokens
+        return self.unet(
+            x, t,
+            context=tokens if cross else None,
+            context_mask=ids_mask if cross else None,
+            pooled_context=pooled if self.config.unet.pooled_context else None,
+            control=control,
+        )
 
 

@@ -36,6 +36,7 @@ the conv modules work on ``(B, C, T, H, W)``. Pixels are in ``[-1, 1]``.
 from __future__ import annotations
 
 import hashlib
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.func import functional_call
 
 __all__ = [
     "DESIGNS",
@@ -52,7 +54,9 @@ __all__ = [
     "CausalConv3d",
     "CausalResBlock",
     "DiagonalGaussian",
+    "PatchDiscriminator",
     "vae_loss",
+    "adversarial_terms",
     "evaluator_feature_loss",
     "vae_fingerprint",
 ]
@@ -81,6 +85,9 @@ class VideoVAEConfig:
             ``"temporal_decoder"`` (per-frame encoder, decoder with centred temporal
             convs, as SVD's). The last two cannot down-sample time.
         groups: GroupNorm groups (must divide every width).
+        discriminator: channels of the levels of an optional per-frame patch
+            discriminator (:class:`PatchDiscriminator`) trained beside the VAE for the
+            adversarial term of :func:`vae_loss`; ``()`` (the default): none.
     """
 
     channels: int = 1
@@ -91,6 +98,7 @@ class VideoVAEConfig:
     temporal_kernel: int = 3
     design: str = "causal3d"
     groups: int = 8
+    discriminator: tuple[int, ...] = ()
 
     def __post_init__(self):
         for name in ("channels", "latent_channels", "blocks_per_level", "temporal_kernel", "groups"):
@@ -110,6 +118,8 @@ class VideoVAEConfig:
                 f"VideoVAEConfig: temporal_downsample must be a tuple of distinct levels in [0, {levels}) "
                 f"(time is halved together with space); got {td!r}"
             )
+        if not isinstance(self.discriminator, tuple) or not all(isinstance(w, int) and w > 0 for w in self.discriminator):
+            raise ValueError(f"VideoVAEConfig: discriminator must be a tuple of positive ints (its level widths; () for none); got {self.discriminator!r}")
         if td and self.design != "causal3d":
             raise ValueError(f"VideoVAEConfig: design={self.design!r} encodes each frame alone and cannot down-sample time; got temporal_downsample={td}")
 
@@ -335,6 +345,34 @@ class DiagonalGaussian:
         return 0.5 * (self.mean.square() + self.logvar.exp() - 1.0 - self.logvar).flatten(1).sum(1)
 
 
+class PatchDiscriminator(nn.Module):
+    """A per-frame patch discriminator (Isola et al. 2017's PatchGAN, as in VQGAN, Esser
+    et al. 2021): frames ``(B, T, C, H, W)`` in [-1, 1] -> logits ``(B, T, 1, H / 2^L, W / 2^L)``,
+    one per patch, for ``L = len(config.discriminator)`` stride-2 levels.
+
+    ``updates`` (a buffer, saved with the weights) counts the training steps
+    :func:`vae_loss` has seen, so the adversarial term's warm-up survives a resume.
+    """
+
+    def __init__(self, config: VideoVAEConfig):
+        super().__init__()
+        layers, channels = [], config.channels
+        for i, width in enumerate(config.discriminator):
+            layers.append(nn.Conv2d(channels, width, 4, stride=2, padding=1))
+            if i:  # no norm on the first level, as in PatchGAN
+                layers.append(nn.GroupNorm(math.gcd(config.groups, width), width))
+            layers.append(nn.LeakyReLU(0.2))
+            channels = width
+        layers.append(nn.Conv2d(channels, 1, 3, padding=1))
+        self.layers = nn.Sequential(*layers)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        b = frames.shape[0]
+        logits = self.layers(rearrange(frames, "b t c h w -> (b t) c h w"))  # (B·T, 1, h, w)
+        return rearrange(logits, "(b t) c h w -> b t c h w", b=b)
+
+
 class VideoVAE(nn.Module):
     """A KL-regularised video autoencoder (see the module docstring).
 
@@ -357,6 +395,8 @@ class VideoVAE(nn.Module):
         self.config = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
+        # Trained beside the VAE by vae_loss's adversarial term; sampling never uses it.
+        self.discriminator = PatchDiscriminator(config) if config.discriminator else None
         # NaN until fit_scaling_factor measures it; saved with the weights.
         self.register_buffer("scaling_factor", torch.tensor(float("nan")))
 
@@ -488,6 +528,8 @@ def vae_loss(
     reconstruction: str = "l1",
     evaluator: nn.Module | None = None,
     feature_weight: float = 0.0,
+    adversarial_weight: float = 0.0,
+    adversarial_start: int = 0,
 ) -> torch.Tensor:
     """The VAE's training loss on ``batch["video"]`` ``(B, T, C, H, W)`` in [0, 1]:
 
@@ -496,6 +538,14 @@ def vae_loss(
     averaged over clips (divided by the clip's pixel count, so ``beta`` is per pixel
     as in Rombach et al. 2022), and ``features`` :func:`evaluator_feature_loss` on the
     course's own :class:`~vdmcourse.metrics.Evaluator` (no downloaded LPIPS).
+
+    With ``adversarial_weight > 0`` (the model needs a ``config.discriminator``), after
+    ``adversarial_start`` training steps it adds ``lambda * generator + discriminator``
+    from :func:`adversarial_terms`: one backward pass trains the VAE against a frozen
+    copy of the discriminator and the discriminator on detached reconstructions.
+    ``lambda = adversarial_weight * |grad rec| / |grad generator|`` at the decoder's
+    last layer (VQGAN's adaptive weight, Esser et al. 2021 eq. 7), so the term keeps
+    a fixed share of the reconstruction's pull whatever their scales.
     """
     if reconstruction not in RECONSTRUCTION_LOSSES:
         raise ValueError(f"vae_loss: reconstruction must be one of {RECONSTRUCTION_LOSSES}; got {reconstruction!r}")
@@ -509,7 +559,42 @@ def vae_loss(
         if evaluator is None:
             raise ValueError("vae_loss: feature_weight > 0 needs the evaluator whose features are matched")
         loss = loss + feature_weight * evaluator_feature_loss(evaluator, ((recon + 1) / 2).clamp(0, 1), video)
+    if adversarial_weight:
+        discriminator = model.discriminator
+        if discriminator is None:
+            raise ValueError("vae_loss: adversarial_weight > 0 needs a VAE built with a discriminator (VideoVAEConfig(discriminator=(32, 64)))")
+        steps_seen = int(discriminator.updates)
+        if model.training:
+            discriminator.updates += 1
+        if steps_seen >= adversarial_start:
+            generator_loss, discriminator_loss = adversarial_terms(discriminator, recon, target)
+            weight = adversarial_weight * _adaptive_weight(rec, generator_loss, model.decoder.output.conv.weight)
+            loss = loss + weight * generator_loss + discriminator_loss
     return loss
+
+
+def adversarial_terms(discriminator: PatchDiscriminator, reconstruction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hinge GAN losses (Lim & Ye 2017, as in VQGAN) for clips ``(B, T, C, H, W)`` in [-1, 1]:
+
+    * generator: ``-mean D(reconstruction)`` through a frozen copy of ``D`` (its
+      gradient reaches the VAE, never the discriminator);
+    * discriminator: ``mean relu(1 - D(target)) + mean relu(1 + D(reconstruction))`` on
+      detached reconstructions (its gradient reaches the discriminator, never the VAE).
+    """
+    frozen = {name: p.detach() for name, p in discriminator.named_parameters()}
+    generator_loss = -functional_call(discriminator, frozen, (reconstruction,)).mean()
+    discriminator_loss = F.relu(1 - discriminator(target)).mean() + F.relu(1 + discriminator(reconstruction.detach())).mean()
+    return generator_loss, discriminator_loss
+
+
+def _adaptive_weight(reconstruction_loss: torch.Tensor, generator_loss: torch.Tensor, last_layer: torch.Tensor) -> torch.Tensor:
+    """``|d rec / d W| / (|d gen / d W| + 1e-4)`` at the decoder's last weights ``W``,
+    clamped to [0, 1e4] and detached (VQGAN's ``calculate_adaptive_weight``); 1 without autograd."""
+    if not (torch.is_grad_enabled() and last_layer.requires_grad and generator_loss.requires_grad):
+        return generator_loss.new_ones(())
+    rec_grad = torch.autograd.grad(reconstruction_loss, last_layer, retain_graph=True)[0]
+    gen_grad = torch.autograd.grad(generator_loss, last_layer, retain_graph=True)[0]
+    return (rec_grad.norm() / (gen_grad.norm() + 1e-4)).clamp(0, 1e4).detach()
 
 
 def evaluator_feature_loss(evaluator: nn.Module, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
