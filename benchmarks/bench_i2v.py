@@ -430,24 +430,30 @@ def report(args) -> None:
     path = RESULTS / "i2v_control.json"
     if path.is_file():
         c = json.loads(path.read_text())
+        offsets = all("frame0_offset_px" in r for r in c["buckets"]["rows"] + c["noise_aug"]["rows"])  # runs since the offset was added
         lines += [f"## i2v-cpu: the knobs ({c['clips']} held-out images, {c['sampler']} x {c['steps']} steps, seed 0)", "",
                   f"Spearman rho, bucket vs mean measured speed over {len(c['buckets']['rows'])} buckets: "
                   f"**{c['buckets']['spearman_bucket_vs_mean_speed']:.3f}** (target >= 0.9); per clip: "
                   f"{c['buckets']['spearman_bucket_vs_clip_speed']:.3f}.", "",
-                  "| motion_bucket_id | the bucket's speed, px/s | measured, px/s | px/frame | PSNR frame 0, dB | identity |",
-                  "|---|---|---|---|---|---|"]
+                  "| motion_bucket_id | the bucket's speed, px/s | measured, px/s | px/frame | PSNR frame 0, dB | identity |"
+                  + (" frame-0 offset, px |" if offsets else ""), "|---|---|---|---|---|---|" + ("---|" if offsets else "")]
         for r in c["buckets"]["rows"]:
             lines.append(f"| {r['motion_bucket_id']} | {r['motion_bucket_id'] * 16 / 255:.1f} | {_mean(r['px_per_s']):.2f} | "
-                         f"{_mean(r['px_per_frame']):.2f} | {_mean(r['psnr_frame0']):.1f} | {_mean(r['identity']):.2f} |")
+                         f"{_mean(r['px_per_frame']):.2f} | {_mean(r['psnr_frame0']):.1f} | {_mean(r['identity']):.2f} |"
+                         + (f" {_mean(r['frame0_offset_px']):.2f} |" if offsets else ""))
         lines += ["", f"fps at bucket {c['fps']['rows'][0]['motion_bucket_id']} (a fixed speed per second should give "
                   "a displacement per frame proportional to 1/fps):", "", "| fps | px/frame | px/s |", "|---|---|---|"]
         for r in c["fps"]["rows"]:
             lines.append(f"| {r['fps']} | {_mean(r['px_per_frame']):.2f} | {_mean(r['px_per_frame']) * r['fps']:.2f} |")
         lines += ["", "noise_aug_strength sweep (fps 6): fidelity against motion", "",
-                  "| noise_aug_strength | PSNR frame 0, dB | PSNR all frames vs image, dB | identity | px/frame |", "|---|---|---|---|---|"]
+                  "| noise_aug_strength | PSNR frame 0, dB | PSNR all frames vs image, dB | identity | px/frame |"
+                  + (" frame-0 offset, px |" if offsets else ""), "|---|---|---|---|---|" + ("---|" if offsets else "")]
         for r in c["noise_aug"]["rows"]:
             lines.append(f"| {r['noise_aug_strength']:g} | {_mean(r['psnr_frame0']):.1f} | {_mean(r['psnr_all_frames_vs_image']):.1f} | "
-                         f"{_mean(r['identity']):.2f} | {_mean(r['px_per_frame']):.2f} |")
+                         f"{_mean(r['identity']):.2f} | {_mean(r['px_per_frame']):.2f} |" + (f" {_mean(r['frame0_offset_px']):.2f} |" if offsets else ""))
+        if "psnr_yardsticks" in c:
+            lines += ["", "PSNR yardsticks against the same images: "
+                      + ", ".join(f"{k} {v:.1f} dB" for k, v in c["psnr_yardsticks"].items()) + "."]
         lines += ["", f"Identity of real held-out clips (the evaluator's floor): {c['real_identity']:.2f}. "
                   f"Load average during the run: {c['load_average']}.", "", "![knobs](i2v_control.png)", ""]
     lines += _attempts()
