@@ -561,7 +561,9 @@ _PRESETS.append(
         objective=None,
         # The new layers start at zero and must grow in a few hundred steps: at lr 5e-4 and uniform
         # logit-normal times a first run (400 steps) left the bucket without effect; the conditions
-        # matter most at high noise, so times lean there (t_mean 0.5) and the lr is 2e-3.
+        # matter most at high noise, so times lean there (t_mean 0.5) and the lr is 2e-3. A retrain with
+        # condition_gain=4.0 and image_to_video_batch(group=4) (796 steps, benchmarks/results/i2v.md,
+        # "Recipe attempts") moved the knobs a little more but put frame 0 further from the image; not shipped.
         loss=functools.partial(image_to_video_loss, t_mean=0.5),
         batch_source=functools.partial(image_to_video_batch, data=_I2V_DATA),
         steps=1500,
