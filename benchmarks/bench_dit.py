@@ -421,10 +421,10 @@ def write_report(results: dict) -> None:
                   f"Widths {', '.join(str(r['dim']) for r in s['rows'])} of the dit-cpu model (depth and patch fixed"
                   f"{'; ' + ', '.join(s['changes']) if s.get('changes') else ''}), {s['seconds']:.0f} s of training each, "
                   f"one after the other (load average at the end {s['load_average']}). Plot: [dit_scaling.png](dit_scaling.png).", "",
-                  "| width | params | steps | training PFLOP | loss (last 50) | identity | shape change | physics (px) | strip |",
+                  "| width | params | steps | training TFLOP | loss (last 50) | identity | shape change | physics (px) | strip |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in s["rows"]:
-            lines.append(f"| {r['dim']} | {r['params']:,} | {r['steps']} | {r['train_pflop']:.3f} | {r['loss_last_50']:.4f} | "
+            lines.append(f"| {r['dim']} | {r['params']:,} | {r['steps']} | {r['train_pflop'] * 1e3:.2f} | {r['loss_last_50']:.4f} | "
                          f"{'n/a' if r['identity_persistence'] is None else format(r['identity_persistence'], '.2f')} | "
                          f"{r['shape_change']:.2f} | {r['physics_px']:.2f} | [{Path(r['strip']).name}]({Path(r['strip']).name}) |")
         lines.append("")
