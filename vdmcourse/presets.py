@@ -488,6 +488,21 @@ _PRESETS.append(
     )
 )
 
+# dit-cpu with Latte's alternating spatial (64 tokens) / temporal (5 tokens) blocks -- about 1.7x the
+# steps per minute of full attention over 320 tokens at about the same loss per step -- and absolute
+# sin-cos positions beside RoPE (RoPE alone gives offsets only; with a head width of 16 each spatial
+# axis gets two RoPE frequencies, 1 and 1/100 rad per token). A 15-minute trial
+# (benchmarks/results/dit.md) improved physics, flicker and Frechet but not identity: not shipped.
+_DIT_CPU = next(preset for preset in _PRESETS if preset.name == "dit-cpu")
+_PRESETS.append(
+    dataclasses.replace(
+        _DIT_CPU,
+        name="dit-alt-cpu",
+        description="dit-cpu with alternating spatial / temporal attention blocks (Latte) and sin-cos + RoPE positions (CPU; not shipped)",
+        model_config=dataclasses.replace(_DIT_CPU.model_config, layout="alternate", position="sincos+rope"),
+    )
+)
+
 # video-cpu fine-tuned with masked-frame conditioning (lesson 12): the same model, new loss and batches.
 _VIDEO_CPU = next(preset for preset in _PRESETS if preset.name == "video-cpu")
 
