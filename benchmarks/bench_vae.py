@@ -334,11 +334,14 @@ def table(args) -> None:
     terms = [json.loads(path.read_text()) for path in sorted(TERMS.glob("*.json"))]
     if terms:
         lines += [
-            "## Loss terms at equal training minutes (vae-cpu's recipe)",
+            "## Loss terms (vae-cpu's recipe plus one term each)",
             "",
-            "Each arm trained with `python -m vdmcourse train --preset NAME --minutes M`; EMA weights scored on "
-            "held-out clips of test digits (10 frames). Sharpness: mean |pixel difference| to the neighbour of the "
-            "reconstructions over that of the real clips (1 = as sharp, < 1 = blurred).",
+            "Each arm trained with `python -m vdmcourse train --preset NAME --steps S` (equal steps, one heavy slot each, "
+            "back to back; the machine's load moved between 1.2 and 2.9, so the training seconds, not a wall-clock "
+            "budget, say what each term costs); EMA weights scored with `bench_vae.py score --label` on 256 "
+            "held-out clips of test digits (10 frames). vae-feat-cpu trains on 10-frame clips, 4 per batch (the "
+            "evaluator's clip length; the same frames per batch as vae-cpu's 8 x 5). Sharpness: mean |pixel "
+            "difference| to the neighbour of the reconstructions over that of the real clips (1 = as sharp, < 1 = blurred).",
             "",
             "| arm | preset | steps | train s | PSNR dB | SSIM | flicker (recon) | sharpness |",
             "|---|---|---|---|---|---|---|---|",
