@@ -329,7 +329,7 @@ def budgets(args) -> dict:
     info = first.metadata
 
     def strip_for(video, label: str) -> str:
-        strip = RESULTS / f"dit_samples_{label}.png"
+        strip = RESULTS / f"dit{'_' + args.label if args.label else ''}_samples_{label}.png"
         with atomic_path(strip) as tmp:
             frame_strip(video[:5], titles=[str(i) for i in range(5)]).savefig(tmp, format="png", dpi=120)
         return str(strip.relative_to(RESULTS.parent.parent))
@@ -350,7 +350,7 @@ def budgets(args) -> dict:
                      "load_average": entry["load_average"], **_scores(video, evaluator, info["data"]["digit_size"]),
                      "strip": strip_for(video, f"{minutes:02d}min")})
         print(rows[-1], flush=True)
-    return {"run": str(run), "rows": rows}
+    return {"run": str(run), "preset": getattr(args, "preset", None), "rows": rows}
 
 
 def write_report(results: dict) -> None:
@@ -376,14 +376,18 @@ def write_report(results: dict) -> None:
                   "| kind | share |", "|---|---:|"]
         lines += [f"| {kind} | {share:.0%} |" for kind, share in f["time_shares"].items()]
         lines.append("")
-    if "budgets" in stored:
-        lines += ["## Samples at fixed CPU training budgets (dit-cpu, from scratch)", "",
+    for key in ["budgets", *sorted(k for k in stored if k.startswith("budgets_"))]:
+        if key not in stored:
+            continue
+        name = stored[key].get("preset") or "dit-cpu"
+        lines += [f"## Samples at fixed CPU training budgets ({name}, from scratch{', a trial recipe: not shipped' if key != 'budgets' else ''})", "",
+                  f"Run `{stored[key]['run']}`. "
                   "Measured exactly as `bench_unet3d.py budgets` measures `video-cpu` (see `unet3d.md` for the definitions): "
                   f"{CLIPS} clips ({PER_DIGIT} of each digit), seed 0, the preset's sampler; strips show digits 0-4. "
                   "Training minutes are the trainer's own clock, one torch thread.", "",
                   "| budget | step | training min | load avg | frame difference | flicker | identity | shape change | physics (px) | dynamic | strip |",
                   "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
-        for row in stored["budgets"]["rows"]:
+        for row in stored[key]["rows"]:
             budget = "real clips" if row["budget_min"] is None else f"{row['budget_min']} min"
             lines.append(f"| {budget} | {row['step'] or ''} | {'' if row['train_min'] is None else format(row['train_min'], '.1f')} | "
                          f"{row['load_average']} | {row['frame_difference']:.4f} | {row['flicker']:.4f} | "
@@ -417,10 +421,10 @@ def write_report(results: dict) -> None:
                   f"Widths {', '.join(str(r['dim']) for r in s['rows'])} of the dit-cpu model (depth and patch fixed"
                   f"{'; ' + ', '.join(s['changes']) if s.get('changes') else ''}), {s['seconds']:.0f} s of training each, "
                   f"one after the other (load average at the end {s['load_average']}). Plot: [dit_scaling.png](dit_scaling.png).", "",
-                  "| width | params | steps | training PFLOP | loss (last 50) | identity | shape change | physics (px) | strip |",
+                  "| width | params | steps | training TFLOP | loss (last 50) | identity | shape change | physics (px) | strip |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in s["rows"]:
-            lines.append(f"| {r['dim']} | {r['params']:,} | {r['steps']} | {r['train_pflop']:.3f} | {r['loss_last_50']:.4f} | "
+            lines.append(f"| {r['dim']} | {r['params']:,} | {r['steps']} | {r['train_pflop'] * 1e3:.2f} | {r['loss_last_50']:.4f} | "
                          f"{'n/a' if r['identity_persistence'] is None else format(r['identity_persistence'], '.2f')} | "
                          f"{r['shape_change']:.2f} | {r['physics_px']:.2f} | [{Path(r['strip']).name}]({Path(r['strip']).name}) |")
         lines.append("")
@@ -463,7 +467,10 @@ def main(argv=None) -> int:
     scaling_parser.add_argument("--set", nargs="*", default=[], help="key=value changes to dit-cpu shared by every width (as pilot)")
     sub.add_parser("packing").add_argument("--repeats", type=int, default=3)
     sub.add_parser("sampling").add_argument("--repeats", type=int, default=3)
-    sub.add_parser("budgets").add_argument("run")
+    budgets_parser = sub.add_parser("budgets")
+    budgets_parser.add_argument("run")
+    budgets_parser.add_argument("--label", default="", help="a trial recipe's run: stored as budgets_LABEL, strips dit_LABEL_samples_*.png")
+    budgets_parser.add_argument("--preset", default="dit-cpu", help="the preset the run trained (shown in the table)")
     pilot_parser = sub.add_parser("pilot", help="a short run of dit-cpu with changes (results/dit_pilot_NAME.json)")
     pilot_parser.add_argument("name")
     pilot_parser.add_argument("--base", default="dit-cpu")
@@ -479,7 +486,8 @@ def main(argv=None) -> int:
         write_report({})
         return 0
     run = {"flops": flops, "layouts": layouts, "packing": packing, "scaling": scaling, "sampling": sampling, "budgets": budgets}[args.command]
-    write_report({args.command: run(args)})
+    key = f"budgets_{args.label}" if args.command == "budgets" and args.label else args.command
+    write_report({key: run(args)})
     return 0
 
 

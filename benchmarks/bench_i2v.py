@@ -217,8 +217,9 @@ def knobs(args) -> dict:
     """:func:`quick_knobs` of a checkpoint (e.g. the shipped i2v-cpu, the pilots' baseline)."""
     pipe = ImageToVideoPipeline.from_pretrained(str(args.checkpoint), device="cpu")
     call = {} if args.max_guidance is None else {"max_guidance_scale": args.max_guidance, "min_guidance_scale": min(1.0, args.max_guidance)}
-    result = {"checkpoint": args.checkpoint.name, **call, **quick_knobs(pipe, args.clips, args.steps, **call)}
+    result = {"checkpoint": str(args.checkpoint), **call, **quick_knobs(pipe, args.clips, args.steps, **call)}
     print(json.dumps(result), flush=True)
+    _save(f"i2v_knobs_{args.name}" + ("" if args.max_guidance is None else f"_guidance{args.max_guidance:g}"), result)
     return result
 
 
@@ -384,6 +385,44 @@ def plot_sync(out: dict, video: torch.Tensor) -> None:
     plt.close(figure)
 
 
+def _attempts() -> list[str]:
+    """The recipe attempts (pilots and retrains that were not shipped) as a table, from their JSON files."""
+    rows = []
+    shipped, attempt = RESULTS / "i2v_control.json", RESULTS / "i2v_attempt_gain4_group4_control.json"
+    for label, path in (("shipped i2v-cpu (797 steps)", shipped), ("retrain: condition_gain 4 + groups of 4 (796 steps), not shipped", attempt)):
+        if path.is_file():
+            c = json.loads(path.read_text())
+            speed = {r["motion_bucket_id"]: _mean(r["px_per_s"]) for r in c["buckets"]["rows"]}
+            step = {r["fps"]: _mean(r["px_per_frame"]) for r in c["fps"]["rows"]}
+            offset = [_mean(r["frame0_offset_px"]) for r in c["buckets"]["rows"] if "frame0_offset_px" in r and r["motion_bucket_id"] in (40, 240)]
+            knobs = RESULTS / ("i2v_knobs_shipped.json" if path == shipped else "i2v_knobs_retrain.json")
+            if not offset and knobs.is_file():
+                k = json.loads(knobs.read_text())
+                offset = [k["frame0_offset_px_bucket40"], k["frame0_offset_px_bucket240"]]
+            rows.append(f"| {label} | {speed[40]:.2f} -> {speed[240]:.2f} ({speed[240] / speed[40]:.2f}x) | "
+                        f"{step[4]:.2f} / {step[12]:.2f} ({step[4] / step[12]:.2f}x) | "
+                        f"{_mean([_mean(r['psnr_frame0']) for r in c['buckets']['rows']]):.1f} | "
+                        f"{_mean(offset) if offset else float('nan'):.1f} | {_mean([_mean(r['identity']) for r in c['buckets']['rows']]):.2f} |")
+    for path in sorted(RESULTS.glob("i2v_pilot_*.json")):
+        p = json.loads(path.read_text())
+        rows.append(f"| pilot {p['name']} ({p['steps']} steps from video-cpu, {p['set']}) | {p['px_per_s_bucket40']:.2f} -> "
+                    f"{p['px_per_s_bucket240']:.2f} ({p['bucket_ratio_240_over_40']:.2f}x) | {p['px_per_frame_fps4']:.2f} / "
+                    f"{p['px_per_frame_fps12']:.2f} ({p['fps_ratio_4_over_12']:.2f}x) | "
+                    f"{(p['psnr_frame0_bucket40'] + p['psnr_frame0_bucket240']) / 2:.1f} | "
+                    f"{(p['frame0_offset_px_bucket40'] + p['frame0_offset_px_bucket240']) / 2:.1f} | - |")
+    if not rows:
+        return []
+    return ["## Recipe attempts (the same 8 held-out images, heun x 10, seed 0)", "",
+            "What the data asks: bucket 240 is 6x the speed of bucket 40; at one bucket, fps 4 moves 3x further per frame "
+            "than fps 12. Frame-0 offset: distance in px between the tracked digit of frame 0 and the image's (PSNR "
+            "yardsticks against these images: a black frame 18.4 dB, the image shifted 1 px 21.6 dB, 2 px 17.9 dB). "
+            "Pilots: `python benchmarks/bench_i2v.py pilot --name NAME --minutes 6 --set group=G gain=4` (their bucket row "
+            "uses buckets 40 and 240 only; the retrain's and the shipped model's rows average the 6 buckets for PSNR "
+            "and identity). Guidance off (`bench_i2v.py knobs --max-guidance 1`): see `i2v_knobs_*_guidance1.json`.", "",
+            "| model | speed, bucket 40 -> 240, px/s | px/frame, fps 4 / 12 | PSNR frame 0, dB | frame-0 offset (buckets 40, 240), px | identity |",
+            "|---|---|---|---|---|---|", *rows, ""]
+
+
 def report(args) -> None:
     lines = ["# Image-to-video, video-to-video and sync (lesson 10)", "",
              "Made by `benchmarks/bench_i2v.py` (run through `/work/bin/heavy`, one thread); every number below is read from "
@@ -391,31 +430,33 @@ def report(args) -> None:
     path = RESULTS / "i2v_control.json"
     if path.is_file():
         c = json.loads(path.read_text())
+        offsets = all("frame0_offset_px" in r for r in c["buckets"]["rows"] + c["noise_aug"]["rows"])  # runs since the offset was added
         lines += [f"## i2v-cpu: the knobs ({c['clips']} held-out images, {c['sampler']} x {c['steps']} steps, seed 0)", "",
                   f"Spearman rho, bucket vs mean measured speed over {len(c['buckets']['rows'])} buckets: "
                   f"**{c['buckets']['spearman_bucket_vs_mean_speed']:.3f}** (target >= 0.9); per clip: "
                   f"{c['buckets']['spearman_bucket_vs_clip_speed']:.3f}.", "",
-                  "| motion_bucket_id | the bucket's speed, px/s | measured, px/s | px/frame | PSNR frame 0, dB | frame-0 offset, px | identity |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| motion_bucket_id | the bucket's speed, px/s | measured, px/s | px/frame | PSNR frame 0, dB | identity |"
+                  + (" frame-0 offset, px |" if offsets else ""), "|---|---|---|---|---|---|" + ("---|" if offsets else "")]
         for r in c["buckets"]["rows"]:
             lines.append(f"| {r['motion_bucket_id']} | {r['motion_bucket_id'] * 16 / 255:.1f} | {_mean(r['px_per_s']):.2f} | "
-                         f"{_mean(r['px_per_frame']):.2f} | {_mean(r['psnr_frame0']):.1f} | {_mean(r.get('frame0_offset_px', [])):.2f} | "
-                         f"{_mean(r['identity']):.2f} |")
+                         f"{_mean(r['px_per_frame']):.2f} | {_mean(r['psnr_frame0']):.1f} | {_mean(r['identity']):.2f} |"
+                         + (f" {_mean(r['frame0_offset_px']):.2f} |" if offsets else ""))
         lines += ["", f"fps at bucket {c['fps']['rows'][0]['motion_bucket_id']} (a fixed speed per second should give "
                   "a displacement per frame proportional to 1/fps):", "", "| fps | px/frame | px/s |", "|---|---|---|"]
         for r in c["fps"]["rows"]:
             lines.append(f"| {r['fps']} | {_mean(r['px_per_frame']):.2f} | {_mean(r['px_per_frame']) * r['fps']:.2f} |")
         lines += ["", "noise_aug_strength sweep (fps 6): fidelity against motion", "",
-                  "| noise_aug_strength | PSNR frame 0, dB | frame-0 offset, px | PSNR all frames vs image, dB | identity | px/frame |",
-                  "|---|---|---|---|---|---|"]
+                  "| noise_aug_strength | PSNR frame 0, dB | PSNR all frames vs image, dB | identity | px/frame |"
+                  + (" frame-0 offset, px |" if offsets else ""), "|---|---|---|---|---|" + ("---|" if offsets else "")]
         for r in c["noise_aug"]["rows"]:
-            lines.append(f"| {r['noise_aug_strength']:g} | {_mean(r['psnr_frame0']):.1f} | {_mean(r.get('frame0_offset_px', [])):.2f} | "
-                         f"{_mean(r['psnr_all_frames_vs_image']):.1f} | {_mean(r['identity']):.2f} | {_mean(r['px_per_frame']):.2f} |")
+            lines.append(f"| {r['noise_aug_strength']:g} | {_mean(r['psnr_frame0']):.1f} | {_mean(r['psnr_all_frames_vs_image']):.1f} | "
+                         f"{_mean(r['identity']):.2f} | {_mean(r['px_per_frame']):.2f} |" + (f" {_mean(r['frame0_offset_px']):.2f} |" if offsets else ""))
         if "psnr_yardsticks" in c:
-            lines += ["", "PSNR yardsticks against the same images: " + ", ".join(f"{k} {v:.1f} dB" for k, v in c["psnr_yardsticks"].items())
-                      + ". Frame-0 offset: distance between the tracked digit of frame 0 and the image's, px."]
+            lines += ["", "PSNR yardsticks against the same images: "
+                      + ", ".join(f"{k} {v:.1f} dB" for k, v in c["psnr_yardsticks"].items()) + "."]
         lines += ["", f"Identity of real held-out clips (the evaluator's floor): {c['real_identity']:.2f}. "
                   f"Load average during the run: {c['load_average']}.", "", "![knobs](i2v_control.png)", ""]
+    lines += _attempts()
     path = RESULTS / "i2v_v2v.json"
     if path.is_file():
         v = json.loads(path.read_text())

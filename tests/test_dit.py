@@ -381,3 +381,13 @@ def test_the_shipped_dit_cpu_loads_samples_and_evaluates_through_the_cli(tmp_pat
     capsys.readouterr()
     assert main(["evaluate", "--checkpoint", "dit-cpu", "--num", "65"]) == 0  # 65: the fewest the Fréchet distance takes
     assert "dit-cpu" in capsys.readouterr().out
+
+
+def test_the_shipped_dit_cpu_is_what_its_preset_trains():
+    # The manifest's command (`train --preset dit-cpu`) must rebuild the shipped model: a
+    # preset changed without retraining (or a checkpoint from another recipe) fails here.
+    from vdmcourse.presets import get_preset
+    from vdmcourse.pretrained import load_pretrained
+
+    preset = get_preset("dit-cpu")
+    assert load_pretrained("dit-cpu", device="cpu").config == preset.model_config

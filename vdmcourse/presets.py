@@ -488,6 +488,21 @@ _PRESETS.append(
     )
 )
 
+# dit-cpu with Latte's alternating spatial (64 tokens) / temporal (5 tokens) blocks -- about 1.7x the
+# steps per minute of full attention over 320 tokens at about the same loss per step -- and absolute
+# sin-cos positions beside RoPE (RoPE alone gives offsets only; with a head width of 16 each spatial
+# axis gets two RoPE frequencies, 1 and 1/100 rad per token). A 15-minute trial
+# (benchmarks/results/dit.md) improved physics, flicker and Frechet but not identity: not shipped.
+_DIT_CPU = next(preset for preset in _PRESETS if preset.name == "dit-cpu")
+_PRESETS.append(
+    dataclasses.replace(
+        _DIT_CPU,
+        name="dit-alt-cpu",
+        description="dit-cpu with alternating spatial / temporal attention blocks (Latte) and sin-cos + RoPE positions (CPU; not shipped)",
+        model_config=dataclasses.replace(_DIT_CPU.model_config, layout="alternate", position="sincos+rope"),
+    )
+)
+
 # video-cpu fine-tuned with masked-frame conditioning (lesson 12): the same model, new loss and batches.
 _VIDEO_CPU = next(preset for preset in _PRESETS if preset.name == "video-cpu")
 
@@ -561,7 +576,9 @@ _PRESETS.append(
         objective=None,
         # The new layers start at zero and must grow in a few hundred steps: at lr 5e-4 and uniform
         # logit-normal times a first run (400 steps) left the bucket without effect; the conditions
-        # matter most at high noise, so times lean there (t_mean 0.5) and the lr is 2e-3.
+        # matter most at high noise, so times lean there (t_mean 0.5) and the lr is 2e-3. A retrain with
+        # condition_gain=4.0 and image_to_video_batch(group=4) (796 steps, benchmarks/results/i2v.md,
+        # "Recipe attempts") moved the knobs a little more but put frame 0 further from the image; not shipped.
         loss=functools.partial(image_to_video_loss, t_mean=0.5),
         batch_source=functools.partial(image_to_video_batch, data=_I2V_DATA),
         steps=1500,
