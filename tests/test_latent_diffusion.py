@@ -11,6 +11,7 @@ import torch
 
 from vdmcourse.cli import main
 from vdmcourse.data import MovingMNISTConfig
+from vdmcourse.nn.dit import VideoDiT, VideoDiTConfig
 from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
 from vdmcourse.nn.vae import VideoVAE, VideoVAEConfig, vae_fingerprint, vae_loss
 from vdmcourse.presets import PRESETS, Preset, _fit_scaling_factor, load_latent_vae
@@ -33,12 +34,16 @@ TINY_VAE = Preset(
 )
 
 
-def latent_preset(vae_path):
+UNET = (UNet3D, UNet3DConfig(image_size=8, channels=4, base_channels=8, channel_mults=(1, 2), blocks_per_level=1, heads=2, groups=4, frames=10))
+DIT = (VideoDiT, VideoDiTConfig(channels=4, patch=(1, 2, 2), dim=16, depth=1, heads=2, frames=10, image_size=8))
+
+
+def latent_preset(vae_path, denoiser=UNET):
     return Preset(
         name="test-latent",
         description="",
-        model_class=UNet3D,
-        model_config=UNet3DConfig(image_size=8, channels=4, base_channels=8, channel_mults=(1, 2), blocks_per_level=1, heads=2, groups=4, frames=10),
+        model_class=denoiser[0],
+        model_config=denoiser[1],
         data=DATA,
         batch_size=2,
         steps=2,
@@ -57,6 +62,8 @@ def runs(tmp_path_factory):
         vae_path = root / "vae" / "model.safetensors"
         patch.setitem(PRESETS, "test-latent", latent_preset(vae_path))
         assert main(["train", "--preset", "test-latent", "--out", str(root / "latent"), "--no-progress"]) == 0
+        patch.setitem(PRESETS, "test-latent", latent_preset(vae_path, DIT))
+        assert main(["train", "--preset", "test-latent", "--out", str(root / "latent-dit"), "--no-progress"]) == 0
     return root
 
 
@@ -93,12 +100,16 @@ def test_latent_training_diffuses_scaled_latents(tmp_path):
     assert loss.item() == pytest.approx(1 + latents.square().mean().item(), rel=0.15)
 
 
-def test_sample_and_evaluate_decode_latent_checkpoints_to_pixels(runs, tmp_path, capsys):
+@pytest.mark.parametrize("denoiser", ["latent", "latent-dit"])
+def test_sample_and_evaluate_decode_latent_checkpoints_to_pixels(runs, tmp_path, capsys, denoiser):
+    # The latent path does not care which denoiser it trained: the U-Net and the DiT alike.
+    checkpoint = runs / denoiser / "model.safetensors"
+    assert type(build_model(checkpoint)) is {"latent": UNet3D, "latent-dit": VideoDiT}[denoiser]
     gif = tmp_path / "clips.gif"
-    assert main(["sample", "--checkpoint", str(runs / "latent" / "model.safetensors"), "--out", str(gif), "--num", "2"]) == 0
+    assert main(["sample", "--checkpoint", str(checkpoint), "--out", str(gif), "--num", "2"]) == 0
     frames = iio.imread(gif, index=None)
     assert frames.shape[0] == 10
-    assert main(["evaluate", "--checkpoint", str(runs / "latent" / "model.safetensors"), "--num", "66"]) == 0
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--num", "66"]) == 0
     assert "flicker" in capsys.readouterr().out
 
 

@@ -429,6 +429,28 @@ _PRESETS = [
         vae="vae-cpu",
     ),
     Preset(
+        name="latent-dit-cpu",
+        description="latent video diffusion with the course's DiT as denoiser: 1x2x2 patches of vae-cpu's 10x4x8x8 "
+        "scaled latents (160 tokens, full attention), one-digit clips (CPU)",
+        model_class=VideoDiT,
+        # The latent preset path does not care which denoiser it trains: this is latent-video-cpu with
+        # the DiT in place of the U-Net (sin-cos + RoPE positions, as dit-alt-cpu; width 96, as the
+        # scaling study in benchmarks/results/dit.md favours wider models at equal time).
+        model_config=VideoDiTConfig(
+            channels=4, patch=(1, 2, 2), dim=96, depth=4, heads=4, layout="full", position="sincos+rope",
+            qk_norm=True, frames=10, image_size=8,
+        ),
+        data=MovingMNISTConfig.cpu(),
+        t_distribution="logit_normal",
+        batch_size=16,
+        steps=6000,
+        quick_steps=2,
+        train=TrainConfig(lr=1e-3, warmup_steps=100, ema_decay=0.995, checkpoint_every=100),
+        sampler="heun",
+        sample_steps=10,
+        vae="vae-cpu",
+    ),
+    Preset(
         name="vae-gpu",
         description="video VAE for 64x64, 20-frame two-digit clips (Srivastava et al. 2015): 8x8x4 latents per frame; GPU-sized",
         model_class=VideoVAE,
