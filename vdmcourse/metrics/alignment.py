@@ -44,7 +44,7 @@ from torch import nn
 
 from vdmcourse.data import MovingMNISTConfig, generate_clips
 from vdmcourse.data.captions import DIRECTIONS, SPEEDS, CaptionTokenizer, caption, clip_facts
-from vdmcourse.metrics.features import Evaluator, _Stage, crop_digits
+from vdmcourse.metrics.features import Evaluator, _Stage, crop_digits, digit_classifier
 from vdmcourse.metrics.physics import check_video, ink_centroid
 from vdmcourse.nn.text import TextEncoder, TextEncoderConfig, clip_loss
 
@@ -115,13 +115,7 @@ class MiniCLIP(nn.Module):
         widths = (1, *config.widths)
         self.stages = nn.ModuleList(_Stage(a, b) for a, b in zip(widths, widths[1:]))
         self.project = nn.Linear(config.widths[-1] * config.frames, config.feature_dim)
-        c = config.classifier_width
-        self.classifier = nn.Sequential(
-            nn.Conv2d(1, c, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(c, c, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * c, 10),
-        )
+        self.classifier = digit_classifier(config.classifier_width)
         self.clip_head = nn.Sequential(
             nn.Linear(config.feature_dim + 2 * config.frames + 10, config.hidden), nn.SiLU(),
             nn.Linear(config.hidden, config.embed_dim),

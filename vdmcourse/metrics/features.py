@@ -70,6 +70,19 @@ class EvaluatorConfig:
         return cls(canvas=config.canvas, frames=config.frames, digit_size=config.digit_size, **overrides)
 
 
+def digit_classifier(width: int) -> nn.Sequential:
+    """The evaluator's per-digit crop classifier, ``(N, 1, S, S) -> (N, 10)`` logits: three
+    3x3 convs (two with stride 2), global average pool, linear. The captioner and the mini-CLIP
+    build the same one, so they can start from the evaluator's weights (same state-dict keys)."""
+    c = width
+    return nn.Sequential(
+        nn.Conv2d(1, c, 3, padding=1), nn.SiLU(),
+        nn.Conv2d(c, c, 3, stride=2, padding=1), nn.SiLU(),
+        nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.SiLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * c, 10),
+    )
+
+
 class _Stage(nn.Module):
     """(2+1)D stage: spatial 3x3 conv (stride 2) then temporal 3-tap conv, each with a
     per-frame GroupNorm and SiLU. (B, C, T, H, W) -> (B, C', T, H/2, W/2)."""
@@ -108,13 +121,7 @@ class Evaluator(nn.Module):
         self.project = nn.Linear(config.widths[-1] * config.frames, config.feature_dim)
         self.presence = nn.Linear(config.feature_dim, 10)
         self.velocity = nn.Linear(config.feature_dim, 10 * 4)
-        c = config.classifier_width
-        self.classifier = nn.Sequential(
-            nn.Conv2d(1, c, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(c, c, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * c, 10),
-        )
+        self.classifier = digit_classifier(config.classifier_width)
 
     def check_clips(self, video: torch.Tensor, caller: str) -> torch.Tensor:
         """Refuse videos of a size the network was not trained for."""
