@@ -122,7 +122,8 @@ def format_report(results: dict, *, title: str = "videos") -> str:
     """A markdown table of :func:`evaluate_videos`'s results, one metric per row."""
     lines = [
         f"Scored {results['n']} clips ({title}) against {results['n']} real clips (test digits); distances in the "
-        f"{results['dim']}-d features of the course evaluator (not FVD), Fréchet and KID with their 95 % bootstrap intervals. "
+        f"{results['dim']}-d features of the course evaluator (not FVD), Fréchet and KID with their 95 % bootstrap intervals "
+        "(the Fréchet interval is for the true distance, which a small sample's estimate overstates, so it can lie below the estimate). "
         f"'real clips' scores a second, disjoint set of {results['n']} real clips: the floor to compare with.",
         "",
         f"| metric | {title} | real clips | better | meaning |",
