@@ -564,6 +564,8 @@ def main() -> None:
 
     def write(rows: list[dict], **fields) -> None:
         """Merge ``rows`` into the part (the rows of models not run this time are kept) and write both files."""
+        if path.is_file():  # read again: another command may have written since this one started
+            data.update({key: value for key, value in json.loads(path.read_text()).items() if key in ("table", "quality", "ddp", "goal")})
         parts = {r["part"] for r in rows}  # --goal and --goal-metrics each replace their own rows
         metric_keys = {(r["model"], r["sampler"], r["steps"]) for r in rows if r["part"] == "goal_metrics"}
 
