@@ -26,6 +26,7 @@ from vdmcourse.conditioned_training import image_to_video_batch, image_to_video_
 from vdmcourse.data import MovingMNISTConfig, generate_clips
 from vdmcourse.diffusion import OBJECTIVES, TIME_DISTRIBUTIONS, training_loss
 from vdmcourse.diffusion.context import ContextConfig, masked_training_loss, random_context_masks, random_context_times
+from vdmcourse.diffusion.distillation import GuidedUNet3D, GuidedUNet3DConfig, guidance_distillation_loss
 from vdmcourse.metrics.alignment import MiniCLIP, MiniCLIPConfig, miniclip_batch, miniclip_loss
 from vdmcourse.metrics.captioner import Captioner, CaptionerConfig, captioner_batch, captioner_loss
 from vdmcourse.metrics.features import Evaluator, EvaluatorConfig, evaluator_batch, evaluator_loss
@@ -74,6 +75,9 @@ class Preset:
             conditioning (random context frames per clip, clean or noise-augmented, out of the
             loss); batches then carry ``"mask"`` and ``"context_t"`` (see :func:`context_clips`).
             ``init_from`` may then name a model of the preset's own class, which is fine-tuned.
+        teacher: None, or a shipped checkpoint's name (or a ``.safetensors`` path): guidance
+            distillation (:mod:`vdmcourse.diffusion.distillation`) -- the model learns that
+            teacher's classifier-free-guided output, one call per sampler step.
     """
 
     name: str
@@ -98,6 +102,7 @@ class Preset:
     finish: Callable[[nn.Module], None] | None = None
     vae: str | None = None
     context: ContextConfig | None = None
+    teacher: str | None = None
 
     def __post_init__(self):
         if self.loss is None and self.objective not in OBJECTIVES:
@@ -168,6 +173,11 @@ class Preset:
             return self.loss
         if self.context is not None:
             return self._context_loss
+        if self.teacher is not None:
+            return functools.partial(
+                guidance_distillation_loss, teacher=self.teacher, objective=self.objective, p_uncond=self.p_uncond,
+                t_distribution=self.t_distribution, t_mean=self.t_mean,
+            )
 
         def loss(model: nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor:
             x0 = to_model_range(batch["video"])
@@ -216,6 +226,7 @@ class Preset:
             "data": dataclasses.asdict(self.data),
             "batch_size": self.batch_size,
             **({"context": dataclasses.asdict(self.context)} if self.context is not None else {}),
+            **({"teacher": self.teacher} if self.teacher is not None else {}),
         } | (self._vae_metadata() if self.vae is not None else {})
 
     def _vae_metadata(self) -> dict:
@@ -557,6 +568,28 @@ _PRESETS.append(
         quick_steps=2,
         train=TrainConfig(lr=5e-4, warmup_steps=20, ema_decay=0.995, checkpoint_every=50),
         init_from="video-cpu",
+    )
+)
+
+# Guidance distillation (Meng et al. 2023, stage one; issue 17's 2-second goal): video-cpu's
+# student takes the guidance scale w as an input and learns video-cpu's guided output, so a
+# sampler step is one call of 8 clips instead of a call of 16 (the labels and the null label).
+# It starts as video-cpu (its w embedding at zero), trained at uniform times (where samplers
+# ask) with w drawn from [1, 3]; the shipped checkpoint's run is in the manifest.
+_PRESETS.append(
+    dataclasses.replace(
+        _VIDEO_CPU,
+        name="video-distilled-cpu",
+        description="video-cpu guidance-distilled (Meng et al. 2023): takes the guidance scale as an input and "
+        "returns video-cpu's guided output in one call, half the sampling work (CPU)",
+        model_class=GuidedUNet3D,
+        model_config=GuidedUNet3DConfig(**_VIDEO_CPU.model_config.__dict__, guidance_range=(1.0, 3.0)),
+        t_distribution="uniform",
+        steps=600,
+        quick_steps=2,
+        train=TrainConfig(lr=5e-4, warmup_steps=20, ema_decay=0.995, checkpoint_every=50),
+        init_from="video-cpu",
+        teacher="video-cpu",
     )
 )
 
