@@ -441,6 +441,51 @@ def _attempts() -> list[str]:
             "|---|---|---|---|---|---|", *rows, ""]
 
 
+def _control_as_sweep(c: dict) -> dict:
+    """The bucket and fps rows of a ``control`` run in the form of ``knobs --all-buckets`` (same images, seed, sampler)."""
+    rows, fps_rows = c["buckets"]["rows"], {r["fps"]: r for r in c["fps"]["rows"]}
+    speeds = {r["motion_bucket_id"]: r["px_per_s"] for r in rows}
+    buckets = list(speeds)
+    out = {"checkpoint": c["checkpoint"], "buckets": buckets, "wall_s": sum(r["seconds"] for r in rows + c["fps"]["rows"]),
+           **{f"px_per_s_bucket{b}": _mean(speeds[b]) for b in buckets},
+           **{f"px_per_frame_fps{f}": _mean(r["px_per_frame"]) for f, r in fps_rows.items()},
+           "spearman_bucket_vs_mean_speed": c["buckets"]["spearman_bucket_vs_mean_speed"],
+           "spearman_bucket_vs_clip_speed": c["buckets"]["spearman_bucket_vs_clip_speed"],
+           "frame0_offset_px_mean": _mean([_mean(r["frame0_offset_px"]) for r in rows]),
+           "identity_mean": _mean([_mean(r["identity"]) for r in rows])}
+    out["bucket_ratio_240_over_40"] = out["px_per_s_bucket240"] / out["px_per_s_bucket40"]
+    out["fps_ratio_4_over_12"] = out["px_per_frame_fps4"] / out["px_per_frame_fps12"]
+    return out
+
+
+def _knob_sweeps() -> list[str]:
+    """The full knob sweeps (``knobs --all-buckets``) of each checkpoint and sampling, from their JSON files."""
+    rows, sweeps = [], [json.loads(path.read_text()) for path in sorted(RESULTS.glob("i2v_knobs_*_all.json"))]
+    control_file = RESULTS / "i2v_control.json"
+    if control_file.is_file() and all("frame0_offset_px" in r for r in json.loads(control_file.read_text())["buckets"]["rows"]):
+        sweeps.insert(0, _control_as_sweep(json.loads(control_file.read_text())))
+    for k in sweeps:
+        sampling = (f"knob guidance {k['knob_guidance_scale']:g}" if k.get("knob_guidance_scale") else "SVD's (no knob guidance)")
+        if "max_guidance_scale" in k:
+            sampling += f", guidance {k['min_guidance_scale']:g} -> {k['max_guidance_scale']:g}"
+        speeds = " / ".join(f"{k[f'px_per_s_bucket{b}']:.1f}" for b in k["buckets"])
+        steps = " / ".join(f"{k[f'px_per_frame_fps{f}']:.2f}" for f in FPS)
+        rows.append(f"| {Path(k['checkpoint']).stem} | {sampling} | {speeds} | {k['bucket_ratio_240_over_40']:.2f}x | "
+                    f"**{k['spearman_bucket_vs_mean_speed']:.2f}** / {k['spearman_bucket_vs_clip_speed']:.2f} | {steps} | "
+                    f"{k['fps_ratio_4_over_12']:.2f}x | {k['frame0_offset_px_mean']:.1f} | {k['identity_mean']:.2f} | {k['wall_s'] / 60:.1f} |")
+    if not rows:
+        return []
+    return ["## Knob sweeps and knob guidance (`bench_i2v.py knobs --all-buckets [--knob-guidance W]`; the same 8 held-out images, heun x 10, seed 0)", "",
+            "Knob guidance (`ImageToVideoPipeline(..., knob_guidance_scale=W)`, the course's addition, off by default) adds "
+            "W x (conditioned prediction - the same at the neutral knobs fps 6, bucket 127) to SVD's guided prediction: one more "
+            "model call per step. Speeds at buckets " + ", ".join(map(str, BUCKETS)) + " (fps 6; they stand for "
+            + ", ".join(f"{b * 16 / 255:.1f}" for b in BUCKETS) + " px/s); Spearman rho of bucket vs mean speed / vs single clips' "
+            "speeds (48 clips); px/frame at fps 4 / 6 / 12 (bucket 120; the data: 3x between 4 and 12); frame-0 offset and "
+            "identity averaged over the 6 buckets; wall time of the sweep (one thread, shared machine: see each JSON's load average).", "",
+            "| checkpoint | sampling | px/s at the buckets | 240 / 40 | rho means / clips | px/frame fps 4 / 6 / 12 | 4 / 12 | frame-0 offset, px | identity | minutes |",
+            "|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+
+
 def report(args) -> None:
     lines = ["# Image-to-video, video-to-video and sync (lesson 10)", "",
              "Made by `benchmarks/bench_i2v.py` (run through `/work/bin/heavy`, one thread); every number below is read from "
@@ -474,6 +519,7 @@ def report(args) -> None:
                       + ", ".join(f"{k} {v:.1f} dB" for k, v in c["psnr_yardsticks"].items()) + "."]
         lines += ["", f"Identity of real held-out clips (the evaluator's floor): {c['real_identity']:.2f}. "
                   f"Load average during the run: {c['load_average']}.", "", "![knobs](i2v_control.png)", ""]
+    lines += _knob_sweeps()
     lines += _attempts()
     path = RESULTS / "i2v_v2v.json"
     if path.is_file():
