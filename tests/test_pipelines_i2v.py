@@ -322,9 +322,10 @@ def test_knob_guidance_adds_w_times_the_conditioned_minus_the_neutral_knobs_pred
     with torch.no_grad():
         cond, neutral = branch(12, 200), branch(6, 127)  # neutral: the call's defaults
         svd = frame_guidance(cond, branch(12, 200, with_image=False), guidance_ramp(1.0, max_guidance_scale, 4)) if max_guidance_scale > 1 else cond
+        after_frame0 = torch.tensor([0.0, 1.0, 1.0, 1.0]).reshape(1, 4, 1, 1, 1)  # frame 0 is the image: not pushed
         for scale in (0.0, 2.5):
             pipe(image, knob_guidance_scale=scale, **call)
-            torch.testing.assert_close(captured["denoiser"](x, t), svd + scale * (cond - neutral))
+            torch.testing.assert_close(captured["denoiser"](x, t), svd + scale * after_frame0 * (cond - neutral))
         pipe(image, knob_guidance_scale=2.5, **{**call, "fps": 6, "motion_bucket_id": 127})  # at the neutral knobs: no change
         torch.testing.assert_close(captured["denoiser"](x, t), neutral if max_guidance_scale == 1 else frame_guidance(
             neutral, branch(6, 127, with_image=False), guidance_ramp(1.0, max_guidance_scale, 4)))

@@ -497,11 +497,12 @@ class ImageToVideoPipeline:
             decode_chunk_size: latent frames decoded at a time (latent models; None: all at once).
             generator: fixes the noise augmentation and the sampler's noise.
             knob_guidance_scale: the course's addition, not SVD's (0, the default: SVD's sampling).
-                ``w > 0`` adds ``w * (D(knobs) - D(neutral knobs))`` to every frame's prediction,
-                where ``D`` is the conditioned prediction and the neutral knobs are the call's
-                defaults (:attr:`NEUTRAL_KNOBS`: fps 6, bucket 127; ``noise_aug_strength`` as asked).
-                SVD's unconditional branch keeps the micro-conditioning, so its guidance never
-                amplifies fps or the bucket; this term does (one more model call per step).
+                ``w > 0`` adds ``w * (D(knobs) - D(neutral knobs))`` to the prediction of every
+                frame but frame 0 (the image), where ``D`` is the conditioned prediction and the
+                neutral knobs are the call's defaults (:attr:`NEUTRAL_KNOBS`: fps 6, bucket 127;
+                ``noise_aug_strength`` as asked). SVD's unconditional branch keeps the
+                micro-conditioning, so its guidance never amplifies fps or the bucket; this term
+                does (one more model call per step).
         Returns a :class:`VideoPipelineOutput`, ``frames`` ``(B, T, C, H, W)`` in ``[0, 1]``.
         """
         started = time.perf_counter()
@@ -529,6 +530,9 @@ class ImageToVideoPipeline:
         ids = added_time_ids(fps, bucket, aug, batch=batch).to(self.device)
         neutral = added_time_ids(self.NEUTRAL_KNOBS["fps"], self.NEUTRAL_KNOBS["motion_bucket_id"], aug, batch=batch).to(self.device)
         scales = guidance_ramp(low, high, num_frames).to(self.device)
+        knob_scales = torch.full((num_frames,), knob_scale, device=self.device)
+        knob_scales[0] = 0.0  # frame 0 is the image: the knobs say how the others move away from it
+        knob_scales = knob_scales.reshape(1, -1, 1, 1, 1)
         guided = high > 1.0
         zero_frame, zero_embedding = torch.zeros_like(frame), torch.zeros_like(embedding)
 
@@ -544,7 +548,7 @@ class ImageToVideoPipeline:
             cond_out = out[1] if guided else out[0]
             prediction = frame_guidance(cond_out, out[0], scales) if guided else cond_out
             if knob_scale > 0:
-                prediction = prediction + knob_scale * (cond_out - out[-1])  # knob guidance: away from the neutral knobs
+                prediction = prediction + knob_scales * (cond_out - out[-1])  # knob guidance: away from the neutral knobs
             return prediction
 
         config = self.model.config
