@@ -233,7 +233,10 @@ def knobs(args) -> dict:
         call["knob_guidance_scale"] = args.knob_guidance
     sweep = {"buckets": BUCKETS, "fps_values": FPS} if args.all_buckets else {}
     started, cpu = time.time(), time.process_time()
-    result = {"checkpoint": str(args.checkpoint), **call, **quick_knobs(pipe, args.clips, args.steps, **sweep, **call)}
+    checkpoint = args.checkpoint.resolve()
+    root = Path(__file__).resolve().parent.parent
+    shown = checkpoint.relative_to(root) if checkpoint.is_relative_to(root) else checkpoint  # the repository's path, not the machine's
+    result = {"checkpoint": str(shown), **call, **quick_knobs(pipe, args.clips, args.steps, **sweep, **call)}
     result.update(wall_s=time.time() - started, cpu_s=time.process_time() - cpu, load_average=load_average())
     print(json.dumps(result), flush=True)
     name = f"i2v_knobs_{args.name}" + ("" if args.max_guidance is None else f"_guidance{args.max_guidance:g}")
