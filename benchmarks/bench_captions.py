@@ -32,9 +32,12 @@ ones, and of the two text-to-video models' samples for the same descriptive prom
 
 ``textpath`` compares how the text reaches the U-Net, at equal compute: ``text-pooled-cpu``
 (pooled text vector through the timestep embedding only) against ``text-cross-cpu``
-(cross-attention only), both trained 250 steps from ``video-ctx-cpu`` on ground-truth
-descriptive captions, text only (run folders ``runs/<name>``, or ``--runs``); sampled from
-the same held-out prompts and scored with the prompt-following metrics and the mini-CLIP.
+(cross-attention only), both trained from ``video-ctx-cpu`` on ground-truth descriptive
+captions, text only, at the same steps, batch and seed (run folders ``runs/<name>`` and their
+snapshots ``runs/<name>-snap<steps>``, or ``--folders``); with lesson 13's caption-quality arms
+(``text-pooled-noisy-cpu`` / ``text-cross-noisy-cpu``: 30 % of the captions wrong). Sampled
+from the same held-out prompts and noise, scored with the prompt-following metrics (counts,
+Wilson intervals) and the mini-CLIP, and compared prompt by prompt (paired differences).
 
 Results: ``benchmarks/results/captions.md`` / ``.json`` and ``captions_strips.png``.
 Run through ``/work/bin/heavy`` (one thread).
@@ -209,7 +212,8 @@ def alignment(args) -> dict:
 
 
 TEXT_PATHS = ("text-pooled-cpu", "text-cross-cpu")
-NOISY = "text-cross-noisy-cpu"  # lesson 13's caption-quality arm: text-cross-cpu with 30 % of captions wrong
+# lesson 13's caption-quality arms: each text path with 30 % of its training captions wrong
+NOISY = {"text-pooled-cpu": "text-pooled-noisy-cpu", "text-cross-cpu": "text-cross-noisy-cpu"}
 REAL = "real clips (metric ceiling)"
 ATTRIBUTES = ("digit", "direction", "speed", "bounce_walls")
 
@@ -217,7 +221,7 @@ ATTRIBUTES = ("digit", "direction", "speed", "bounce_walls")
 def _run_folders(runs: Path) -> list[Path]:
     """The text-path run folders under ``runs``: ``<preset>`` and its snapshots ``<preset>-snap<steps>``."""
     folders = []
-    for name in (*TEXT_PATHS, NOISY):
+    for name in (*TEXT_PATHS, *NOISY.values()):
         folders += [runs / name] + sorted(runs.glob(f"{name}-snap*"))
     return [f for f in folders if (f / "model.safetensors").is_file() and (f / "run.json").is_file()]
 
@@ -258,8 +262,9 @@ def comparisons(rows: dict) -> list[dict]:
     out = []
     steps = sorted({r["steps"] for r in rows.values() if "steps" in r})
     for s in steps:
-        for a, b, question in ((TEXT_PATHS[0], TEXT_PATHS[1], "cross-attention minus pooled"),
-                               (TEXT_PATHS[1], NOISY, "30% wrong captions minus clean")):
+        pairs = [(TEXT_PATHS[0], TEXT_PATHS[1], "cross-attention minus pooled")]
+        pairs += [(clean, noisy, f"30% wrong captions minus clean, {clean}") for clean, noisy in NOISY.items()]
+        for a, b, question in pairs:
             ra, rb = rows.get(row_name(a, s)), rows.get(row_name(b, s))
             if ra is not None and rb is not None:
                 out.append({"question": question, "a": row_name(a, s), "b": row_name(b, s), "steps": s, "prompts": len(ra["hits"]["digit"])}
@@ -421,9 +426,9 @@ def _textpath_markdown(d: dict) -> list[str]:
             cells = " | ".join(f"{c[k]['difference']:+.3f} [{c[k]['low']:+.2f}, {c[k]['high']:+.2f}]" if k in c else ""
                                for k in (*ATTRIBUTES, "alignment"))
             lines.append(f"| {c['question']} | {c['steps']} | {cells} |")
-    lines += ["", "Rows of `text-cross-noisy-cpu` are lesson 13's caption-quality arm (experiment 4): the cross-attention recipe with a "
-              "share 0.3 of the training captions replaced by the next clip's caption in the batch, compared with `text-cross-cpu` "
-              "at the same step count.", ""]
+    lines += ["", "Rows of `text-pooled-noisy-cpu` / `text-cross-noisy-cpu` are lesson 13's caption-quality arms (experiment 4): a text "
+              "path's recipe with a share 0.3 of the training captions replaced by the next clip's caption in the batch, compared "
+              "with the clean run of the same path at the same step count.", ""]
     return lines
 
 

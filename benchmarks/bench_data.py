@@ -235,21 +235,32 @@ def _caption_quality() -> list[str]:
     """Experiment 4 redone with the caption pipeline (lesson 09's models): read from
     ``captions.json``, where ``python benchmarks/bench_captions.py textpath`` measures the
     arms ``text-cross-cpu`` (clean descriptive captions) and ``text-cross-noisy-cpu`` (30 %
-    of them replaced by another clip's caption), trained by ``python -m vdmcourse train``."""
+    of them replaced by another clip's caption), trained by ``python -m vdmcourse train``;
+    the clean arm is taken at the noisy arm's step count (equal compute)."""
     path = RESULTS / "captions.json"
-    rows = json.loads(path.read_text()).get("textpath", {}).get("rows", {}) if path.is_file() else {}
-    arms = [(label, rows[name]) for name, label in (("text-cross-cpu", "captions clean"), ("text-cross-noisy-cpu", "captions 30% wrong")) if name in rows]
-    if len(arms) < 2:
+    textpath = json.loads(path.read_text()).get("textpath", {}) if path.is_file() else {}
+    rows = textpath.get("rows", {})
+    noisy = [r for r in rows.values() if r.get("preset") == "text-cross-noisy-cpu"]
+    clean = [r for r in rows.values() if r.get("preset") == "text-cross-cpu" and noisy and r.get("steps") == noisy[-1]["steps"]]
+    if not (noisy and clean):
         return []
-    prompts = json.loads(path.read_text())["textpath"]["prompts"]
+    steps, prompts = noisy[-1]["steps"], textpath["prompts"]
     lines = ["## 4b. Caption quality, with captions", "",
-             f"Lesson 09's text-to-video U-Net (from video-ctx-cpu, cross-attention to a text encoder), 250 steps at batch 8 from seed 0 "
-             "on ground-truth descriptive captions, text only; the second arm has 30 % of its captions replaced by another clip's. "
-             f"Prompt following on {prompts} held-out descriptive prompts (`benchmarks/bench_captions.py textpath`; table also in captions.md).", "",
-             "| training captions | digit | direction | speed class | bounce walls | overall | train min |", "|---|---|---|---|---|---|---|"]
-    for label, r in arms:
-        lines.append(f"| {label} | {r['digit']:.3f} | {r['direction']:.3f} | {r['speed']:.3f} | {r['bounce_walls']:.3f} | {r['overall']:.3f} | "
-                     f"{r['train']['train_time_s'] / 60:.1f} |")
+             f"Lesson 09's text-to-video U-Net (from video-ctx-cpu, cross-attention to a text encoder), {steps} steps at batch 8 from seed 0 "
+             "on ground-truth descriptive captions, text only; the second arm has 30 % of its captions replaced by another clip's "
+             "(the clean arm is the same run's checkpoint at that step). "
+             f"Prompt following on {prompts} held-out descriptive prompts, share (count) [Wilson 95 % interval] "
+             "(`benchmarks/bench_captions.py textpath`; table also in captions.md).", "",
+             "| training captions | digit | direction | speed class | bounce walls | overall | alignment |", "|---|---|---|---|---|---|---|"]
+    for label, r in (("captions clean", clean[-1]), ("captions 30% wrong", noisy[-1])):
+        cells = " | ".join(f"{r[k]:.3f} ({r['counts'][k]}) [{r['intervals'][k][0]:.2f}, {r['intervals'][k][1]:.2f}]"
+                           for k in ("digit", "direction", "speed", "bounce_walls"))
+        align = f"{r['alignment']:.3f} ± {r['alignment_sem']:.3f}" if "alignment" in r else ""
+        lines.append(f"| {label} | {cells} | {r['overall']:.3f} | {align} |")
+    pair = [c for c in textpath.get("comparisons", []) if c["question"].startswith("30%") and c["steps"] == steps]
+    if pair:
+        d = pair[0]["digit"]
+        lines += ["", f"Digit, noisy minus clean on the same prompts: {d['difference']:+.3f} [{d['low']:+.2f}, {d['high']:+.2f}] (normal 95 % interval)."]
     return lines + [""]
 
 
