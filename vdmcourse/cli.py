@@ -353,6 +353,7 @@ def _evaluate_parser(subparsers) -> None:
         epilog="examples:\n"
         "  python -m vdmcourse evaluate --checkpoint image-cpu --num 200\n"
         "  python -m vdmcourse evaluate --clips my_clips.npy --digits 1\n"
+        "  python -m vdmcourse evaluate --checkpoint text-video-cpu --num 32   (a text model: prompt following + alignment)\n"
         "A clips file is .npy or .safetensors (tensor 'video'): shape (N, T, 1, H, W), float in [0, 1] or uint8.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -401,6 +402,8 @@ def evaluate(args) -> int:
     needed = evaluator.config.feature_dim + 1
     if args.digits < 1:
         raise ValueError(f"--digits must be at least 1; got {args.digits}")
+    if args.clips is None and load_checkpoint(_checkpoint_path(args.checkpoint)).model_class.endswith(".TextVideoUNet"):
+        return _evaluate_text(args, evaluator)
     if args.clips is not None:
         video, title = _read_clips(args.clips), args.clips.name
         video = evaluator.check_clips(video, f"--clips {args.clips}")
@@ -426,6 +429,34 @@ def evaluate(args) -> int:
         title = Path(args.checkpoint).stem
     results = evaluate_videos(video, evaluator, digits=args.digits, seed=args.seed)
     print(format_report(results, title=title))
+    return 0
+
+
+def _evaluate_text(args, evaluator: Evaluator) -> int:
+    """A text-to-video checkpoint (lesson 09): its samples for ``--num`` held-out descriptive
+    prompts (seed ``--seed``), scored for prompt following from the pixels and by the
+    mini-CLIP alignment score, beside the prompts' own clips."""
+    from vdmcourse.metrics.alignment import MINICLIP_NAME, format_prompt_report, held_out_prompts, load_miniclip, prompt_report
+    from vdmcourse.pipelines import TextToVideoPipeline
+
+    if args.num < 1:
+        raise ValueError(f"--num must be at least 1; got {args.num}")
+    if args.digits != 1:
+        raise ValueError(f"--digits: a text-to-video checkpoint makes one-digit clips; got --digits {args.digits}")
+    pick_device(args.device)
+    pipe = TextToVideoPipeline.from_pretrained(str(_checkpoint_path(args.checkpoint)), device=args.device)
+    if pipe.shape[1:] != (1, evaluator.config.canvas, evaluator.config.canvas):
+        raise ValueError(f"{args.checkpoint} makes {pipe.shape[1:]} frames; the evaluator scores 1x{evaluator.config.canvas}x{evaluator.config.canvas}")
+    clips, facts, captions = held_out_prompts(args.num, seed=args.seed)
+    # batches of 25, seed + first index: the clips bench_captions.py draws for the same prompts
+    video = torch.cat([
+        pipe(captions[start : start + 25], generator=torch.Generator().manual_seed(args.seed + start)).frames
+        for start in range(0, args.num, 25)
+    ])
+    model = load_miniclip() if (CHECKPOINT_DIR / f"{MINICLIP_NAME}.safetensors").is_file() else None
+    results = prompt_report(video, facts, evaluator, model, captions)
+    real = prompt_report(clips.video, facts, evaluator, model, captions)
+    print(format_prompt_report(results, real, title=Path(args.checkpoint).stem))
     return 0
 
 
