@@ -538,6 +538,22 @@ _PRESETS.append(
     )
 )
 
+# dit-cpu twice as wide (128, heads of 32: five RoPE frequencies per spatial axis instead of two),
+# sin-cos + RoPE positions, full attention (a token can follow its part of the moving digit into
+# other frames, which the alternating layout's temporal blocks cannot). The scaling study in
+# benchmarks/results/dit.md: wider wins at equal CPU time, the step being overhead-bound.
+_PRESETS.extend(
+    dataclasses.replace(
+        _DIT_CPU,
+        name=name,
+        description=f"dit-cpu at width 128 with sin-cos + RoPE positions{extra} (CPU; a trial recipe)",
+        model_config=dataclasses.replace(_DIT_CPU.model_config, dim=128, position="sincos+rope"),
+        batch_size=batch_size,
+        steps=steps,
+    )
+    for name, extra, batch_size, steps in (("dit-wide-cpu", "", 8, 3000), ("dit-wide-b16-cpu", ", batch 16", 16, 2000))
+)
+
 # video-cpu fine-tuned with masked-frame conditioning (lesson 12): the same model, new loss and batches.
 _VIDEO_CPU = next(preset for preset in _PRESETS if preset.name == "video-cpu")
 
