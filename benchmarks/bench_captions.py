@@ -32,9 +32,12 @@ ones, and of the two text-to-video models' samples for the same descriptive prom
 
 ``textpath`` compares how the text reaches the U-Net, at equal compute: ``text-pooled-cpu``
 (pooled text vector through the timestep embedding only) against ``text-cross-cpu``
-(cross-attention only), both trained 250 steps from ``video-ctx-cpu`` on ground-truth
-descriptive captions, text only (run folders ``runs/<name>``, or ``--runs``); sampled from
-the same held-out prompts and scored with the prompt-following metrics and the mini-CLIP.
+(cross-attention only), both trained from ``video-ctx-cpu`` on ground-truth descriptive
+captions, text only, at the same steps, batch and seed (run folders ``runs/<name>`` and their
+snapshots ``runs/<name>-snap<steps>``, or ``--folders``); with lesson 13's caption-quality arms
+(``text-pooled-noisy-cpu`` / ``text-cross-noisy-cpu``: 30 % of the captions wrong). Sampled
+from the same held-out prompts and noise, scored with the prompt-following metrics (counts,
+Wilson intervals) and the mini-CLIP, and compared prompt by prompt (paired differences).
 
 Results: ``benchmarks/results/captions.md`` / ``.json`` and ``captions_strips.png``.
 Run through ``/work/bin/heavy`` (one thread).
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import json
 import os
 import time
@@ -52,9 +56,10 @@ from pathlib import Path
 import torch
 
 from vdmcourse.course import CHECKPOINT_DIR
-from vdmcourse.data import MovingMNISTConfig, generate_clips
-from vdmcourse.data.captions import caption, clip_facts
-from vdmcourse.metrics.alignment import load_miniclip, retrieval_accuracy, text_video_alignment
+from vdmcourse.data import MovingMNISTConfig
+from vdmcourse.data.captions import caption
+from vdmcourse.metrics.alignment import held_out_prompts as alignment_prompts
+from vdmcourse.metrics.alignment import load_miniclip, prompt_report, retrieval_accuracy, text_video_alignment
 from vdmcourse.metrics.captioner import captioner_accuracy
 from vdmcourse.metrics.features import load_evaluator
 from vdmcourse.metrics.prediction import psnr
@@ -69,9 +74,7 @@ DATA = MovingMNISTConfig.cpu(speed=(1.0, 3.0), split="test")
 
 def held_out_prompts(n: int, seed: int):
     """Test-digit clips, their facts and canonical descriptive captions."""
-    clips = generate_clips(n, DATA, generator=torch.Generator().manual_seed(seed))
-    facts = clip_facts(clips.labels, clips.positions, clips.velocities, DATA.free_range)
-    return clips, facts, [caption(f) for f in facts]
+    return alignment_prompts(n, seed=seed, data=DATA)
 
 
 def ladder(args) -> dict:
@@ -209,35 +212,96 @@ def alignment(args) -> dict:
 
 
 TEXT_PATHS = ("text-pooled-cpu", "text-cross-cpu")
-NOISY = "text-cross-noisy-cpu"  # lesson 13's caption-quality arm: text-cross-cpu with 30 % of captions wrong
+# lesson 13's caption-quality arms: each text path with 30 % of its training captions wrong
+NOISY = {"text-pooled-cpu": "text-pooled-noisy-cpu", "text-cross-cpu": "text-cross-noisy-cpu"}
+REAL = "real clips (metric ceiling)"
+ATTRIBUTES = ("digit", "direction", "speed", "bounce_walls")
+
+
+def _run_folders(runs: Path) -> list[Path]:
+    """The text-path run folders under ``runs``: ``<preset>`` and its snapshots ``<preset>-snap<steps>``."""
+    folders = []
+    for name in (*TEXT_PATHS, *NOISY.values()):
+        folders += [runs / name] + sorted(runs.glob(f"{name}-snap*"))
+    return [f for f in folders if (f / "model.safetensors").is_file() and (f / "run.json").is_file()]
+
+
+def row_name(preset: str, steps: int) -> str:
+    return f"{preset}, {steps} steps"
+
+
+def _text_row(report: dict) -> dict:
+    """A prompt_report as a results row: shares flat (as the other tables), counts, intervals, per-clip hits."""
+    row = {a: report[a]["share"] for a in ATTRIBUTES} | {"overall": report["overall"]}
+    row["counts"] = {a: report[a]["hits"] for a in ATTRIBUTES}
+    row["intervals"] = {a: [report[a]["low"], report[a]["high"]] for a in ATTRIBUTES}
+    row["hits"] = {a: [int(h) for h in report["hits"][a]] for a in ATTRIBUTES}
+    if "alignment" in report:
+        a = report["alignment"]
+        row |= {"alignment": a["mean"], "alignment_sem": a["sem"], "alignment_per_clip": a["per_clip"]}
+    return row
+
+
+def paired(a: dict, b: dict) -> dict:
+    """b minus a on the same prompts and seeds: per attribute the mean per-prompt difference
+    and a normal 95 % interval (mean ± 1.96 SE of the per-prompt differences)."""
+    out = {}
+    keys = [(k, a["hits"][k], b["hits"][k]) for k in ATTRIBUTES]
+    if "alignment_per_clip" in a and "alignment_per_clip" in b:
+        keys.append(("alignment", a["alignment_per_clip"], b["alignment_per_clip"]))
+    for key, x, y in keys:
+        d = torch.tensor(y, dtype=torch.float64) - torch.tensor(x, dtype=torch.float64)
+        se = (d.std() / len(d) ** 0.5).item()
+        out[key] = {"difference": d.mean().item(), "low": d.mean().item() - 1.96 * se, "high": d.mean().item() + 1.96 * se}
+    return out
+
+
+def comparisons(rows: dict) -> list[dict]:
+    """The equal-compute pairs among ``rows``: pooled vs cross-attention, and noisy vs clean
+    captions, each at every step count both were measured at."""
+    out = []
+    steps = sorted({r["steps"] for r in rows.values() if "steps" in r})
+    for s in steps:
+        pairs = [(TEXT_PATHS[0], TEXT_PATHS[1], "cross-attention minus pooled")]
+        pairs += [(clean, noisy, f"30% wrong captions minus clean, {clean}") for clean, noisy in NOISY.items()]
+        for a, b, question in pairs:
+            ra, rb = rows.get(row_name(a, s)), rows.get(row_name(b, s))
+            if ra is not None and rb is not None:
+                out.append({"question": question, "a": row_name(a, s), "b": row_name(b, s), "steps": s, "prompts": len(ra["hits"]["digit"])}
+                           | paired(ra, rb))
+    return out
 
 
 def textpath(args) -> dict:
+    """Every text-path run folder found (or ``--folders``), sampled on the same held-out prompts and
+    seeds; rows of an earlier run with the same prompts, seed and sampler are kept, so folders may
+    be measured one at a time (as each training job finishes)."""
     evaluator = load_evaluator()
     model = load_miniclip() if (CHECKPOINT_DIR / "miniclip-cpu.safetensors").is_file() else None
     clips, facts, captions = held_out_prompts(args.prompts, args.seed)
-    rows = {}
-    for name in (*TEXT_PATHS, NOISY):
-        folder = args.runs / name
-        if not (folder / "model.safetensors").is_file():
-            print(f"{name}: no run in {folder}, skipped", flush=True)
-            continue
+    settings = {"prompts": args.prompts, "seed": args.seed, "sampler": [args.sampler, args.steps, args.text_scale]}
+    earlier = _previous("textpath")
+    same = earlier is not None and all(earlier.get(k) == v for k, v in settings.items())
+    rows = {k: v for k, v in (earlier or {}).get("rows", {}).items() if same and "hits" in v}
+    for folder in args.folders or _run_folders(args.runs):
         run = json.loads((folder / "run.json").read_text())
+        name = row_name(run["preset"], run["steps"])
         pipe = TextToVideoPipeline.from_pretrained(folder / "model.safetensors", device="cpu", sampler=args.sampler, steps=args.steps, text_scale=args.text_scale)
         started = time.perf_counter()
         video = _generate(pipe, captions, seed=args.seed)
-        rows[name] = prompt_scores(measure_clips(video, evaluator), facts) | {
+        rows[name] = _text_row(prompt_report(video, facts, evaluator, model, captions)) | {
+            "preset": run["preset"],
+            "steps": run["steps"],
+            "folder": str(folder),
             "seconds": time.perf_counter() - started,
             "parameters": sum(p.numel() for p in pipe.model.parameters()),
             "train": {k: run.get(k) for k in ("steps", "train_time_s", "wall_time_s", "final_loss", "command") if k in run},
         }
-        if model is not None:
-            rows[name]["alignment"] = text_video_alignment(video, captions, model).mean().item()
-        print(name, rows[name], flush=True)
-    rows["real clips (metric ceiling)"] = prompt_scores(measure_clips(clips.video, evaluator), facts)
-    if model is not None:
-        rows["real clips (metric ceiling)"]["alignment"] = text_video_alignment(clips.video, captions, model).mean().item()
-    return {"prompts": args.prompts, "seed": args.seed, "sampler": [args.sampler, args.steps, args.text_scale], "rows": rows}
+        print(name, {k: v for k, v in rows[name].items() if k not in ("hits", "alignment_per_clip")}, flush=True)
+    rows[REAL] = _text_row(prompt_report(clips.video, facts, evaluator, model, captions))
+    order = sorted((k for k in rows if k != REAL), key=lambda k: (rows[k]["steps"], k)) + [REAL]
+    rows = {k: rows[k] for k in order}
+    return settings | {"rows": rows, "comparisons": comparisons(rows)}
 
 
 def save_strips(strips: dict, captions: list[str], path: Path) -> None:
@@ -329,30 +393,43 @@ def write_markdown(results: dict) -> None:
             lines.append(f"| {name} | {s['alignment']:.3f} ± {s['alignment_sem']:.3f} | {rest} |")
         lines.append("")
     if "textpath" in results:
-        d = results["textpath"]
-        sampler, steps, scale = d["sampler"]
-        lines += [f"## Pooled text vs cross-attention, equal compute ({d['prompts']} held-out descriptive prompts, seed {d['seed']}; {sampler}, {steps} steps, text guidance {scale})", "",
-                  "Both from video-ctx-cpu, same steps, batch, seed and data (ground-truth descriptive captions, text only); "
-                  "train wall min: the run's wall-clock training time on the shared machine (one thread), not a measure of compute: both arms ran the same steps at the same batch.", "",
-                  "| text path | steps | train wall min | digit | direction | speed class | bounce walls | overall | alignment |", "|---|---|---|---|---|---|---|---|---|"]
-        def table_row(name, s):
-            train = s.get("train", {})
-            cpu = f"{train['train_time_s'] / 60:.1f}" if train.get("train_time_s") else ""
-            align = f"{s['alignment']:.3f}" if "alignment" in s else ""
-            return f"| {name} | {train.get('steps', '')} | {cpu} | {s['digit']:.3f} | {s['direction']:.3f} | {s['speed']:.3f} | {s['bounce_walls']:.3f} | {s['overall']:.3f} | {align} |"
-
-        lines += [table_row(name, s) for name, s in d["rows"].items() if name != NOISY]
-        lines += ["", f"Standard error of a share p over {d['prompts']} prompts: sqrt(p(1-p)/{d['prompts']}), at most {0.5 / d['prompts'] ** 0.5:.3f}.", ""]
-        if NOISY in d["rows"]:
-            lines += ["### Caption quality (lesson 13, experiment 4): 30 % of the captions replaced by another clip's", "",
-                      "The cross-attention recipe above, trained once more at equal compute with a share 0.3 of the training captions "
-                      "replaced by the next clip's caption in the batch; same prompts and seeds.", "",
-                      "| training captions | steps | train wall min | digit | direction | speed class | bounce walls | overall | alignment |",
-                      "|---|---|---|---|---|---|---|---|---|"]
-            lines += [table_row(label, d["rows"][name]) for name, label in (("text-cross-cpu", "clean (text-cross-cpu)"), (NOISY, f"30% wrong ({NOISY})"))
-                      if name in d["rows"]]
-            lines.append("")
+        lines += _textpath_markdown(results["textpath"])
     (RESULTS / "captions.md").write_text("\n".join(lines))
+
+
+def _textpath_markdown(d: dict) -> list[str]:
+    sampler, steps, scale = d["sampler"]
+    n = d["prompts"]
+    lines = [f"## Pooled text vs cross-attention, equal compute ({n} held-out descriptive prompts, seed {d['seed']}; {sampler}, {steps} steps, text guidance {scale})", "",
+             "All from video-ctx-cpu, same batch (8), seed (0) and data (ground-truth descriptive captions, text only); a run's "
+             "intermediate row is its checkpoint at that step (constant learning rate after warm-up and exact resume: the same "
+             "weights as a run stopped there). Cells: share (count of " f"{n}) [Wilson 95 % interval]; alignment: mini-CLIP cosine ± SE. "
+             "train wall min: wall-clock training time on the shared machine (one thread), not a measure of compute.", "",
+             "| model | steps | train wall min | digit | direction | speed class | bounce walls | overall | alignment |", "|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(s, k):
+        if "counts" not in s:
+            return f"{s[k]:.3f}"
+        low, high = s["intervals"][k]
+        return f"{s[k]:.3f} ({s['counts'][k]}) [{low:.2f}, {high:.2f}]"
+
+    for name, s in d["rows"].items():
+        train = s.get("train", {})
+        wall = f"{train['train_time_s'] / 60:.1f}" if train.get("train_time_s") else ""
+        align = f"{s['alignment']:.3f} ± {s['alignment_sem']:.3f}" if "alignment" in s else ""
+        lines.append(f"| {s.get('preset', name)} | {s.get('steps', '')} | {wall} | " + " | ".join(cell(s, k) for k in ATTRIBUTES)
+                     + f" | {s['overall']:.3f} | {align} |")
+    if d.get("comparisons"):
+        lines += ["", "Paired differences on the same prompts and seeds (b minus a; mean per-prompt difference [normal 95 % interval]):", "",
+                  "| question | steps | digit | direction | speed class | bounce walls | alignment |", "|---|---|---|---|---|---|---|"]
+        for c in d["comparisons"]:
+            cells = " | ".join(f"{c[k]['difference']:+.3f} [{c[k]['low']:+.2f}, {c[k]['high']:+.2f}]" if k in c else ""
+                               for k in (*ATTRIBUTES, "alignment"))
+            lines.append(f"| {c['question']} | {c['steps']} | {cells} |")
+    lines += ["", "Rows of `text-pooled-noisy-cpu` / `text-cross-noisy-cpu` are lesson 13's caption-quality arms (experiment 4): a text "
+              "path's recipe with a share 0.3 of the training captions replaced by the next clip's caption in the batch, compared "
+              "with the clean run of the same path at the same step count.", ""]
+    return lines
 
 
 def main() -> None:
@@ -367,17 +444,27 @@ def main() -> None:
     parser.add_argument("--styles", nargs="+", choices=STYLES, default=list(STYLES), help="recaption: which prompts (default both)")
     parser.add_argument("--checkpoints", type=Path, default=CHECKPOINT_DIR, help="folder holding the text-video checkpoints")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="textpath: folder holding the run folders runs/<preset>")
+    parser.add_argument("--folders", type=Path, nargs="+", help="textpath: measure these run folders only (default: every text-path run under --runs)")
     args = parser.parse_args()
     started = time.perf_counter()
     entry = {"ladder": ladder, "recaption": recaption, "control": control, "alignment": alignment, "textpath": textpath}[args.command](args)
     entry["wall_s"] = time.perf_counter() - started
     entry["command"] = "python benchmarks/bench_captions.py " + " ".join(os.sys.argv[1:])
     path = RESULTS / "captions.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
-    results[args.command] = entry
-    results["machine"] = f"{os.cpu_count()}-core CPU, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    write_markdown(results)
+    with open(path, "a+") as lock:  # two jobs finishing together: read, merge and write one at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(path.read_text() or "{}")
+        if args.command == "textpath":  # rows measured meanwhile by another job with the same settings
+            earlier = results.get("textpath", {})
+            if all(earlier.get(k) == entry[k] for k in ("prompts", "seed", "sampler")):
+                rows = {k: v for k, v in earlier.get("rows", {}).items() if "hits" in v} | entry["rows"]
+                order = sorted((k for k in rows if k != REAL), key=lambda k: (rows[k]["steps"], k)) + [REAL]
+                entry["rows"] = {k: rows[k] for k in order}
+                entry["comparisons"] = comparisons(entry["rows"])
+        results[args.command] = entry
+        results["machine"] = f"{os.cpu_count()}-core CPU, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        write_markdown(results)
     print((RESULTS / "captions.md").read_text())
 
 

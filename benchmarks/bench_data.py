@@ -19,7 +19,7 @@ changes only its batch source (:mod:`vdmcourse.datalab`):
    clean digit labels or 30 % of them wrong. Measured: share of samples the course's
    evaluator classifies as the asked-for digit. Section 4b redoes it with captions (lesson 09's
    text-to-video model, 30 % of descriptive captions replaced by another clip's): trained by
-   the presets ``text-cross-cpu`` / ``text-cross-noisy-cpu``, measured by
+   the presets ``text-pooled-cpu`` / ``text-pooled-noisy-cpu`` (and the cross-attention pair), measured by
    ``benchmarks/bench_captions.py textpath``, and read here from ``captions.json``.
 5. ``digits``  -- 5, 50 or 450 distinct training digits per class (50, 500, 4,500 digits: the
    whole shipped training pool). Measured: the denoising loss on clips of training and of
@@ -233,23 +233,34 @@ def tables(runs: dict) -> list[str]:
 
 def _caption_quality() -> list[str]:
     """Experiment 4 redone with the caption pipeline (lesson 09's models): read from
-    ``captions.json``, where ``python benchmarks/bench_captions.py textpath`` measures the
-    arms ``text-cross-cpu`` (clean descriptive captions) and ``text-cross-noisy-cpu`` (30 %
-    of them replaced by another clip's caption), trained by ``python -m vdmcourse train``."""
+    ``captions.json``, where ``python benchmarks/bench_captions.py textpath`` measures a text
+    path trained on clean descriptive captions (``text-pooled-cpu`` / ``text-cross-cpu``) and
+    again with 30 % of them replaced by another clip's (``text-pooled-noisy-cpu`` /
+    ``text-cross-noisy-cpu``), at the same steps (equal compute), trained by ``python -m vdmcourse train``."""
     path = RESULTS / "captions.json"
-    rows = json.loads(path.read_text()).get("textpath", {}).get("rows", {}) if path.is_file() else {}
-    arms = [(label, rows[name]) for name, label in (("text-cross-cpu", "captions clean"), ("text-cross-noisy-cpu", "captions 30% wrong")) if name in rows]
-    if len(arms) < 2:
+    textpath = json.loads(path.read_text()).get("textpath", {}) if path.is_file() else {}
+    pairs = [c for c in textpath.get("comparisons", []) if c["question"].startswith("30% wrong captions")]
+    if not pairs:
         return []
-    prompts = json.loads(path.read_text())["textpath"]["prompts"]
+    rows = textpath["rows"]
     lines = ["## 4b. Caption quality, with captions", "",
-             f"Lesson 09's text-to-video U-Net (from video-ctx-cpu, cross-attention to a text encoder), 250 steps at batch 8 from seed 0 "
-             "on ground-truth descriptive captions, text only; the second arm has 30 % of its captions replaced by another clip's. "
-             f"Prompt following on {prompts} held-out descriptive prompts (`benchmarks/bench_captions.py textpath`; table also in captions.md).", "",
-             "| training captions | digit | direction | speed class | bounce walls | overall | train min |", "|---|---|---|---|---|---|---|"]
-    for label, r in arms:
-        lines.append(f"| {label} | {r['digit']:.3f} | {r['direction']:.3f} | {r['speed']:.3f} | {r['bounce_walls']:.3f} | {r['overall']:.3f} | "
-                     f"{r['train']['train_time_s'] / 60:.1f} |")
+             "Lesson 09's text-to-video U-Net (from video-ctx-cpu, text through the pooled path or cross-attention), trained at batch 8 "
+             "from seed 0 on ground-truth descriptive captions, text only, and again at the same steps with 30 % of its captions "
+             f"replaced by another clip's. Prompt following on {textpath['prompts']} held-out descriptive prompts, share (count) "
+             "[Wilson 95 % interval] (`benchmarks/bench_captions.py textpath`; table also in captions.md).", "",
+             "| text path | steps | training captions | digit | direction | speed class | bounce walls | overall | alignment |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for pair in pairs:
+        for label, r in (("clean", rows[pair["a"]]), ("30% wrong", rows[pair["b"]])):
+            cells = " | ".join(f"{r[k]:.3f} ({r['counts'][k]}) [{r['intervals'][k][0]:.2f}, {r['intervals'][k][1]:.2f}]"
+                               for k in ("digit", "direction", "speed", "bounce_walls"))
+            align = f"{r['alignment']:.3f} ± {r['alignment_sem']:.3f}" if "alignment" in r else ""
+            lines.append(f"| {rows[pair['a']]['preset']} | {pair['steps']} | {label} | {cells} | {r['overall']:.3f} | {align} |")
+    lines.append("")
+    for pair in pairs:
+        d = pair["digit"]
+        lines.append(f"Digit, 30 % wrong minus clean on the same prompts ({rows[pair['a']]['preset']}, {pair['steps']} steps): "
+                     f"{d['difference']:+.3f} [{d['low']:+.2f}, {d['high']:+.2f}] (normal 95 % interval).")
     return lines + [""]
 
 

@@ -86,7 +86,9 @@ CONFIGS = {  # name: (bf16, channels_last, compile)
 TRAINING_CONFIGS = {"fp32": (False, False), "bf16": (True, False), "channels_last": (False, True), "bf16 + channels_last": (True, True)}
 # --goal: cheaper sampler settings of the shipped video model (the preset's own is heun, 10 steps)
 SAMPLER_SETTINGS = [("heun", 10), ("euler", 10), ("heun", 5), ("euler", 8)]
-METRIC_SETTINGS = SAMPLER_SETTINGS[:3]  # the metrics of 8 Euler steps were not measured (slot time)
+METRIC_SETTINGS = SAMPLER_SETTINGS
+# --goal-models: the shipped video model and its guidance-distilled student (one call per step)
+GOAL_MODELS = ["video-cpu"]
 # --goal: lesson 05's attention layouts, as UNet3DConfig fields over video-cpu's
 LAYOUTS = {
     "video-cpu's: spacetime attention at 8x8, 4x4 and mid": {},
@@ -278,33 +280,53 @@ def ddp_rows(steps: int) -> list[dict]:
     return rows
 
 
-def goal_rows(threads: int, repeats: int) -> list[dict]:
-    """The shipped video-cpu, 8 clips: fast paths and sampler settings; attention layouts."""
+def _call_batch(model, clips: int = CLIPS) -> int:
+    """Clips per model call of a guided draw: 2 x clips (labels and null label), or clips
+    for a guidance-distilled model (one call)."""
+    return clips if getattr(model, "guidance_distilled", False) else 2 * clips
+
+
+def goal_rows(threads: int, repeats: int, models=GOAL_MODELS, settings=SAMPLER_SETTINGS, paths=None, layouts: bool = True) -> list[dict]:
+    """8 clips of each of ``models`` (shipped video checkpoints): fast paths and sampler
+    settings (each model at its preset's own setting in every path of ``paths``, the other
+    ``settings`` compiled + channels-last only); attention layouts of video-cpu."""
     from vdmcourse.nn.unet3d import UNet3D
 
     torch.set_num_threads(threads)
-    preset = get_preset("video-cpu")
-    model = load_pretrained("video-cpu", device="cpu").eval()
+    paths = paths or ["fp32", "channels_last", "compile + channels_last"]
     rows = []
+    for name in models:
+        preset = get_preset(name)
+        weights = "shipped"
+        try:
+            model = load_pretrained(name, device="cpu").eval()
+        except ValueError:  # not shipped (yet): the preset's model as built (its speed does not depend on the weights)
+            model, weights = preset.build_model().eval(), "as built by the preset (not trained; speed only)"
 
-    def timed(sampler, steps, fast, compile_):
-        times = [timed_draw(model, preset, CLIPS, sampler=sampler, steps=steps, fast=fast, compile_=compile_)[0] for _ in range(repeats)]
-        return statistics.median(times)
+        def timed(sampler, steps, fast, compile_):
+            times = [timed_draw(model, preset, CLIPS, sampler=sampler, steps=steps, fast=fast, compile_=compile_)[0] for _ in range(repeats)]
+            return statistics.median(times)
 
-    started = time.perf_counter()
-    with channels_last(model):
-        draw(model, preset, CLIPS, steps=1, sampler="euler", fast=True, compile_=True)  # compiles
-    compile_s = time.perf_counter() - started
-    paths = {"fp32": (False, False), "channels_last": (True, False), "compile + channels_last": (True, True)}
-    for sampler, steps in SAMPLER_SETTINGS:
-        for path, (fast, compile_) in paths.items():
-            if (sampler, steps) != (preset.sampler, preset.sample_steps) and path != "compile + channels_last":
-                continue  # the cheaper settings with the fastest path only
-            seconds = timed(sampler, steps, fast, compile_)
-            rows.append({"model": "video-cpu", "part": "goal", "config": path, "sampler": sampler, "steps": steps,
-                         "calls": model_evaluations(sampler, steps), "s_per_8_clips": seconds, "threads": threads,
-                         "compile_s": compile_s if compile_ else None})
-            print(f"goal {sampler} {steps:2d} steps {path:24s} {seconds:.2f} s / 8 clips ({threads} threads)", flush=True)
+        started = time.perf_counter()
+        with channels_last(model):
+            draw(model, preset, CLIPS, steps=1, sampler="euler", fast=True, compile_=True)  # compiles
+        compile_s = time.perf_counter() - started
+        for sampler, steps in [(preset.sampler, preset.sample_steps)] + [s for s in settings if s != (preset.sampler, preset.sample_steps)]:
+            for path in paths:
+                fast, compile_ = {"fp32": (False, False), "channels_last": (True, False), "compile + channels_last": (True, True)}[path]
+                if (sampler, steps) != (preset.sampler, preset.sample_steps) and path != "compile + channels_last":
+                    continue  # the cheaper settings with the fastest path only
+                load_before = os.getloadavg()[0]
+                seconds = timed(sampler, steps, fast, compile_)
+                rows.append({"model": name, "part": "goal", "config": path, "sampler": sampler, "steps": steps,
+                             "calls": model_evaluations(sampler, steps), "call_batch": _call_batch(model), "s_per_8_clips": seconds,
+                             "threads": threads, "compile_s": compile_s if compile_ else None, "weights": weights,
+                             "load_before": load_before, "load_after": os.getloadavg()[0]})
+                print(f"goal {name} {sampler} {steps:2d} steps {path:24s} {seconds:.2f} s / 8 clips ({threads} threads, "
+                      f"load {load_before:.1f} -> {rows[-1]['load_after']:.1f})", flush=True)
+    if not layouts:
+        return rows
+    preset = get_preset("video-cpu")
     x = torch.randn((2 * CLIPS, *preset.sample_shape))
     t, labels = torch.full((2 * CLIPS,), 0.5), torch.arange(2 * CLIPS) % 10  # one guided call's batch, as one call
     for layout, fields in LAYOUTS.items():
@@ -320,22 +342,27 @@ def goal_rows(threads: int, repeats: int) -> list[dict]:
     return rows
 
 
-def goal_metric_rows(clips: int) -> list[dict]:
-    """``evaluate_videos`` metrics of ``clips`` clips of the shipped video-cpu for each of
-    ``METRIC_SETTINGS`` (channels-last, on this process's threads)."""
+def goal_metric_rows(clips: int, models=GOAL_MODELS, settings=METRIC_SETTINGS) -> list[dict]:
+    """``evaluate_videos`` metrics of ``clips`` clips of each of ``models`` for each of
+    ``settings`` (channels-last, on this process's threads). Same labels (digit i % 10) and
+    start noise (seeds 0, 50, ...: one per batch of 50) for every model and setting."""
     from vdmcourse.metrics import evaluate_videos, load_evaluator
 
-    preset = get_preset("video-cpu")
-    model = load_pretrained("video-cpu", device="cpu").eval()
     evaluator = load_evaluator()
     rows = []
-    for sampler, steps in METRIC_SETTINGS:
-        video = torch.cat([draw(model, preset, min(50, clips - start), sampler=sampler, steps=steps, fast=True, seed=start)
-                           for start in range(0, clips, 50)])
-        results = evaluate_videos(video, evaluator, digits=1, seed=0)
-        rows.append({"model": "video-cpu", "part": "goal_metrics", "sampler": sampler, "steps": steps, "clips": clips, "threads": torch.get_num_threads(),
-                     "videos": results["videos"], "real": results["real"]})
-        print(f"metrics {sampler} {steps}: {results['videos']}", flush=True)
+    for name in models:
+        preset = get_preset(name)
+        model = load_pretrained(name, device="cpu").eval()
+        for sampler, steps in settings:
+            started = time.perf_counter()
+            video = torch.cat([draw(model, preset, min(50, clips - start), sampler=sampler, steps=steps, fast=True, seed=start)
+                               for start in range(0, clips, 50)])
+            seconds = time.perf_counter() - started
+            results = evaluate_videos(video, evaluator, digits=1, seed=0)
+            rows.append({"model": name, "part": "goal_metrics", "sampler": sampler, "steps": steps, "clips": clips,
+                         "threads": torch.get_num_threads(), "sampling_s": seconds, "videos": results["videos"], "real": results["real"],
+                         "load_after": os.getloadavg()[0]})
+            print(f"metrics {name} {sampler} {steps}: {results['videos']} ({seconds:.0f} s sampling)", flush=True)
     return rows
 
 
@@ -444,40 +471,64 @@ def markdown(data: dict) -> str:
     if goal:
         rows = goal["rows"]
         timings = [r for r in rows if r["part"] == "goal"]
-        lines += ["## The goal: 8 clips of the shipped video-cpu in <= 2 s on 2 cores", ""]
+        lines += ["## The goal: 8 clips of the shipped video model in <= 2 s on 2 cores", ""]
         if timings:
             compile_s = max(r["compile_s"] or 0 for r in timings)
+            loads = [v for r in timings for v in (r.get("load_before"), r.get("load_after"), r.get("load_average_1min")) if v is not None]
+            models = list(dict.fromkeys(r["model"] for r in timings))
             lines += [f"Machine: {goal['machine']['cpu']}, {goal['machine']['cores']} cores, {timings[0]['threads']} torch threads, torch "
-                      f"{goal['machine']['torch']}; 1-minute load average {timings[0]['load_average_1min']:.1f} at the end. Command: `{timings[0]['command']}` "
-                      f"(both heavy slots held). Full `sample` of 8 guided clips (10x32x32), median of {goal['repeats']} run(s); the compiled path "
-                      "after compiling, the eager ones with no separate warm-up; "
-                      f"compiling (once, not counted) took {compile_s:.0f} s.", "",
-                      "| sampler | steps | guided calls | path | s / 8 clips |", "|---|---:|---:|---|---:|"]
-            lines += [f"| {r['sampler']} | {r['steps']} | {r['calls']} | {r['config']} | {r['s_per_8_clips']:.2f} |" for r in timings]
-            best = min(timings, key=lambda r: r["s_per_8_clips"])
-            lines += ["", f"Fastest: {best['s_per_8_clips']:.2f} s ({best['sampler']} {best['steps']} steps, {best['config']}): the 2 s goal is "
-                      f"{'reached' if best['s_per_8_clips'] <= 2 else 'not reached'} with the shipped model."]
-            lines += ["", "Attention layouts lesson 05's UNet3D can take (UNet3DConfig fields over video-cpu's; random weights, "
-                      "channels-last, one guided call of 16 clips, median of 3, same threads; no trained checkpoint exists for "
-                      "the new layouts):", "",
-                      "| layout | fields | parameters | s / guided call | x 19 calls (heun 10) | x 10 calls (euler 10) |",
-                      "|---|---|---:|---:|---:|---:|"]
-            lines += [f"| {r['config']} | `{json.dumps(r['fields'])}` | {r['parameters']:,} | {r['s_per_call']:.3f} | "
-                      f"{r['s_per_8_clips_heun10']:.2f} | {r['s_per_8_clips_euler10']:.2f} |" for r in rows if r["part"] == "layout"]
+                      f"{goal['machine']['torch']}; 1-minute load average {min(loads):.1f}-{max(loads):.1f} during the rows. Command: "
+                      f"`{timings[0]['command']}` (both heavy slots held). Full `sample` of 8 guided clips (10x32x32, guidance scale 2) of "
+                      f"{', '.join(models)}, median of {goal['repeats']} run(s), all rows in the same run; the compiled path after compiling, "
+                      f"the eager ones with no separate warm-up; compiling (once per model, not counted) took up to {compile_s:.0f} s. "
+                      "'clips per call': a guided call of the shipped model is one batch of 16 (the 8 clips with their labels and "
+                      "with the null label); the guidance-distilled student (video-distilled-cpu) makes one call of 8.", "",
+                      "| model | sampler | steps | calls | clips per call | path | s / 8 clips | load before / after |",
+                      "|---|---|---:|---:|---:|---|---:|---|"]
+            for r in timings:
+                load = f"{r['load_before']:.1f} / {r['load_after']:.1f}" if "load_before" in r else ""
+                lines.append(f"| {r['model']} | {r['sampler']} | {r['steps']} | {r['calls']} | {r.get('call_batch', 2 * CLIPS)} | {r['config']} | "
+                             f"{r['s_per_8_clips']:.2f} | {load} |")
+            untrained = sorted({r["model"] for r in timings if r.get("weights", "shipped") != "shipped"})
+            if untrained:
+                lines += ["", f"{', '.join(untrained)}: timed with the preset's model as built (not shipped at the time of the run); "
+                          "the time of a call does not depend on the weights."]
+            lines.append("")
+            for model in models:
+                mine = [r for r in timings if r["model"] == model]
+                best = min(mine, key=lambda r: r["s_per_8_clips"])
+                preset = get_preset(model)
+                default = [r for r in mine if (r["sampler"], r["steps"]) == (preset.sampler, preset.sample_steps)]
+                fastest_default = min(default, key=lambda r: r["s_per_8_clips"]) if default else None
+                text = f"- {model}: fastest {best['s_per_8_clips']:.2f} s ({best['sampler']} {best['steps']} steps, {best['config']})"
+                if fastest_default:
+                    text += (f"; at its default steps ({preset.sampler} {preset.sample_steps}) {fastest_default['s_per_8_clips']:.2f} s "
+                             f"({fastest_default['config']}): the 2 s goal is {'reached' if fastest_default['s_per_8_clips'] <= 2 else 'not reached'} there")
+                lines.append(text + ".")
+            layouts = [r for r in rows if r["part"] == "layout"]
+            if layouts:
+                lines += ["", "Attention layouts lesson 05's UNet3D can take (UNet3DConfig fields over video-cpu's; random weights, "
+                          "channels-last, one guided call of 16 clips, median of 3, same threads; no trained checkpoint exists for "
+                          f"the new layouts; command `{layouts[0]['command']}`, load {layouts[0]['load_average_1min']:.1f}):", "",
+                          "| layout | fields | parameters | s / guided call | x 19 calls (heun 10) | x 10 calls (euler 10) |",
+                          "|---|---|---:|---:|---:|---:|"]
+                lines += [f"| {r['config']} | `{json.dumps(r['fields'])}` | {r['parameters']:,} | {r['s_per_call']:.3f} | "
+                          f"{r['s_per_8_clips_heun10']:.2f} | {r['s_per_8_clips_euler10']:.2f} |" for r in layouts]
         metrics = [r for r in rows if r["part"] == "goal_metrics"]
-        if metrics:
-            names = ["frechet", "kid", "identity", "physics_px", "bounce", "dynamic", "flicker", "digit_count"]
-            lines += ["", f"Metrics of {metrics[0]['clips']} clips per sampler setting (`vdmcourse.metrics.evaluate_videos`, "
-                      "evaluator-cpu, real clips seed 0; channels-last, which moves outputs by 1e-5 only), and the real-vs-real "
-                      f"floor. Command: `{metrics[0]['command']}`, "
-                      f"{metrics[0].get('threads') or metrics[0]['machine']['torch_threads']} thread(s).", "",
-                      "| sampler | steps | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
-            for r in metrics:
-                lines.append(f"| {r['sampler']} | {r['steps']} | " + " | ".join(f"{r['videos'][n]:.3g}" for n in names) + " |")
-            lines.append("| real clips | | " + " | ".join(f"{metrics[0]['real'][n]:.3g}" for n in names) + " |")
-            floor = metrics[0]["real"]["frechet"]
-            if floor >= min(r["videos"]["frechet"] for r in metrics):
-                lines += ["", f"With {metrics[0]['clips']} clips, barely more than the evaluator's feature dimensions, the Fréchet "
+        names = ["frechet", "kid", "identity", "physics_px", "bounce", "dynamic", "flicker", "digit_count"]
+        for command in dict.fromkeys(r["command"] for r in metrics):
+            mine = [r for r in metrics if r["command"] == command]
+            lines += ["", f"Metrics of {mine[0]['clips']} clips per model and sampler setting (`vdmcourse.metrics.evaluate_videos`, "
+                      "evaluator-cpu, real clips seed 0; the same labels and start noise for every row; channels-last, which moves "
+                      "outputs by 1e-5 only), and the real-vs-real floor. Command: "
+                      f"`{command}`, {mine[0].get('threads') or mine[0]['machine']['torch_threads']} thread(s).", "",
+                      "| model | sampler | steps | " + " | ".join(names) + " |", "|---|---|---:|" + "---:|" * len(names)]
+            for r in mine:
+                lines.append(f"| {r['model']} | {r['sampler']} | {r['steps']} | " + " | ".join(f"{r['videos'][n]:.3g}" for n in names) + " |")
+            lines.append("| real clips | | | " + " | ".join(f"{mine[0]['real'][n]:.3g}" for n in names) + " |")
+            floor = mine[0]["real"]["frechet"]
+            if floor >= min(r["videos"]["frechet"] for r in mine):
+                lines += ["", f"With {mine[0]['clips']} clips, barely more than the evaluator's feature dimensions, the Fréchet "
                           f"distance is dominated by its estimation bias (the real-vs-real floor, {floor:.3g}, is above the samples'): "
                           "compare the settings on KID and the per-clip metrics."]
         lines.append("")
@@ -497,6 +548,12 @@ def main() -> None:
     parser.add_argument("--goal", action="store_true", help="only the 8-clips-in-2-s study of video-cpu")
     parser.add_argument("--goal-metrics", action="store_true", help="only the metrics of the --goal sampler settings")
     parser.add_argument("--goal-clips", type=int, default=70, help="clips per setting for --goal-metrics (at least 65)")
+    parser.add_argument("--goal-models", nargs="+", default=GOAL_MODELS, help="shipped video models for --goal / --goal-metrics")
+    parser.add_argument("--goal-settings", nargs="+", metavar="SAMPLER:STEPS",
+                        help="sampler settings for --goal / --goal-metrics (default: heun:10 euler:10 heun:5 euler:8)")
+    parser.add_argument("--goal-paths", nargs="+", choices=["fp32", "channels_last", "compile + channels_last"],
+                        help="fast paths timed at each model's own setting (--goal; default: all three)")
+    parser.add_argument("--no-layouts", action="store_true", help="--goal without the attention-layout rows (kept from an earlier run)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     path = RESULTS / "fast_paths.json"
@@ -507,9 +564,18 @@ def main() -> None:
 
     def write(rows: list[dict], **fields) -> None:
         """Merge ``rows`` into the part (the rows of models not run this time are kept) and write both files."""
+        if path.is_file():  # read again: another command may have written since this one started
+            data.update({key: value for key, value in json.loads(path.read_text()).items() if key in ("table", "quality", "ddp", "goal")})
         parts = {r["part"] for r in rows}  # --goal and --goal-metrics each replace their own rows
+        metric_keys = {(r["model"], r["sampler"], r["steps"]) for r in rows if r["part"] == "goal_metrics"}
+
+        def keep_goal(r):  # a metrics run replaces only the (model, sampler, steps) it measured again
+            if r["part"] == "goal_metrics" and metric_keys:
+                return (r["model"], r["sampler"], r["steps"]) not in metric_keys
+            return r["part"] not in parts
+
         kept = [r for r in data.get(part, {}).get("rows", [])
-                if part != "ddp" and (r["part"] not in parts if part == "goal" else r["model"] not in args.models)]
+                if part != "ddp" and (keep_goal(r) if part == "goal" else r["model"] not in args.models)]
         stamp = {"machine": machine_info(), "load_average_1min": os.getloadavg()[0], "command": command}
         if part in ("goal", "table", "quality"):  # several commands may write a part: each row says which
             rows = [{**r, "command": command, "load_average_1min": stamp["load_average_1min"]} for r in rows]
@@ -520,13 +586,15 @@ def main() -> None:
         with atomic_path(RESULTS / "fast_paths.md") as tmp:
             tmp.write_text(markdown(data))
 
+    settings = [(sampler, int(steps)) for sampler, steps in (item.split(":") for item in args.goal_settings)] if args.goal_settings else None
     torch.set_num_threads(args.threads)
     if args.ddp:
         write(ddp_rows(args.ddp_steps))
     elif args.goal:
-        write(goal_rows(args.threads, args.repeats), repeats=args.repeats)
+        write(goal_rows(args.threads, args.repeats, args.goal_models, settings or SAMPLER_SETTINGS, args.goal_paths, not args.no_layouts),
+              repeats=args.repeats)
     elif args.goal_metrics:
-        write(goal_metric_rows(args.goal_clips))
+        write(goal_metric_rows(args.goal_clips, args.goal_models, settings or METRIC_SETTINGS))
     elif args.quality:
         rows = []
         for name in args.models:  # written after each model: an interrupted run keeps what it measured

@@ -151,25 +151,37 @@ def control(args) -> dict:
     return out
 
 
-def quick_knobs(pipe, clips: int = 8, steps: int = 10, **call) -> dict:
+def quick_knobs(pipe, clips: int = 8, steps: int = 10, buckets=(40, 240), fps_values=(4, 12), **call) -> dict:
     """A short reading of the knobs (the pilots' yardstick): mean measured speed at buckets 40 and
-    240 (fps 6), px/frame at fps 4 and 12 (bucket 120), PSNR of frame 0 at noise_aug 0.02."""
+    240 (fps 6), px/frame at fps 4 and 12 (bucket 120), PSNR of frame 0 at noise_aug 0.02. With more
+    buckets (``buckets=BUCKETS``) also Spearman's rho of bucket vs speed (means and single clips),
+    the issue's yardstick, and each clip's frame-0 offset and identity."""
     held = held_out(clips)
-    image = held.video[:, :1][:, 0]
+    image, labels = held.video[:, :1][:, 0], held.labels[:, 0]
 
     def run(**knobs):
         return pipe(image, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), **knobs, **call).frames
 
-    out = {}
-    for bucket in (40, 240):
+    out, speeds, identity = {}, {}, []
+    for bucket in buckets:
         video = run(fps=6, motion_bucket_id=bucket)
-        out[f"px_per_s_bucket{bucket}"] = _mean(per_frame_speed(video) * 6)
+        speeds[bucket] = (per_frame_speed(video) * 6).tolist()
+        out[f"px_per_s_bucket{bucket}"] = _mean(speeds[bucket])
         out[f"psnr_frame0_bucket{bucket}"] = _mean(psnr(video[:, :1], image[:, None])[:, 0])
         out[f"frame0_offset_px_bucket{bucket}"] = _mean(frame0_offset(video, image))
-    for fps in (4, 12):
+        if len(buckets) > 2:
+            identity.append(_mean(digit_share(video, labels, pipe.evaluator)))
+    for fps in fps_values:
         out[f"px_per_frame_fps{fps}"] = _mean(per_frame_speed(run(fps=fps, motion_bucket_id=120)))
     out["bucket_ratio_240_over_40"] = out["px_per_s_bucket240"] / out["px_per_s_bucket40"]  # the data: 6.0
     out["fps_ratio_4_over_12"] = out["px_per_frame_fps4"] / out["px_per_frame_fps12"]  # the data: 3.0
+    if len(buckets) > 2:
+        out["buckets"] = list(buckets)
+        out["px_per_s_per_clip"] = speeds
+        out["spearman_bucket_vs_mean_speed"] = _rho(list(buckets), [_mean(speeds[b]) for b in buckets])
+        out["spearman_bucket_vs_clip_speed"] = _rho([b for b in buckets for _ in speeds[b]], [v for b in buckets for v in speeds[b]])
+        out["frame0_offset_px_mean"] = _mean([out[f"frame0_offset_px_bucket{b}"] for b in buckets])
+        out["identity_mean"] = _mean(identity)
     return out
 
 
@@ -217,9 +229,18 @@ def knobs(args) -> dict:
     """:func:`quick_knobs` of a checkpoint (e.g. the shipped i2v-cpu, the pilots' baseline)."""
     pipe = ImageToVideoPipeline.from_pretrained(str(args.checkpoint), device="cpu")
     call = {} if args.max_guidance is None else {"max_guidance_scale": args.max_guidance, "min_guidance_scale": min(1.0, args.max_guidance)}
-    result = {"checkpoint": str(args.checkpoint), **call, **quick_knobs(pipe, args.clips, args.steps, **call)}
+    if args.knob_guidance:
+        call["knob_guidance_scale"] = args.knob_guidance
+    sweep = {"buckets": BUCKETS, "fps_values": FPS} if args.all_buckets else {}
+    started, cpu = time.time(), time.process_time()
+    checkpoint = args.checkpoint.resolve()
+    root = Path(__file__).resolve().parent.parent
+    shown = checkpoint.relative_to(root) if checkpoint.is_relative_to(root) else checkpoint  # the repository's path, not the machine's
+    result = {"checkpoint": str(shown), **call, **quick_knobs(pipe, args.clips, args.steps, **sweep, **call)}
+    result.update(wall_s=time.time() - started, cpu_s=time.process_time() - cpu, load_average=load_average())
     print(json.dumps(result), flush=True)
-    _save(f"i2v_knobs_{args.name}" + ("" if args.max_guidance is None else f"_guidance{args.max_guidance:g}"), result)
+    name = f"i2v_knobs_{args.name}" + ("" if args.max_guidance is None else f"_guidance{args.max_guidance:g}")
+    _save(name + (f"_knobguidance{args.knob_guidance:g}" if args.knob_guidance else "") + ("_all" if args.all_buckets else ""), result)
     return result
 
 
@@ -423,6 +444,51 @@ def _attempts() -> list[str]:
             "|---|---|---|---|---|---|", *rows, ""]
 
 
+def _control_as_sweep(c: dict) -> dict:
+    """The bucket and fps rows of a ``control`` run in the form of ``knobs --all-buckets`` (same images, seed, sampler)."""
+    rows, fps_rows = c["buckets"]["rows"], {r["fps"]: r for r in c["fps"]["rows"]}
+    speeds = {r["motion_bucket_id"]: r["px_per_s"] for r in rows}
+    buckets = list(speeds)
+    out = {"checkpoint": c["checkpoint"], "buckets": buckets, "wall_s": sum(r["seconds"] for r in rows + c["fps"]["rows"]),
+           **{f"px_per_s_bucket{b}": _mean(speeds[b]) for b in buckets},
+           **{f"px_per_frame_fps{f}": _mean(r["px_per_frame"]) for f, r in fps_rows.items()},
+           "spearman_bucket_vs_mean_speed": c["buckets"]["spearman_bucket_vs_mean_speed"],
+           "spearman_bucket_vs_clip_speed": c["buckets"]["spearman_bucket_vs_clip_speed"],
+           "frame0_offset_px_mean": _mean([_mean(r["frame0_offset_px"]) for r in rows]),
+           "identity_mean": _mean([_mean(r["identity"]) for r in rows])}
+    out["bucket_ratio_240_over_40"] = out["px_per_s_bucket240"] / out["px_per_s_bucket40"]
+    out["fps_ratio_4_over_12"] = out["px_per_frame_fps4"] / out["px_per_frame_fps12"]
+    return out
+
+
+def _knob_sweeps() -> list[str]:
+    """The full knob sweeps (``knobs --all-buckets``) of each checkpoint and sampling, from their JSON files."""
+    rows, sweeps = [], [json.loads(path.read_text()) for path in sorted(RESULTS.glob("i2v_knobs_*_all.json"))]
+    control_file = RESULTS / "i2v_control.json"
+    if control_file.is_file() and all("frame0_offset_px" in r for r in json.loads(control_file.read_text())["buckets"]["rows"]):
+        sweeps.insert(0, _control_as_sweep(json.loads(control_file.read_text())))
+    for k in sweeps:
+        sampling = (f"knob guidance {k['knob_guidance_scale']:g}" if k.get("knob_guidance_scale") else "SVD's (no knob guidance)")
+        if "max_guidance_scale" in k:
+            sampling += f", guidance {k['min_guidance_scale']:g} -> {k['max_guidance_scale']:g}"
+        speeds = " / ".join(f"{k[f'px_per_s_bucket{b}']:.1f}" for b in k["buckets"])
+        steps = " / ".join(f"{k[f'px_per_frame_fps{f}']:.2f}" for f in FPS)
+        rows.append(f"| {Path(k['checkpoint']).stem} | {sampling} | {speeds} | {k['bucket_ratio_240_over_40']:.2f}x | "
+                    f"**{k['spearman_bucket_vs_mean_speed']:.2f}** / {k['spearman_bucket_vs_clip_speed']:.2f} | {steps} | "
+                    f"{k['fps_ratio_4_over_12']:.2f}x | {k['frame0_offset_px_mean']:.1f} | {k['identity_mean']:.2f} | {k['wall_s'] / 60:.1f} |")
+    if not rows:
+        return []
+    return ["## Knob sweeps and knob guidance (`bench_i2v.py knobs --all-buckets [--knob-guidance W]`; the same 8 held-out images, heun x 10, seed 0)", "",
+            "Knob guidance (`ImageToVideoPipeline(..., knob_guidance_scale=W)`, the course's addition, off by default) adds "
+            "W x (conditioned prediction - the same at the neutral knobs fps 6, bucket 127) to SVD's guided prediction: one more "
+            "model call per step. Speeds at buckets " + ", ".join(map(str, BUCKETS)) + " (fps 6; they stand for "
+            + ", ".join(f"{b * 16 / 255:.1f}" for b in BUCKETS) + " px/s); Spearman rho of bucket vs mean speed / vs single clips' "
+            "speeds (48 clips); px/frame at fps 4 / 6 / 12 (bucket 120; the data: 3x between 4 and 12); frame-0 offset and "
+            "identity averaged over the 6 buckets; wall time of the sweep (one thread, shared machine: see each JSON's load average).", "",
+            "| checkpoint | sampling | px/s at the buckets | 240 / 40 | rho means / clips | px/frame fps 4 / 6 / 12 | 4 / 12 | frame-0 offset, px | identity | minutes |",
+            "|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+
+
 def report(args) -> None:
     lines = ["# Image-to-video, video-to-video and sync (lesson 10)", "",
              "Made by `benchmarks/bench_i2v.py` (run through `/work/bin/heavy`, one thread); every number below is read from "
@@ -456,6 +522,7 @@ def report(args) -> None:
                       + ", ".join(f"{k} {v:.1f} dB" for k, v in c["psnr_yardsticks"].items()) + "."]
         lines += ["", f"Identity of real held-out clips (the evaluator's floor): {c['real_identity']:.2f}. "
                   f"Load average during the run: {c['load_average']}.", "", "![knobs](i2v_control.png)", ""]
+    lines += _knob_sweeps()
     lines += _attempts()
     path = RESULTS / "i2v_v2v.json"
     if path.is_file():
@@ -497,6 +564,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--fps-bucket", type=int, default=120, help="the bucket of the fps and noise_aug sweeps")
     parser.add_argument("--max-guidance", type=float, default=None, help="knobs: max_guidance_scale (1: guidance off)")
+    parser.add_argument("--knob-guidance", type=float, default=0.0, help="knobs: knob_guidance_scale (0: SVD's sampling)")
+    parser.add_argument("--all-buckets", action="store_true", help="knobs: all 6 buckets (Spearman rho) and fps 4, 6, 12")
     parser.add_argument("--name", default="pilot", help="pilot: the run's name")
     parser.add_argument("--minutes", type=float, default=5.0, help="pilot: training minutes")
     parser.add_argument("--set", nargs="*", default=[], help="pilot: recipe overrides KEY=VALUE")

@@ -14,12 +14,17 @@
    to show how many clips a distance needs before it settles.
 4. **Frame prediction, 10 -> 10** (20-frame CPU clips): the copy-last-frame and
    constant-velocity baselines under MSE (both conventions), PSNR and SSIM.
+5. **The floor is one draw** (``--floor-sets K``, alone): ``evaluate_videos`` reports
+   the distance of one second real set (seed 1) to its reference (seed 0). K disjoint
+   real sets (seeds 1..K) against the same reference show how far that floor moves
+   from draw to draw at the sample size a lesson uses.
 
     python benchmarks/bench_metrics.py            # full: 1000 clips per set
     python benchmarks/bench_metrics.py --clips 200 --clip-metrics 100   # a quick look
+    python benchmarks/bench_metrics.py --floor-sets 8 --clips 100      # only study 5
 
 Writes benchmarks/results/metrics.md, metrics.json, metrics_ladder.png and
-metrics_sample_size.png.
+metrics_sample_size.png; study 5 writes metrics_floor.md and metrics_floor.json.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from vdmcourse.metrics import (  # noqa: E402
     corrupt,
     frechet_distance,
     kid,
+    kid_bootstrap,
     load_evaluator,
     prediction_scores,
     reverse_clips,
@@ -109,6 +115,53 @@ def sample_size_study(model, sizes: list[int]) -> dict:
             value, _ = kid(features[other][:n], features["first"][:n], subset_size=min(n, 1000), subsets=10, generator=generator)
             study["kid_" + key].append(value)
     return study
+
+
+def floor_spread(model, clips: int, sets: int) -> dict:
+    """Fréchet and KID, with 95 % intervals, of real sets drawn with seeds 1..sets against
+    the seed-0 reference, exactly as ``evaluate_videos`` draws its floor (seed 0 vs seed 1)."""
+    reference = video_features(model, generate_clips(clips, CONFIG, generator=torch.Generator().manual_seed(0)).video)
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    for seed in range(1, sets + 1):
+        features = video_features(model, generate_clips(clips, CONFIG, generator=torch.Generator().manual_seed(seed)).video)
+        frechet = bootstrap(frechet_distance, features, reference, name="Fréchet", resamples=100,
+                            generator=generator, lower_bound=0.0)
+        kernel = kid_bootstrap(features, reference, resamples=100, generator=generator)
+        rows.append({"seed": seed, "frechet": [frechet.value, frechet.low, frechet.high],
+                     "kid": [kernel.value, kernel.low, kernel.high]})
+    return {"clips": clips, "dim": reference.shape[1], "rows": rows}
+
+
+def write_floor(study: dict, seconds: float) -> None:
+    rows = study["rows"]
+    lines = [
+        "# The real-vs-real floor is one draw",
+        "",
+        f"Real sets of {study['clips']} clips (CPU preset, test digits) drawn with seeds 1..{len(rows)}, each against "
+        f"the seed-0 reference, in the evaluator's {study['dim']}-d features; 95 % bootstrap intervals. "
+        "`evaluate_videos` reports seed 1's row as its floor. "
+        f"Command: `python benchmarks/bench_metrics.py --floor-sets {len(rows)} --clips {study['clips']}` ({seconds:.0f} s).",
+        "",
+        "| seed | Fréchet | KID |",
+        "|---|---|---|",
+    ]
+    for row in rows:
+        (f, f_lo, f_hi), (k, k_lo, k_hi) = row["frechet"], row["kid"]
+        lines.append(f"| {row['seed']} | {f:.2f} [{f_lo:.2f}, {f_hi:.2f}] | {k:.3f} [{k_lo:.3f}, {k_hi:.3f}] |")
+    frechets, kids = [row["frechet"][0] for row in rows], [row["kid"][0] for row in rows]
+    lines += [
+        "",
+        f"Across the {len(rows)} draws the floor's Fréchet distance runs from {min(frechets):.2f} to {max(frechets):.2f} "
+        f"and its KID from {min(kids):.3f} to {max(kids):.3f}. A model whose distance lies inside that range is not "
+        "shown worse than real clips by this sample size, and one that lands below the reported floor is not better "
+        "than real clips: it had a luckier draw. Compare intervals, not point values.",
+        "",
+    ]
+    with atomic_path(RESULTS / "metrics_floor.md") as tmp:
+        tmp.write_text("\n".join(lines))
+    with atomic_path(RESULTS / "metrics_floor.json") as tmp:
+        tmp.write_text(json.dumps(study, indent=1))
 
 
 def prediction_study(clips_count: int) -> dict:
@@ -278,9 +331,15 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=1000, help="clips per set for the distances")
     parser.add_argument("--clip-metrics", type=int, default=300, help="clips the per-clip metrics are averaged over")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 200, 500, 1000, 2000])
+    parser.add_argument("--floor-sets", type=int, default=0, help="run only study 5 with this many real sets")
     args = parser.parse_args()
     started = time.perf_counter()
     model = load_evaluator()
+    if args.floor_sets:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        write_floor(floor_spread(model, args.clips, args.floor_sets), time.perf_counter() - started)
+        print((RESULTS / "metrics_floor.md").read_text())
+        return
     reference = generate_clips(args.clips, CONFIG, generator=torch.Generator().manual_seed(0))
     clips = generate_clips(args.clips, CONFIG, generator=torch.Generator().manual_seed(1))
     reference_features = video_features(model, reference.video)

@@ -97,3 +97,13 @@ def test_train_stops_at_a_time_budget(tmp_path, capsys):
     assert record["steps"] == 1 and "--minutes 0.00001" in record["command"]
     assert main(["train", "--preset", "image-tiny", "--minutes", "0", "--out", str(tmp_path / "b"), "--no-progress"]) == 2
     assert "--minutes must be a positive number" in capsys.readouterr().err
+
+
+def test_train_stops_at_a_cpu_budget_and_records_cpu_time(tmp_path, capsys):
+    # A CPU budget of 0.6 ms: one step starts, then the budget is spent.
+    assert main(["train", "--preset", "image-tiny", "--cpu-minutes", "0.00001", "--out", str(tmp_path), "--no-progress"]) == 0
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["steps"] == 1 and record["train_cpu_s"] >= 0 and "--cpu-minutes 0.00001" in record["command"]
+    assert "CPU-min" in capsys.readouterr().out
+    assert main(["train", "--preset", "image-tiny", "--cpu-minutes", "-1", "--out", str(tmp_path / "b"), "--no-progress"]) == 2
+    assert "--cpu-minutes must be a positive number" in capsys.readouterr().err

@@ -31,8 +31,12 @@ def test_evaluate_videos_reports_every_metric_with_the_real_floor(evaluator, shu
         assert set(METRICS) <= set(results[side])
     assert results["videos"]["physics_px"] > 3 * results["real"]["physics_px"]
     assert 0 <= results["videos"]["frechet_low"] <= results["videos"]["frechet_high"]
+    for side in ("videos", "real"):
+        assert results[side]["kid_low"] < results[side]["kid"] < results[side]["kid_high"]
     table = format_report(results, title="shuffled")
     assert "| physics_px |" in table and "not FVD" in table and "70 real clips" in table
+    kid_row = next(line for line in table.splitlines() if line.startswith("| kid |"))
+    assert f"[{results['real']['kid_low']:.3g}, {results['real']['kid_high']:.3g}]" in kid_row
 
 
 def test_the_evaluator_refuses_clips_of_another_size(evaluator):

@@ -297,6 +297,40 @@ def test_without_guidance_the_zero_branch_is_not_used():
     assert set(calls) == {4}  # the unconditional (zeros) and the conditional branch, batched
 
 
+@pytest.mark.parametrize("max_guidance_scale", [1.0, 3.0])
+def test_knob_guidance_adds_w_times_the_conditioned_minus_the_neutral_knobs_prediction(monkeypatch, max_guidance_scale):
+    import vdmcourse.pipelines as pipelines
+    from vdmcourse.conditioned_training import image_embedding
+    from vdmcourse.course import to_model_range
+
+    pipe, image, captured = _i2v_pipe(), _image(), {}
+
+    def keep_the_denoiser(denoiser, shape, **settings):
+        captured["denoiser"] = denoiser
+        return torch.zeros(shape)
+
+    monkeypatch.setattr(pipelines, "sample", keep_the_denoiser)
+    x, t = torch.randn(2, 4, 1, 8, 8, generator=torch.Generator().manual_seed(5)), torch.tensor([0.7, 0.3])
+    model, frame, embedding = pipe.model, to_model_range(image), image_embedding(image, pipe.evaluator)
+
+    def branch(fps, bucket, with_image=True):
+        condition = frame if with_image else torch.zeros_like(frame)
+        return model(concat_condition(x, condition), t, added_time_ids=added_time_ids(fps, bucket, 0.0, batch=2),
+                     image_embedding=embedding if with_image else torch.zeros_like(embedding))
+
+    call = dict(fps=12, motion_bucket_id=200, noise_aug_strength=0.0, max_guidance_scale=max_guidance_scale, num_inference_steps=1)
+    with torch.no_grad():
+        cond, neutral = branch(12, 200), branch(6, 127)  # neutral: the call's defaults
+        svd = frame_guidance(cond, branch(12, 200, with_image=False), guidance_ramp(1.0, max_guidance_scale, 4)) if max_guidance_scale > 1 else cond
+        after_frame0 = torch.tensor([0.0, 1.0, 1.0, 1.0]).reshape(1, 4, 1, 1, 1)  # frame 0 is the image: not pushed
+        for scale in (0.0, 2.5):
+            pipe(image, knob_guidance_scale=scale, **call)
+            torch.testing.assert_close(captured["denoiser"](x, t), svd + scale * after_frame0 * (cond - neutral))
+        pipe(image, knob_guidance_scale=2.5, **{**call, "fps": 6, "motion_bucket_id": 127})  # at the neutral knobs: no change
+        torch.testing.assert_close(captured["denoiser"](x, t), neutral if max_guidance_scale == 1 else frame_guidance(
+            neutral, branch(6, 127, with_image=False), guidance_ramp(1.0, max_guidance_scale, 4)))
+
+
 @pytest.mark.parametrize(
     "kwargs, argument",
     [
@@ -314,6 +348,7 @@ def test_without_guidance_the_zero_branch_is_not_used():
         ({"num_inference_steps": 0}, "num_inference_steps"),
         ({"decode_chunk_size": 0}, "decode_chunk_size"),
         ({"min_guidance_scale": float("nan")}, "min_guidance_scale"),
+        ({"knob_guidance_scale": -1.0}, "knob_guidance_scale"),
     ],
 )
 def test_image_to_video_refuses_bad_input_naming_the_argument(kwargs, argument):

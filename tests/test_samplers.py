@@ -196,3 +196,30 @@ def test_bad_arguments_are_refused_clearly():
         sample(model, (2, 2), guidance_scale=3.0, progress=False)
     with pytest.raises(ValueError, match="B = 2"):
         sample(model, (2, 2), cond=torch.zeros(5, dtype=torch.long), progress=False)
+
+
+# DPM-Solver++(2M): one model call per step, second order in between its first and last
+# (DDIM) steps. Against a 400-step Heun reference on the exact mixture denoiser.
+# Its last step, to sigma = 0, is first order (as in Lu et al.'s "lower order final"): on the
+# uniform t grid that step dominates the error at 8 steps (measured: 0.057 vs Euler's 0.083).
+def test_dpmpp_2m_beats_euler_at_equal_model_calls():
+    model = optimal_model("flow")
+    kwargs = dict(objective="flow", noise=noise(3, 1000), progress=False)
+    reference = sample(model, (1000, 2), sampler="heun", steps=400, **kwargs)
+    errors = {}
+    for sampler in ("euler", "dpm++2m"):
+        for steps in (8, 16):
+            x = sample(model, (1000, 2), sampler=sampler, steps=steps, **kwargs)
+            errors[sampler, steps] = (x - reference).norm(dim=1).mean().item()
+    assert model_evaluations("dpm++2m", 8) == 8
+    assert errors["dpm++2m", 8] < 0.75 * errors["euler", 8], errors
+    assert errors["dpm++2m", 16] < 0.5 * errors["euler", 16], errors
+    # halving the step shrinks Euler's error about 2x (first order), DPM-Solver++(2M)'s more
+    assert errors["dpm++2m", 8] / errors["dpm++2m", 16] > errors["euler", 8] / errors["euler", 16], errors
+
+
+def test_dpmpp_2m_with_one_or_two_steps_is_ddim():
+    model = optimal_model("flow")
+    for steps in (1, 2):  # the first step has no previous prediction, the last ends at sigma = 0: both DDIM
+        kwargs = dict(objective="flow", steps=steps, noise=noise(4)[:200], progress=False)
+        torch.testing.assert_close(sample(model, (200, 2), sampler="dpm++2m", **kwargs), sample(model, (200, 2), sampler="ddim", **kwargs))

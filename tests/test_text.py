@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from vdmcourse.data import MovingMNISTConfig
-from vdmcourse.data.captions import CaptionTokenizer
+from vdmcourse.data import MovingMNISTConfig, generate_clips
+from vdmcourse.data.captions import CaptionTokenizer, ClipFacts, caption, captions_for
 from vdmcourse.nn.attention import naive_attention
 from vdmcourse.nn.text import (
     CrossAttention,
@@ -269,3 +269,23 @@ def test_noisy_captions_replace_a_share_by_the_next_clips_caption():
     assert CaptionTokenizer().decode(noisy["ids"], noisy["ids_mask"]) == noisy["captions"]
     with pytest.raises(ValueError, match="wrong_share"):
         caption_batch(torch.Generator().manual_seed(0), batch_size=4, data=data, wrong_share=1.5)
+
+
+def test_a_paraphrase_too_long_for_the_tokenizer_keeps_the_canonical_wording():
+    # Four bounces in ten frames paraphrased at length made a 49-word caption that the 48-token
+    # tokenizer refused, mid-training. Such a clip must keep the canonical wording; others are untouched.
+    data = MovingMNISTConfig.cpu(speed=(1.0, 3.0))
+    generator = torch.Generator().manual_seed(3)
+    clips = generate_clips(32, data, generator=generator)
+    paraphrased = captions_for(clips, data.free_range, "descriptive", generator=generator)  # the draws caption_batch makes
+    canonical = captions_for(clips, data.free_range, "descriptive")
+    limit = max(len(c.split()) for c in canonical)  # every canonical caption fits, some paraphrases do not
+    assert any(len(p.split()) > limit for p in paraphrased) and any(len(p.split()) <= limit for p in paraphrased)
+    tokenizer = CaptionTokenizer(max_length=limit + 1)
+    batch = caption_batch(torch.Generator().manual_seed(3), batch_size=32, data=data, captions="descriptive", tokenizer=tokenizer)
+    assert torch.equal(batch["video"], clips.video)
+    assert batch["captions"] == [c if len(p.split()) > limit else p for p, c in zip(paraphrased, canonical)]
+    assert tokenizer.decode(batch["ids"], batch["ids_mask"]) == batch["captions"]
+    # the longest paraphrase the shipped vocabulary allows: a digit with four bounces
+    facts = ClipFacts(digits=(7,), directions=(1,), speeds=(2.8,), bounces=((0, "bottom", 1), (0, "right", 1), (0, "top", 9), (0, "left", 9)))
+    assert len(caption(facts).split()) <= CaptionTokenizer().max_length - 1

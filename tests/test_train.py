@@ -247,3 +247,20 @@ def test_a_time_limit_stops_training_and_saves(tmp_path, monkeypatch):
     assert trainer.step == 6
     with pytest.raises(ValueError, match="time_limit"):
         trainer.fit(10, time_limit=-1)
+
+
+def test_a_cpu_limit_stops_training_and_survives_a_resume(tmp_path, monkeypatch):
+    cpu_clock = iter(range(0, 20_000, 2))
+    monkeypatch.setattr(train_module.time, "process_time", lambda: float(next(cpu_clock)))  # every step takes 2 CPU-s
+    trainer = make_trainer(tmp_path)
+    trainer.fit(100, cpu_limit=5.0, time_limit=1e9)
+    assert trainer.step == 3 and trainer.cpu_elapsed == 6.0  # 4 s < 5 s: a third step starts
+    resumed = make_trainer(tmp_path)
+    resumed.resume()
+    assert resumed.cpu_elapsed == 6.0  # the budget counts CPU time over resumes: nothing left
+    resumed.fit(100, cpu_limit=5.0)
+    assert resumed.step == 3
+    resumed.fit(100, cpu_limit=9.0)
+    assert resumed.step == 5 and resumed.cpu_elapsed == 10.0
+    with pytest.raises(ValueError, match="cpu_limit"):
+        resumed.fit(10, cpu_limit=float("nan"))

@@ -56,6 +56,11 @@ def _train_parser(subparsers) -> None:
         "--minutes", type=float, metavar="M",
         help="stop after M minutes of training (steps only, summed over resumes), even before --steps",
     )
+    parser.add_argument(
+        "--cpu-minutes", type=float, metavar="M",
+        help="stop after M minutes of this process's CPU time in training steps (all threads, summed over resumes): "
+        "a budget that load on a shared machine does not shrink",
+    )
     parser.add_argument("--out", type=Path, metavar="DIR", help="run folder for checkpoints and previews (default: runs/PRESET)")
     parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.safetensors")
     parser.add_argument("--preview-every", type=int, default=0, metavar="N", help="write a GIF of samples every N steps (0: never)")
@@ -89,8 +94,9 @@ def train(args) -> int:
     steps = args.steps if args.steps is not None else preset.budget_steps()
     if steps < 1:
         raise ValueError(f"--steps must be at least 1; got {steps}")
-    if args.minutes is not None and not (args.minutes > 0 and args.minutes != float("inf")):
-        raise ValueError(f"--minutes must be a positive number of minutes; got {args.minutes}")
+    for flag, minutes in (("--minutes", args.minutes), ("--cpu-minutes", args.cpu_minutes)):
+        if minutes is not None and not (minutes > 0 and minutes != float("inf")):
+            raise ValueError(f"{flag} must be a positive number of minutes; got {minutes}")
     if args.preview_every < 0:
         raise ValueError(f"--preview-every must be 0 (never) or a number of steps; got {args.preview_every}")
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
@@ -128,7 +134,8 @@ def train(args) -> int:
         if trainer.repaired:
             print(f"rewrote {', '.join(trainer.repaired)} from the checkpoint (the last save was cut short)")
     try:
-        trainer.fit(steps, time_limit=None if args.minutes is None else 60 * args.minutes)
+        trainer.fit(steps, time_limit=None if args.minutes is None else 60 * args.minutes,
+                    cpu_limit=None if args.cpu_minutes is None else 60 * args.cpu_minutes)
         if preset.finish is not None:
             with torch.no_grad():
                 preset.finish(trainer.model)
@@ -138,7 +145,8 @@ def train(args) -> int:
         again = command if args.resume else command + " --resume"
         print(f"stopped at step {trainer.step}; last checkpoint: step {trainer.saved_step}. Continue with:\n  {again}")
         return 130
-    print(f"trained {preset.name} to step {trainer.step} ({trainer.elapsed / 60:.1f} min of training)")
+    print(f"trained {preset.name} to step {trainer.step} ({trainer.elapsed / 60:.1f} min of training, "
+          f"{trainer.cpu_elapsed / 60:.1f} CPU-min)")
     if preset.generative:
         print(f"Sample with:\n  python -m vdmcourse sample --checkpoint {out / MODEL_NAME} --out {out / 'samples.gif'} --num 10")
     return 0
@@ -172,7 +180,8 @@ def _write_run_record(out: Path, preset, trainer, command: str, started: float) 
     """``run.json``: what a manifest entry needs -- command, steps, times, machine, loss.
     Written at every save (the Trainer's ``on_save``), so it always describes the
     checkpoint beside it. ``wall_time_s`` is this command's wall clock; ``train_time_s``
-    the time spent in training steps, summed over every resume."""
+    the time spent in training steps and ``train_cpu_s`` their CPU time (all threads),
+    both summed over every resume."""
     if not distributed.is_main():  # rank 0 writes for every rank
         return
     recent = trainer.history[-200:]
@@ -182,6 +191,7 @@ def _write_run_record(out: Path, preset, trainer, command: str, started: float) 
         "steps": trainer.step,
         "wall_time_s": round(time.time() - started, 1),
         "train_time_s": round(trainer.elapsed, 1),
+        "train_cpu_s": round(trainer.cpu_elapsed, 1),
         "machine": machine_info(),
         "final_loss": sum(recent) / len(recent) if recent else None,
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
@@ -343,6 +353,7 @@ def _evaluate_parser(subparsers) -> None:
         epilog="examples:\n"
         "  python -m vdmcourse evaluate --checkpoint image-cpu --num 200\n"
         "  python -m vdmcourse evaluate --clips my_clips.npy --digits 1\n"
+        "  python -m vdmcourse evaluate --checkpoint text-video-cpu --num 32   (a text model: prompt following + alignment)\n"
         "A clips file is .npy or .safetensors (tensor 'video'): shape (N, T, 1, H, W), float in [0, 1] or uint8.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -391,6 +402,8 @@ def evaluate(args) -> int:
     needed = evaluator.config.feature_dim + 1
     if args.digits < 1:
         raise ValueError(f"--digits must be at least 1; got {args.digits}")
+    if args.clips is None and load_checkpoint(_checkpoint_path(args.checkpoint)).model_class.endswith(".TextVideoUNet"):
+        return _evaluate_text(args, evaluator)
     if args.clips is not None:
         video, title = _read_clips(args.clips), args.clips.name
         video = evaluator.check_clips(video, f"--clips {args.clips}")
@@ -416,6 +429,34 @@ def evaluate(args) -> int:
         title = Path(args.checkpoint).stem
     results = evaluate_videos(video, evaluator, digits=args.digits, seed=args.seed)
     print(format_report(results, title=title))
+    return 0
+
+
+def _evaluate_text(args, evaluator: Evaluator) -> int:
+    """A text-to-video checkpoint (lesson 09): its samples for ``--num`` held-out descriptive
+    prompts (seed ``--seed``), scored for prompt following from the pixels and by the
+    mini-CLIP alignment score, beside the prompts' own clips."""
+    from vdmcourse.metrics.alignment import MINICLIP_NAME, format_prompt_report, held_out_prompts, load_miniclip, prompt_report
+    from vdmcourse.pipelines import TextToVideoPipeline
+
+    if args.num < 1:
+        raise ValueError(f"--num must be at least 1; got {args.num}")
+    if args.digits != 1:
+        raise ValueError(f"--digits: a text-to-video checkpoint makes one-digit clips; got --digits {args.digits}")
+    pick_device(args.device)
+    pipe = TextToVideoPipeline.from_pretrained(str(_checkpoint_path(args.checkpoint)), device=args.device)
+    if pipe.shape[1:] != (1, evaluator.config.canvas, evaluator.config.canvas):
+        raise ValueError(f"{args.checkpoint} makes {pipe.shape[1:]} frames; the evaluator scores 1x{evaluator.config.canvas}x{evaluator.config.canvas}")
+    clips, facts, captions = held_out_prompts(args.num, seed=args.seed)
+    # batches of 25, seed + first index: the clips bench_captions.py draws for the same prompts
+    video = torch.cat([
+        pipe(captions[start : start + 25], generator=torch.Generator().manual_seed(args.seed + start)).frames
+        for start in range(0, args.num, 25)
+    ])
+    model = load_miniclip() if (CHECKPOINT_DIR / f"{MINICLIP_NAME}.safetensors").is_file() else None
+    results = prompt_report(video, facts, evaluator, model, captions)
+    real = prompt_report(clips.video, facts, evaluator, model, captions)
+    print(format_prompt_report(results, real, title=Path(args.checkpoint).stem))
     return 0
 
 

@@ -172,14 +172,14 @@ def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
 
 
 def agree(trainer, stop) -> None:
-    """Make the ranks agree after a step: the longest training time and a stop that any
-    rank was asked for, so that every rank leaves the loop at the same step."""
+    """Make the ranks agree after a step: the longest training time (wall and CPU) and a
+    stop that any rank was asked for, so that every rank leaves the loop at the same step."""
     if not is_distributed():
         return
     device = trainer.device if trainer.device.type == "cuda" else torch.device("cpu")
-    facts = torch.tensor([trainer.elapsed, float(stop.requested)], dtype=torch.float64, device=device)
+    facts = torch.tensor([trainer.elapsed, trainer.cpu_elapsed, float(stop.requested)], dtype=torch.float64, device=device)
     dist.all_reduce(facts, op=dist.ReduceOp.MAX)
-    trainer.elapsed, stop.requested = facts[0].item(), bool(facts[1].item())
+    trainer.elapsed, trainer.cpu_elapsed, stop.requested = facts[0].item(), facts[1].item(), bool(facts[2].item())
 
 
 @contextmanager

@@ -433,6 +433,8 @@ class ImageToVideoPipeline:
         sampler: the course sampler to integrate with (default ``"heun"``).
     """
 
+    NEUTRAL_KNOBS = {"fps": 6, "motion_bucket_id": 127}  # knob guidance's reference: the call's defaults
+
     def __init__(self, model, *, vae=None, evaluator="evaluator-cpu", sampler: str = "heun"):
         config = model.config
         if not (getattr(config, "condition_channels", 0) and getattr(config, "micro_conditioning", False)):
@@ -478,6 +480,7 @@ class ImageToVideoPipeline:
         decode_chunk_size: int | None = None,
         generator: torch.Generator | None = None,
         progress: bool = False,
+        knob_guidance_scale: float = 0.0,
     ) -> VideoPipelineOutput:
         """Generate one clip per image.
 
@@ -493,6 +496,13 @@ class ImageToVideoPipeline:
                 noise: the clip may depart further from the image.
             decode_chunk_size: latent frames decoded at a time (latent models; None: all at once).
             generator: fixes the noise augmentation and the sampler's noise.
+            knob_guidance_scale: the course's addition, not SVD's (0, the default: SVD's sampling).
+                ``w > 0`` adds ``w * (D(knobs) - D(neutral knobs))`` to the prediction of every
+                frame but frame 0 (the image), where ``D`` is the conditioned prediction and the
+                neutral knobs are the call's defaults (:attr:`NEUTRAL_KNOBS`: fps 6, bucket 127;
+                ``noise_aug_strength`` as asked). SVD's unconditional branch keeps the
+                micro-conditioning, so its guidance never amplifies fps or the bucket; this term
+                does (one more model call per step).
         Returns a :class:`VideoPipelineOutput`, ``frames`` ``(B, T, C, H, W)`` in ``[0, 1]``.
         """
         started = time.perf_counter()
@@ -507,6 +517,7 @@ class ImageToVideoPipeline:
         fps = _check_number(fps, "fps", who, 0.0, 1000.0, low_open=True, hint=" (frames per second; > 0)")
         bucket = _check_number(motion_bucket_id, "motion_bucket_id", who, 0.0, 255.0)
         aug = _check_number(noise_aug_strength, "noise_aug_strength", who, 0.0, 1.0)
+        knob_scale = _check_number(knob_guidance_scale, "knob_guidance_scale", who, 0.0, 100.0, hint=" (0: SVD's sampling)")
         if decode_chunk_size is not None and (not isinstance(decode_chunk_size, int) or isinstance(decode_chunk_size, bool) or decode_chunk_size < 1):
             raise ValueError(f"{who}: decode_chunk_size must be None or an int >= 1 (latent frames per chunk); got {decode_chunk_size!r}")
 
@@ -517,18 +528,28 @@ class ImageToVideoPipeline:
         if self.vae is not None:
             frame = self.vae.encode_latents(frame[:, None], sample=False)[:, 0]  # (B, C_z, h, w)
         ids = added_time_ids(fps, bucket, aug, batch=batch).to(self.device)
+        neutral = added_time_ids(self.NEUTRAL_KNOBS["fps"], self.NEUTRAL_KNOBS["motion_bucket_id"], aug, batch=batch).to(self.device)
         scales = guidance_ramp(low, high, num_frames).to(self.device)
+        knob_scales = torch.full((num_frames,), knob_scale, device=self.device)
+        knob_scales[0] = 0.0  # frame 0 is the image: the knobs say how the others move away from it
+        knob_scales = knob_scales.reshape(1, -1, 1, 1, 1)
         guided = high > 1.0
         zero_frame, zero_embedding = torch.zeros_like(frame), torch.zeros_like(embedding)
 
         def denoiser(x, t, cond=None):
-            if not guided:
-                return self.model(concat_condition(x, frame), t, added_time_ids=ids, image_embedding=embedding)
-            both = torch.cat([concat_condition(x, zero_frame), concat_condition(x, frame)])  # (2B, T, C + C_c, H, W)
-            out = self.model(both, torch.cat([t, t]), added_time_ids=torch.cat([ids, ids]),
-                             image_embedding=torch.cat([zero_embedding, embedding]))
-            uncond_out, cond_out = out.chunk(2)
-            return frame_guidance(cond_out, uncond_out, scales)
+            # the branches in one batch: [unconditional (zeros; SVD's guidance)] + conditioned + [neutral knobs]
+            inputs, times, knobs, embeddings = [concat_condition(x, frame)], [t], [ids], [embedding]
+            if guided:
+                inputs, times, knobs, embeddings = [concat_condition(x, zero_frame)] + inputs, [t] + times, [ids] + knobs, [zero_embedding] + embeddings
+            if knob_scale > 0:
+                inputs, times, knobs, embeddings = inputs + inputs[-1:], times + [t], knobs + [neutral], embeddings + [embedding]
+            out = self.model(torch.cat(inputs), torch.cat(times), added_time_ids=torch.cat(knobs),
+                             image_embedding=torch.cat(embeddings)).chunk(len(inputs))
+            cond_out = out[1] if guided else out[0]
+            prediction = frame_guidance(cond_out, out[0], scales) if guided else cond_out
+            if knob_scale > 0:
+                prediction = prediction + knob_scales * (cond_out - out[-1])  # knob guidance: away from the neutral knobs
+            return prediction
 
         config = self.model.config
         shape = (batch, num_frames, config.channels, config.image_size, config.image_size)

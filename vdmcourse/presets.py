@@ -26,6 +26,7 @@ from vdmcourse.conditioned_training import image_to_video_batch, image_to_video_
 from vdmcourse.data import MovingMNISTConfig, generate_clips
 from vdmcourse.diffusion import OBJECTIVES, TIME_DISTRIBUTIONS, training_loss
 from vdmcourse.diffusion.context import ContextConfig, masked_training_loss, random_context_masks, random_context_times
+from vdmcourse.diffusion.distillation import GuidedUNet3D, GuidedUNet3DConfig, guidance_distillation_loss
 from vdmcourse.metrics.alignment import MiniCLIP, MiniCLIPConfig, miniclip_batch, miniclip_loss
 from vdmcourse.metrics.captioner import Captioner, CaptionerConfig, captioner_batch, captioner_loss
 from vdmcourse.metrics.features import Evaluator, EvaluatorConfig, evaluator_batch, evaluator_loss
@@ -74,6 +75,9 @@ class Preset:
             conditioning (random context frames per clip, clean or noise-augmented, out of the
             loss); batches then carry ``"mask"`` and ``"context_t"`` (see :func:`context_clips`).
             ``init_from`` may then name a model of the preset's own class, which is fine-tuned.
+        teacher: None, or a shipped checkpoint's name (or a ``.safetensors`` path): guidance
+            distillation (:mod:`vdmcourse.diffusion.distillation`) -- the model learns that
+            teacher's classifier-free-guided output, one call per sampler step.
     """
 
     name: str
@@ -98,6 +102,7 @@ class Preset:
     finish: Callable[[nn.Module], None] | None = None
     vae: str | None = None
     context: ContextConfig | None = None
+    teacher: str | None = None
 
     def __post_init__(self):
         if self.loss is None and self.objective not in OBJECTIVES:
@@ -168,6 +173,11 @@ class Preset:
             return self.loss
         if self.context is not None:
             return self._context_loss
+        if self.teacher is not None:
+            return functools.partial(
+                guidance_distillation_loss, teacher=self.teacher, objective=self.objective, p_uncond=self.p_uncond,
+                t_distribution=self.t_distribution, t_mean=self.t_mean,
+            )
 
         def loss(model: nn.Module, batch: dict, generator: torch.Generator) -> torch.Tensor:
             x0 = to_model_range(batch["video"])
@@ -216,6 +226,7 @@ class Preset:
             "data": dataclasses.asdict(self.data),
             "batch_size": self.batch_size,
             **({"context": dataclasses.asdict(self.context)} if self.context is not None else {}),
+            **({"teacher": self.teacher} if self.teacher is not None else {}),
         } | (self._vae_metadata() if self.vae is not None else {})
 
     def _vae_metadata(self) -> dict:
@@ -527,6 +538,22 @@ _PRESETS.append(
     )
 )
 
+# dit-cpu twice as wide (128, heads of 32: five RoPE frequencies per spatial axis instead of two),
+# sin-cos + RoPE positions, full attention (a token can follow its part of the moving digit into
+# other frames, which the alternating layout's temporal blocks cannot). The scaling study in
+# benchmarks/results/dit.md: wider wins at equal CPU time, the step being overhead-bound.
+_PRESETS.extend(
+    dataclasses.replace(
+        _DIT_CPU,
+        name=name,
+        description=f"dit-cpu at width 128 with sin-cos + RoPE positions{extra} (CPU; a trial recipe)",
+        model_config=dataclasses.replace(_DIT_CPU.model_config, dim=128, position="sincos+rope"),
+        batch_size=batch_size,
+        steps=steps,
+    )
+    for name, extra, batch_size, steps in (("dit-wide-cpu", "", 8, 3000), ("dit-wide-b16-cpu", ", batch 16", 16, 2000))
+)
+
 # video-cpu fine-tuned with masked-frame conditioning (lesson 12): the same model, new loss and batches.
 _VIDEO_CPU = next(preset for preset in _PRESETS if preset.name == "video-cpu")
 
@@ -557,6 +584,28 @@ _PRESETS.append(
         quick_steps=2,
         train=TrainConfig(lr=5e-4, warmup_steps=20, ema_decay=0.995, checkpoint_every=50),
         init_from="video-cpu",
+    )
+)
+
+# Guidance distillation (Meng et al. 2023, stage one; issue 17's 2-second goal): video-cpu's
+# student takes the guidance scale w as an input and learns video-cpu's guided output, so a
+# sampler step is one call of 8 clips instead of a call of 16 (the labels and the null label).
+# It starts as video-cpu (its w embedding at zero), trained at uniform times (where samplers
+# ask) with w drawn from [1, 3]; the shipped checkpoint's run is in the manifest.
+_PRESETS.append(
+    dataclasses.replace(
+        _VIDEO_CPU,
+        name="video-distilled-cpu",
+        description="video-cpu guidance-distilled (Meng et al. 2023): takes the guidance scale as an input and "
+        "returns video-cpu's guided output in one call, half the sampling work (CPU)",
+        model_class=GuidedUNet3D,
+        model_config=GuidedUNet3DConfig(**_VIDEO_CPU.model_config.__dict__, guidance_range=(1.0, 3.0)),
+        t_distribution="uniform",
+        steps=600,
+        quick_steps=2,
+        train=TrainConfig(lr=5e-4, warmup_steps=20, ema_decay=0.995, checkpoint_every=50),
+        init_from="video-cpu",
+        teacher="video-cpu",
     )
 )
 
@@ -626,6 +675,20 @@ _PRESETS.append(
         quick_steps=2,
         train=TrainConfig(lr=5e-4, warmup_steps=20, ema_decay=0.995, checkpoint_every=50),
         init_from="video-cpu",
+    )
+)
+# More steps for the knobs: i2v-cpu stopped at 797 of its 1500 steps with bucket and fps only begun
+# (benchmarks/results/i2v.md). This continues the shipped i2v-cpu with the same recipe on fresh
+# clips (data seed 1; the optimiser starts afresh, the lr is constant after warm-up either way).
+_I2V_CPU = next(preset for preset in _PRESETS if preset.name == "i2v-cpu")
+_PRESETS.append(
+    dataclasses.replace(
+        _I2V_CPU,
+        name="i2v-long-cpu",
+        description="i2v-cpu trained for longer: the shipped i2v-cpu fine-tuned with its own recipe on fresh clips (CPU)",
+        steps=800,
+        train=dataclasses.replace(_I2V_CPU.train, seed=1),
+        init_from="i2v-cpu",
     )
 )
 
@@ -773,14 +836,14 @@ for _name, _levels, _pooled, _what in (
         dataclasses.replace(
             _TEXT_VIDEO,
             name=_name,
-            description=f"lesson 09's text-path comparison: {_what}; ground-truth descriptive captions, text only, 250 steps (CPU)",
+            description=f"lesson 09's text-path comparison: {_what}; ground-truth descriptive captions, text only, 450 steps (CPU)",
             model_config=TextVideoConfig(
                 unet=dataclasses.replace(_TEXT_VIDEO.model_config.unet, cross_attention_levels=_levels, pooled_context=_pooled),
                 cross_attention=bool(_levels),
             ),
             loss=functools.partial(text_video_loss, dropout=_TEXT_ONLY),
             batch_source=functools.partial(caption_batch, data=_TEXT_DATA, captions="descriptive"),
-            steps=250,
+            steps=450,  # the pooled path follows the digit here (lesson 09); 250 was too few for either
         )
     )
 
@@ -790,7 +853,18 @@ _PRESETS.append(
     dataclasses.replace(
         next(preset for preset in _PRESETS if preset.name == "text-cross-cpu"),
         name="text-cross-noisy-cpu",
-        description="lesson 13's caption-quality arm: text-cross-cpu with 30% of the captions replaced by another clip's, 250 steps (CPU)",
+        description="lesson 13's caption-quality arm: text-cross-cpu with 30% of the captions replaced by another clip's (CPU)",
+        batch_source=functools.partial(caption_batch, data=_TEXT_DATA, captions="descriptive", wrong_share=0.3),
+    )
+)
+
+# The same caption-quality arm on the pooled path: at 450 steps the pooled model follows the digit
+# and the cross-attention-only one does not yet, so only the pooled pair can show wrong captions hurt.
+_PRESETS.append(
+    dataclasses.replace(
+        next(preset for preset in _PRESETS if preset.name == "text-pooled-cpu"),
+        name="text-pooled-noisy-cpu",
+        description="lesson 13's caption-quality arm on the pooled text path: text-pooled-cpu with 30% of the captions replaced by another clip's (CPU)",
         batch_source=functools.partial(caption_batch, data=_TEXT_DATA, captions="descriptive", wrong_share=0.3),
     )
 )

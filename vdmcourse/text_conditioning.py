@@ -68,7 +68,8 @@ def caption_batch(
 
     ``captions``: ``"short"`` ("a 3"), ``"descriptive"`` (from ground truth) or
     ``"recaptioned"`` (written by the ``captioner`` checkpoint from the pixels).
-    Descriptive wordings are paraphrased from ``generator``. ``wrong_share``: the share of
+    Descriptive wordings are paraphrased from ``generator`` (a paraphrase longer than the
+    ``tokenizer`` takes falls back to the canonical wording). ``wrong_share``: the share of
     clips (drawn per clip) whose caption is replaced by the next clip's in the batch --
     noisy captions, as a careless captioner or scraped alt-text gives (0: none, nothing drawn).
     """
@@ -82,6 +83,12 @@ def caption_batch(
         texts = recaption(load_captioner(captioner), clips.video, generator=generator)
     else:
         texts = captions_for(clips, data.free_range, captions, generator=generator)
+    limit = tokenizer.max_length - 1
+    if captions == "descriptive" and any(len(text.split()) > limit for text in texts):
+        # A paraphrase of a clip with several bounces can outgrow the tokenizer (49 words for four
+        # bounces); that clip keeps the canonical wording instead (the same facts, nothing more drawn).
+        canonical = captions_for(clips, data.free_range, captions)
+        texts = [short if len(text.split()) > limit else text for text, short in zip(texts, canonical)]
     if wrong_share > 0:
         wrong = (torch.rand(batch_size, generator=generator) < wrong_share).tolist()
         texts = [texts[(i + 1) % batch_size] if w else text for i, (text, w) in enumerate(zip(texts, wrong))]

@@ -205,8 +205,9 @@ class Trainer:
 
     Attributes: ``model``, ``ema`` (a frozen copy holding the EMA weights, eval mode),
     ``optimizer``, ``step`` (completed steps), ``history`` (the loss of every step),
-    ``elapsed`` (training seconds, summed over resumes), ``saved_step`` (the step of
-    the last checkpoint written or resumed; None if none).
+    ``elapsed`` (training seconds, summed over resumes), ``cpu_elapsed`` (this process's
+    CPU seconds in training steps, all threads, summed over resumes), ``saved_step``
+    (the step of the last checkpoint written or resumed; None if none).
     """
 
     def __init__(
@@ -260,6 +261,7 @@ class Trainer:
         self.step = 0
         self.history: list[float] = []
         self.elapsed = 0.0
+        self.cpu_elapsed = 0.0
         self.saved_step: int | None = None
 
     @property
@@ -312,23 +314,30 @@ class Trainer:
         self.history.append(value)
         return value
 
-    def fit(self, steps: int, *, time_limit: float | None = None) -> list[float]:
+    def fit(self, steps: int, *, time_limit: float | None = None, cpu_limit: float | None = None) -> list[float]:
         """Train until ``self.step == steps`` (a total, so a resumed run continues to the
         same target) or, with ``time_limit``, until ``self.elapsed`` (training seconds,
-        summed over resumes) reaches ``time_limit``, whichever comes first; save every
-        ``checkpoint_every`` steps and at the end. Returns the loss history."""
+        summed over resumes) reaches ``time_limit``, or, with ``cpu_limit``, until
+        ``self.cpu_elapsed`` reaches ``cpu_limit`` CPU seconds, whichever comes first; save
+        every ``checkpoint_every`` steps and at the end. Returns the loss history.
+
+        A CPU budget is the one to compare runs by on a shared machine: under load a step
+        takes longer on the wall clock but about the same CPU time."""
         if not isinstance(steps, int) or steps < 0:
             raise ValueError(f"Trainer.fit: steps must be an int >= 0 (the total to reach); got {steps!r}")
-        if time_limit is not None and not time_limit >= 0:
-            raise ValueError(f"Trainer.fit: time_limit must be None or seconds >= 0; got {time_limit!r}")
+        for name, limit in (("time_limit", time_limit), ("cpu_limit", cpu_limit)):
+            if limit is not None and not limit >= 0:
+                raise ValueError(f"Trainer.fit: {name} must be None or seconds >= 0; got {limit!r}")
         bar = tqdm(total=steps, initial=min(self.step, steps), disable=not self.progress, unit="step", dynamic_ncols=True)
         smoothed = None
         try:
             with _stop_at_step_end() as stop, distributed.sigterm_stops(stop):
-                while self.step < steps and (time_limit is None or self.elapsed < time_limit):
-                    started = time.perf_counter()
+                while (self.step < steps and (time_limit is None or self.elapsed < time_limit)
+                       and (cpu_limit is None or self.cpu_elapsed < cpu_limit)):
+                    started, cpu_started = time.perf_counter(), time.process_time()
                     loss = self.train_step()
                     self.elapsed += time.perf_counter() - started
+                    self.cpu_elapsed += time.process_time() - cpu_started
                     distributed.agree(self, stop)
                     smoothed = loss if smoothed is None else 0.98 * smoothed + 0.02 * loss
                     bar.update(1)
@@ -382,6 +391,7 @@ class Trainer:
             "rng_python": random.getstate(),
             "rng_numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
             "elapsed_s": self.elapsed,
+            "cpu_s": self.cpu_elapsed,
             "precision": self.precision,
             "machine": machine_info(),
         }
@@ -483,6 +493,7 @@ class Trainer:
         if len(self.history) != self.step:
             raise ValueError(f"Trainer.resume: {path} is inconsistent: step {self.step} but {len(self.history)} recorded losses")
         self.elapsed = state["elapsed_s"]
+        self.cpu_elapsed = state.get("cpu_s", 0.0)  # checkpoints older than the CPU budget start it at 0
         self.saved_step = self.step
         distributed.restore_rank_states(self, checkpoint)
         lagging = self._lagging(path)
@@ -529,5 +540,7 @@ def _check_training_state(path: Path, checkpoint) -> None:
     missing += [key for key in _REQUIRED_STATE if key not in checkpoint.state]
     if missing:
         raise ValueError(f"Trainer.resume: {path} lacks {', '.join(missing)}; it cannot be resumed exactly (start a new run)")
-    if not isinstance(checkpoint.state["elapsed_s"], (int, float)) or not checkpoint.state["elapsed_s"] >= 0:
-        raise ValueError(f"Trainer.resume: {path} has elapsed_s {checkpoint.state['elapsed_s']!r}; expected seconds >= 0")
+    for key in ("elapsed_s", "cpu_s"):
+        value = checkpoint.state.get(key, 0.0)
+        if not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"Trainer.resume: {path} has {key} {value!r}; expected seconds >= 0")

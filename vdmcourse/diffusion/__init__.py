@@ -30,7 +30,7 @@ from vdmcourse.diffusion.objectives import (
     sample_timesteps,
     training_loss,
 )
-from vdmcourse.diffusion.samplers import SAMPLERS, model_evaluations, sample
+from vdmcourse.diffusion.samplers import ALL_SAMPLERS, SAMPLERS, model_evaluations, sample
 from vdmcourse.diffusion.schedules import (
     FlowSchedule,
     Schedule,
@@ -53,6 +53,7 @@ __all__ = [
     "sample_timesteps",
     "training_loss",
     "SAMPLERS",
+    "ALL_SAMPLERS",
     "model_evaluations",
     "sample",
     "FlowSchedule",

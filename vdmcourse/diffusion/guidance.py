@@ -90,8 +90,16 @@ def guided_output(
     forward of ``2B`` samples -- the labels and the model's null label
     (:func:`null_label_of`; ``null_label`` overrides it) -- combined by
     :func:`classifier_free_guidance`. Returns ``x``'s shape.
+
+    A guidance-distilled model (``model.guidance_distilled``, e.g.
+    :class:`~vdmcourse.diffusion.distillation.GuidedUNet3D`) learned that combination:
+    it is called once, ``model(x, t, cond=cond, guidance=scale)``, with batch ``B``.
     """
     scale = check_scale(scale)
+    if getattr(model, "guidance_distilled", False) or getattr(getattr(model, "_orig_mod", None), "guidance_distilled", False):
+        if cond is None and scale != 1.0:
+            raise ValueError(f"guidance_scale={scale} needs labels to guide towards; got cond=None")
+        return model(x, t, cond=None if cond is None else check_labels(cond, x.shape[0]), guidance=scale)
     if cond is None:
         if scale != 1.0:
             raise ValueError(f"guidance_scale={scale} needs labels to guide towards; got cond=None")

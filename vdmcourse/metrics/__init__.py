@@ -22,6 +22,7 @@ from vdmcourse.metrics.distances import (
     frechet_distance,
     frechet_distance_from_statistics,
     kid,
+    kid_bootstrap,
     sqrtm_psd,
 )
 from vdmcourse.metrics.features import (
@@ -92,6 +93,7 @@ __all__ = [
     "ink_mass_variation",
     "shape_change",
     "kid",
+    "kid_bootstrap",
     "load_evaluator",
     "physics_scores",
     "prediction_scores",

@@ -28,6 +28,12 @@ some short ones (``python -m vdmcourse train --preset miniclip-cpu``). Then:
 
 A score of this kind only measures what its encoders learnt to tell apart: the probes
 say which words the score can see.
+
+For a text-to-video model, :func:`prompt_report` puts the two kinds of measure side by
+side -- prompt following measured from the pixels (:mod:`vdmcourse.metrics.prompts`:
+digit, direction, speed class, bounce walls, each with its count and a 95 % interval)
+and the alignment score -- and :func:`format_prompt_report` prints them with the real
+clips' values beside them (``python -m vdmcourse evaluate --checkpoint text-video-cpu``).
 """
 
 from __future__ import annotations
@@ -56,6 +62,10 @@ __all__ = [
     "text_video_alignment",
     "retrieval_accuracy",
     "load_miniclip",
+    "held_out_prompts",
+    "wilson_interval",
+    "prompt_report",
+    "format_prompt_report",
 ]
 
 MINICLIP_NAME = "miniclip-cpu"
@@ -277,3 +287,96 @@ def load_miniclip(name: str = MINICLIP_NAME, *, device: str | torch.device | Non
     if not isinstance(model, MiniCLIP):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a MiniCLIP")
     return model.eval().requires_grad_(False)
+
+
+# The held-out prompts of lesson 09's measurements: test digits at the text models' speeds.
+PROMPT_DATA = MovingMNISTConfig.cpu(speed=(1.0, 3.0), split="test")
+PROMPT_ATTRIBUTES = ("digit", "direction", "speed", "bounce_walls")
+
+
+def held_out_prompts(n: int, *, seed: int = 0, data: MovingMNISTConfig | None = None):
+    """``n`` clips of the *test* digits (``data``, default :data:`PROMPT_DATA`), their facts and
+    canonical descriptive captions: ``(clips, facts, captions)``. Same ``seed``, same prompts."""
+    if n < 1:
+        raise ValueError(f"held_out_prompts: need at least one prompt; got {n}")
+    data = data or PROMPT_DATA
+    clips = generate_clips(n, data, generator=torch.Generator().manual_seed(seed))
+    facts = clip_facts(clips.labels, clips.positions, clips.velocities, data.free_range)
+    return clips, facts, [caption(f) for f in facts]
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95 % at ``z`` = 1.96) for a share of ``hits`` out of ``n``; unlike
+    p ± z·SE it stays inside [0, 1] and is not of zero width at 0 or n hits."""
+    if n < 1 or not 0 <= hits <= n:
+        raise ValueError(f"wilson_interval: need 0 <= hits <= n and n >= 1; got hits={hits}, n={n}")
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@torch.no_grad()
+def prompt_report(video: torch.Tensor, prompts: list, evaluator: Evaluator, model: MiniCLIP | None = None,
+                  captions: list[str] | None = None) -> dict:
+    """Prompt following of one-digit clips ``video`` ``(N, T, 1, H, W)`` in [0, 1] made for
+    ``prompts`` (their :class:`~vdmcourse.data.captions.ClipFacts`), and their alignment with
+    ``captions`` (default: the prompts' canonical captions) by the mini-CLIP ``model``.
+
+    Returns ``{"n": N, "digit": {...}, "direction": ..., "speed": ..., "bounce_walls": ...,
+    "overall": share, "hits": {attribute: [bool] * N}}`` where each attribute holds ``share``,
+    ``hits`` (count), ``low`` / ``high`` (Wilson 95 %); with a ``model`` also ``"alignment"``:
+    ``{"mean", "sem", "per_clip"}`` (cosines).
+    """
+    from vdmcourse.metrics.prompts import measure_clips, prompt_hits
+
+    hits = prompt_hits(measure_clips(video, evaluator), prompts)
+    n = len(prompts)
+    out = {"n": n, "hits": hits}
+    for attribute in PROMPT_ATTRIBUTES:
+        k = sum(hits[attribute])
+        low, high = wilson_interval(k, n)
+        out[attribute] = {"share": k / n, "hits": k, "low": low, "high": high}
+    out["overall"] = sum(out[a]["share"] for a in PROMPT_ATTRIBUTES) / len(PROMPT_ATTRIBUTES)
+    if model is not None:
+        score = text_video_alignment(video, captions if captions is not None else [caption(f) for f in prompts], model)
+        sem = (score.std() / math.sqrt(n)).item() if n > 1 else math.nan
+        out["alignment"] = {"mean": score.mean().item(), "sem": sem, "per_clip": score.tolist()}
+    return out
+
+
+_PROMPT_MEANING = {
+    "digit": "the evaluator reads the asked digit (chance 0.1)",
+    "direction": "tracked first direction is the asked one of 8 (chance 0.125)",
+    "speed": "speed class slow / medium / fast as asked (chance about 1/3)",
+    "bounce_walls": "bounces off exactly the walls the caption names",
+    "alignment": "mini-CLIP cosine of clip and caption (± standard error)",
+}
+
+
+def format_prompt_report(results: dict, real: dict | None = None, *, title: str = "videos") -> str:
+    """A markdown table of :func:`prompt_report`'s ``results``, with ``real`` (the same report
+    on the prompts' own clips: the metric's ceiling) beside every number."""
+
+    def cell(report, name):
+        if report is None or name not in report:
+            return "-"
+        if name == "alignment":
+            return f"{report[name]['mean']:.3f} ± {report[name]['sem']:.3f}"
+        r = report[name]
+        return f"{r['share']:.3f} ({r['hits']}/{report['n']}) [{r['low']:.2f}, {r['high']:.2f}]"
+
+    lines = [
+        f"Prompt following of {results['n']} clips ({title}) made for {results['n']} held-out descriptive prompts, measured "
+        "from the pixels; share (count) [Wilson 95 % interval]. 'real clips' scores the prompts' own clips: the ceiling of "
+        "each measure.",
+        "",
+        f"| measure | {title} | real clips | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name in (*PROMPT_ATTRIBUTES, "alignment"):
+        if name in results:
+            lines.append(f"| {name} | {cell(results, name)} | {cell(real, name)} | {_PROMPT_MEANING[name]} |")
+    if "alignment" not in results:
+        lines += ["", f"(no alignment score: {MINICLIP_NAME} is not in the checkpoint folder)"]
+    return "\n".join(lines)

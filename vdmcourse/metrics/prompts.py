@@ -32,7 +32,7 @@ from vdmcourse.data.captions import ClipFacts, clip_facts, direction_index, spee
 from vdmcourse.metrics.features import Evaluator, crop_digits
 from vdmcourse.metrics.physics import check_video, track_digits
 
-__all__ = ["MeasuredClip", "measure_clips", "prompt_scores", "trajectory_error", "LADDER", "prompt_ladder"]
+__all__ = ["MeasuredClip", "measure_clips", "prompt_hits", "prompt_scores", "trajectory_error", "LADDER", "prompt_ladder"]
 
 # A step shorter than this (px) says nothing about the direction of motion.
 _STILL = 0.5
@@ -113,19 +113,27 @@ def _fill_gaps(centres: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(out), out, first[:, None].nan_to_num(0.0))
 
 
+def prompt_hits(measured: list[MeasuredClip], prompts: list[ClipFacts]) -> dict[str, list[bool]]:
+    """Per clip, whether ``measured`` clips do what the ``prompts`` they were made for ask:
+    ``digit``, ``direction``, ``speed`` (class) and ``bounce_walls`` (the set of walls
+    exactly), one bool per clip each (for counts, intervals and paired comparisons)."""
+    if len(measured) != len(prompts) or not prompts:
+        raise ValueError(f"prompt_hits: need one prompt per clip; got {len(measured)} clips and {len(prompts)} prompts")
+    return {
+        "digit": [got.digit == want.digits[0] for got, want in zip(measured, prompts)],
+        "direction": [got.direction == want.directions[0] for got, want in zip(measured, prompts)],
+        "speed": [speed_class(got.speed) == speed_class(want.speeds[0]) for got, want in zip(measured, prompts)],
+        "bounce_walls": [got.walls == want.walls(0) for got, want in zip(measured, prompts)],
+    }
+
+
 def prompt_scores(measured: list[MeasuredClip], prompts: list[ClipFacts]) -> dict[str, float]:
     """Accuracies of ``measured`` clips against the ``prompts`` they were made for:
     ``digit``, ``direction``, ``speed`` (class) and ``bounce_walls`` (the set of walls
-    exactly), and their mean ``overall``."""
+    exactly), and their mean ``overall`` (the shares of :func:`prompt_hits`)."""
     if len(measured) != len(prompts) or not prompts:
         raise ValueError(f"prompt_scores: need one prompt per clip; got {len(measured)} clips and {len(prompts)} prompts")
-    right = {"digit": 0, "direction": 0, "speed": 0, "bounce_walls": 0}
-    for got, want in zip(measured, prompts):
-        right["digit"] += got.digit == want.digits[0]
-        right["direction"] += got.direction == want.directions[0]
-        right["speed"] += speed_class(got.speed) == speed_class(want.speeds[0])
-        right["bounce_walls"] += got.walls == want.walls(0)
-    scores = {name: count / len(prompts) for name, count in right.items()}
+    scores = {name: sum(hits) / len(prompts) for name, hits in prompt_hits(measured, prompts).items()}
     return scores | {"overall": sum(scores.values()) / len(scores)}
 
 
