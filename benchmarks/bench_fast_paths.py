@@ -478,7 +478,8 @@ def markdown(data: dict) -> str:
             models = list(dict.fromkeys(r["model"] for r in timings))
             lines += [f"Machine: {goal['machine']['cpu']}, {goal['machine']['cores']} cores, {timings[0]['threads']} torch threads, torch "
                       f"{goal['machine']['torch']}; 1-minute load average {min(loads):.1f}-{max(loads):.1f} during the rows. Command: "
-                      f"`{timings[0]['command']}` (both heavy slots held). Full `sample` of 8 guided clips (10x32x32, guidance scale 2) of "
+                      f"`{timings[0]['command']}` ({'both heavy slots held' if timings[0].get('slots', 'both') == 'both' else 'one heavy slot held, the other running another job'}). "
+                      "Full `sample` of 8 guided clips (10x32x32, guidance scale 2) of "
                       f"{', '.join(models)}, median of {goal['repeats']} run(s), all rows in the same run; the compiled path after compiling, "
                       f"the eager ones with no separate warm-up; compiling (once per model, not counted) took up to {compile_s:.0f} s. "
                       "'clips per call': a guided call of the shipped model is one batch of 16 (the 8 clips with their labels and "
@@ -554,6 +555,8 @@ def main() -> None:
     parser.add_argument("--goal-paths", nargs="+", choices=["fp32", "channels_last", "compile + channels_last"],
                         help="fast paths timed at each model's own setting (--goal; default: all three)")
     parser.add_argument("--no-layouts", action="store_true", help="--goal without the attention-layout rows (kept from an earlier run)")
+    parser.add_argument("--slots", choices=["both", "one"], default="both",
+                        help="--goal: whether this run held both heavy slots or one (the other running another job); said in the table")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     path = RESULTS / "fast_paths.json"
@@ -591,8 +594,8 @@ def main() -> None:
     if args.ddp:
         write(ddp_rows(args.ddp_steps))
     elif args.goal:
-        write(goal_rows(args.threads, args.repeats, args.goal_models, settings or SAMPLER_SETTINGS, args.goal_paths, not args.no_layouts),
-              repeats=args.repeats)
+        rows = goal_rows(args.threads, args.repeats, args.goal_models, settings or SAMPLER_SETTINGS, args.goal_paths, not args.no_layouts)
+        write([{**r, "slots": args.slots} for r in rows], repeats=args.repeats)
     elif args.goal_metrics:
         write(goal_metric_rows(args.goal_clips, args.goal_models, settings or METRIC_SETTINGS))
     elif args.quality:
