@@ -173,7 +173,9 @@ def quick_knobs(pipe, clips: int = 8, steps: int = 10, buckets=(40, 240), fps_va
             identity.append(_mean(digit_share(video, labels, pipe.evaluator)))
     for fps in fps_values:
         out[f"px_per_frame_fps{fps}"] = _mean(per_frame_speed(run(fps=fps, motion_bucket_id=120)))
-    out["bucket_ratio_240_over_40"] = out["px_per_s_bucket240"] / out["px_per_s_bucket40"]  # the data: 6.0
+    if (buckets[0], buckets[-1]) == (40, 240):
+        out["bucket_ratio_240_over_40"] = out["px_per_s_bucket240"] / out["px_per_s_bucket40"]  # the data: 6.0
+    out["bucket_ratio_last_over_first"] = out[f"px_per_s_bucket{buckets[-1]}"] / out[f"px_per_s_bucket{buckets[0]}"]
     out["fps_ratio_4_over_12"] = out["px_per_frame_fps4"] / out["px_per_frame_fps12"]  # the data: 3.0
     if len(buckets) > 2:
         out["buckets"] = list(buckets)
@@ -225,6 +227,19 @@ def pilot(args) -> dict:
     return result
 
 
+def training_buckets(count: int = 5, clips: int = 4000) -> tuple[list[int], dict]:
+    """``count`` buckets evenly spaced between the 5th and 95th percentiles of the motion buckets
+    i2v-cpu was trained on (its preset's clips), and a summary of those buckets."""
+    from vdmcourse.data.conditions import clips_at_strides
+    from vdmcourse.presets import get_preset
+
+    drawn = clips_at_strides(clips, get_preset("i2v-cpu").data, generator=torch.Generator().manual_seed(0)).motion_bucket.float()
+    low, high = torch.quantile(drawn, torch.tensor([0.05, 0.95])).tolist()
+    stats = {"clips": clips, "min": drawn.min().item(), "max": drawn.max().item(), "p5": low, "p95": high,
+             "share_below_50": (drawn < 50).float().mean().item(), "share_at_230_or_above": (drawn >= 230).float().mean().item()}
+    return [round(b) for b in torch.linspace(low, high, count).tolist()], stats
+
+
 def knobs(args) -> dict:
     """:func:`quick_knobs` of a checkpoint (e.g. the shipped i2v-cpu, the pilots' baseline)."""
     pipe = ImageToVideoPipeline.from_pretrained(str(args.checkpoint), device="cpu")
@@ -232,15 +247,20 @@ def knobs(args) -> dict:
     if args.knob_guidance:
         call["knob_guidance_scale"] = args.knob_guidance
     sweep = {"buckets": BUCKETS, "fps_values": FPS} if args.all_buckets else {}
+    data = {}
+    if args.in_range:
+        buckets, data["training_buckets"] = training_buckets()
+        sweep = {"buckets": buckets, "fps_values": (4, 12)}
     started, cpu = time.time(), time.process_time()
     checkpoint = args.checkpoint.resolve()
     root = Path(__file__).resolve().parent.parent
     shown = checkpoint.relative_to(root) if checkpoint.is_relative_to(root) else checkpoint  # the repository's path, not the machine's
-    result = {"checkpoint": str(shown), **call, **quick_knobs(pipe, args.clips, args.steps, **sweep, **call)}
+    result = {"checkpoint": str(shown), **call, **data, **quick_knobs(pipe, args.clips, args.steps, **sweep, **call)}
     result.update(wall_s=time.time() - started, cpu_s=time.process_time() - cpu, load_average=load_average())
     print(json.dumps(result), flush=True)
     name = f"i2v_knobs_{args.name}" + ("" if args.max_guidance is None else f"_guidance{args.max_guidance:g}")
-    _save(name + (f"_knobguidance{args.knob_guidance:g}" if args.knob_guidance else "") + ("_all" if args.all_buckets else ""), result)
+    _save(name + (f"_knobguidance{args.knob_guidance:g}" if args.knob_guidance else "") + ("_all" if args.all_buckets else "")
+          + ("_inrange" if args.in_range else ""), result)
     return result
 
 
@@ -463,30 +483,42 @@ def _control_as_sweep(c: dict) -> dict:
 
 def _knob_sweeps() -> list[str]:
     """The full knob sweeps (``knobs --all-buckets``) of each checkpoint and sampling, from their JSON files."""
-    rows, sweeps = [], [json.loads(path.read_text()) for path in sorted(RESULTS.glob("i2v_knobs_*_all.json"))]
+    rows, sweeps = [], [json.loads(path.read_text()) for pattern in ("i2v_knobs_*_all.json", "i2v_knobs_*_inrange.json")
+                        for path in sorted(RESULTS.glob(pattern))]
     control_file = RESULTS / "i2v_control.json"
     if control_file.is_file() and all("frame0_offset_px" in r for r in json.loads(control_file.read_text())["buckets"]["rows"]):
         sweeps.insert(0, _control_as_sweep(json.loads(control_file.read_text())))
+    notes, stats = [], next((k["training_buckets"] for k in sweeps if "training_buckets" in k), None)
     for k in sweeps:
+        inverted = [(a, b) for a, b in zip(k["buckets"], k["buckets"][1:]) if k[f"px_per_s_bucket{b}"] < k[f"px_per_s_bucket{a}"]]
+        if inverted:
+            notes.append(f"- {Path(k['checkpoint']).stem}, knob guidance {k.get('knob_guidance_scale', 0):g}: slower at the higher bucket of "
+                         + ", ".join(f"{a} -> {b}" for a, b in inverted) + ".")
         sampling = (f"knob guidance {k['knob_guidance_scale']:g}" if k.get("knob_guidance_scale") else "SVD's (no knob guidance)")
         if "max_guidance_scale" in k:
             sampling += f", guidance {k['min_guidance_scale']:g} -> {k['max_guidance_scale']:g}"
         speeds = " / ".join(f"{k[f'px_per_s_bucket{b}']:.1f}" for b in k["buckets"])
-        steps = " / ".join(f"{k[f'px_per_frame_fps{f}']:.2f}" for f in FPS)
-        rows.append(f"| {Path(k['checkpoint']).stem} | {sampling} | {speeds} | {k['bucket_ratio_240_over_40']:.2f}x | "
+        ratio = k[f"px_per_s_bucket{k['buckets'][-1]}"] / k[f"px_per_s_bucket{k['buckets'][0]}"]
+        steps = " / ".join(f"{k[f'px_per_frame_fps{f}']:.2f}" if f"px_per_frame_fps{f}" in k else "-" for f in FPS)
+        rows.append(f"| {Path(k['checkpoint']).stem} | {sampling} | {', '.join(map(str, k['buckets']))} | {speeds} | "
+                    f"{ratio:.2f}x ({k['buckets'][-1] / k['buckets'][0]:.1f}x) | "
                     f"**{k['spearman_bucket_vs_mean_speed']:.2f}** / {k['spearman_bucket_vs_clip_speed']:.2f} | {steps} | "
                     f"{k['fps_ratio_4_over_12']:.2f}x | {k['frame0_offset_px_mean']:.1f} | {k['identity_mean']:.2f} | {k['wall_s'] / 60:.1f} |")
     if not rows:
         return []
-    return ["## Knob sweeps and knob guidance (`bench_i2v.py knobs --all-buckets [--knob-guidance W]`; the same 8 held-out images, heun x 10, seed 0)", "",
+    return ["## Knob sweeps and knob guidance (`bench_i2v.py knobs --all-buckets | --in-range [--knob-guidance W]`; the same 8 held-out images, heun x 10, seed 0)", "",
             "Knob guidance (`ImageToVideoPipeline(..., knob_guidance_scale=W)`, the course's addition, off by default) adds "
-            "W x (conditioned prediction - the same at the neutral knobs fps 6, bucket 127) to SVD's guided prediction: one more "
-            "model call per step. Speeds at buckets " + ", ".join(map(str, BUCKETS)) + " (fps 6; they stand for "
-            + ", ".join(f"{b * 16 / 255:.1f}" for b in BUCKETS) + " px/s); Spearman rho of bucket vs mean speed / vs single clips' "
-            "speeds (48 clips); px/frame at fps 4 / 6 / 12 (bucket 120; the data: 3x between 4 and 12); frame-0 offset and "
-            "identity averaged over the 6 buckets; wall time of the sweep (one thread, shared machine: see each JSON's load average).", "",
-            "| checkpoint | sampling | px/s at the buckets | 240 / 40 | rho means / clips | px/frame fps 4 / 6 / 12 | 4 / 12 | frame-0 offset, px | identity | minutes |",
-            "|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+            "W x (conditioned prediction - the same at the neutral knobs fps 6, bucket 127) to SVD's guided prediction on every "
+            "frame but frame 0: one more model call per step. Speeds in px/s at fps 6 (bucket b stands for 16 b / 255 px/s, so "
+            "the speed asked grows as the bucket: last / first asked = the buckets' ratio). `--all-buckets`: the issue's 40-240; "
+            "`--in-range`: 5 buckets evenly between the 5th and 95th percentiles of the buckets i2v-cpu's preset trains on"
+            + (" ({clips} clips: buckets {min:.0f}-{max:.0f}, {share_below_50:.1%} below 50 and {share_at_230_or_above:.1%} at 230 "
+               "or above, so 40 and 240 sit at or past the data's edges; 5th / 95th percentiles {p5:.0f} / {p95:.0f})".format(**stats)
+               if stats else "") + ". Spearman rho of bucket vs mean speed / vs single clips' speeds; px/frame at fps "
+            "4 / 6 / 12 (bucket 120; the data: 3x between 4 and 12); frame-0 offset and identity averaged over the buckets; wall "
+            "time of the sweep (one thread, shared machine: see each JSON's load average).", "",
+            "| checkpoint | sampling | buckets | px/s at the buckets | last / first (asked) | rho means / clips | px/frame fps 4 / 6 / 12 | 4 / 12 | frame-0 offset, px | identity | minutes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|", *rows, "", *notes, ""]
 
 
 def report(args) -> None:
@@ -566,6 +598,7 @@ def main() -> None:
     parser.add_argument("--max-guidance", type=float, default=None, help="knobs: max_guidance_scale (1: guidance off)")
     parser.add_argument("--knob-guidance", type=float, default=0.0, help="knobs: knob_guidance_scale (0: SVD's sampling)")
     parser.add_argument("--all-buckets", action="store_true", help="knobs: all 6 buckets (Spearman rho) and fps 4, 6, 12")
+    parser.add_argument("--in-range", action="store_true", help="knobs: 5 buckets between the training buckets' 5th and 95th percentiles, fps 4 and 12")
     parser.add_argument("--name", default="pilot", help="pilot: the run's name")
     parser.add_argument("--minutes", type=float, default=5.0, help="pilot: training minutes")
     parser.add_argument("--set", nargs="*", default=[], help="pilot: recipe overrides KEY=VALUE")
