@@ -228,6 +228,33 @@ def test_the_precomputed_rope_tables_equal_rope_3d():
     torch.testing.assert_close(x * cos + x[..., swap] * sin, rope_3d(x, layout.positions))
 
 
+@pytest.mark.parametrize("base", [10000.0, 100.0, 20.0])
+def test_the_precomputed_rope_tables_equal_rope_3d_at_any_base(base):
+    layout = TokenLayout.build([(3, 2, 4)], packed=False, causal=False, device="cpu")
+    x = torch.randn(2, 4, layout.length, 24)
+    cos, sin, swap = layout.rope_tables(24, base)
+    torch.testing.assert_close(x * cos + x[..., swap] * sin, rope_3d(x, layout.positions, base=base))
+    q, k = torch.randn(1, 24), torch.randn(1, 24)
+    a = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 7.0]])
+    shifted = a + torch.tensor([5.0, -3.0, 11.0])
+    torch.testing.assert_close((rope_3d(q, shifted[:1], base=base) * rope_3d(k, shifted[1:], base=base)).sum(),
+                               (rope_3d(q, a[:1], base=base) * rope_3d(k, a[1:], base=base)).sum())
+
+
+def test_the_model_rotates_by_its_configured_rope_base():
+    # The same weights with another base give another output (the base reaches attention), and
+    # the tables of both bases live side by side in one layout's cache.
+    x, t = clips(batch=1), times(1)
+    model = wake_up(dit(position="rope")).eval()
+    other = wake_up(dit(position="rope", rope_base=20.0)).eval()
+    other.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert (model(x, t) - other(x, t)).abs().max() > 1e-3
+        torch.testing.assert_close(other(x, t), other(x, t))
+    with pytest.raises(ValueError, match="rope_base must be a number > 1"):
+        dataclasses.replace(SMALL, rope_base=1.0)
+
+
 def test_a_grid_beyond_max_grid_is_refused_naming_the_numbers():
     model = dit(max_grid=(4, 4, 4))
     model(clips(), times())

@@ -541,17 +541,22 @@ _PRESETS.append(
 # dit-cpu twice as wide (128, heads of 32: five RoPE frequencies per spatial axis instead of two),
 # sin-cos + RoPE positions, full attention (a token can follow its part of the moving digit into
 # other frames, which the alternating layout's temporal blocks cannot). The scaling study in
-# benchmarks/results/dit.md: wider wins at equal CPU time, the step being overhead-bound.
+# benchmarks/results/dit.md: wider wins at equal CPU time, the step being overhead-bound. But at
+# full attention width 128 costs 0.48 CPU-s a step against dit-cpu's 0.28. Trial (dit3, not
+# shipped): train --preset dit-wide-cpu --steps 1600 (769 CPU-s, one thread, load 6-9), evaluate
+# --num 200 --seed 0: identity 0.25, physics 2.21 px, Frechet 35.4 against the shipped dit-cpu's
+# 0.35, 2.72, 35.2 -- better physics, worse identity, as dit-alt-cpu. The pilots (90 CPU-s each)
+# chose batch 8 over 16 (dit-wide-b16-cpu: 0.91 CPU-s a step, still in warm-up at 99 steps).
 _PRESETS.extend(
     dataclasses.replace(
         _DIT_CPU,
         name=name,
-        description=f"dit-cpu at width 128 with sin-cos + RoPE positions{extra} (CPU; a trial recipe)",
+        description=f"dit-cpu at width 128 with sin-cos + RoPE positions{extra} (CPU; a trial recipe, not shipped)",
         model_config=dataclasses.replace(_DIT_CPU.model_config, dim=128, position="sincos+rope"),
         batch_size=batch_size,
         steps=steps,
     )
-    for name, extra, batch_size, steps in (("dit-wide-cpu", "", 8, 3000), ("dit-wide-b16-cpu", ", batch 16", 16, 2000))
+    for name, extra, batch_size, steps in (("dit-wide-cpu", "", 8, 1600), ("dit-wide-b16-cpu", ", batch 16", 16, 900))
 )
 
 # video-cpu fine-tuned with masked-frame conditioning (lesson 12): the same model, new loss and batches.

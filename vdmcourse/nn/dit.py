@@ -93,6 +93,9 @@ class VideoDiTConfig:
             grid: positions are computed on the fly).
         frames, image_size: the clip size it is trained on (what samplers draw by
             default); any T, H, W divisible by the patch runs.
+        rope_base: RoPE's slowest wavelength (frequencies ``base ** (-i / (d/2))`` per axis).
+            10,000 (RoFormer) suits long sequences; a grid of 8 rows reaches only the first
+            one or two frequencies of a small head, so a small grid may want a smaller base.
     """
 
     channels: int = 1
@@ -110,6 +113,7 @@ class VideoDiTConfig:
     max_grid: tuple[int, int, int] | None = None
     frames: int = 10
     image_size: int = 32
+    rope_base: float = 10000.0
 
     def __post_init__(self):
         _positive_ints(self, ("channels", "dim", "depth", "heads", "frames", "image_size"))
@@ -133,6 +137,8 @@ class VideoDiTConfig:
             isinstance(self.max_grid, tuple) and len(self.max_grid) == 3 and all(_is_positive_int(g) for g in self.max_grid)
         ):
             raise ValueError(f"VideoDiTConfig: max_grid must be None or a tuple (t, h, w) of positive ints; got {self.max_grid!r}")
+        if isinstance(self.rope_base, bool) or not isinstance(self.rope_base, (int, float)) or not self.rope_base > 1:
+            raise ValueError(f"VideoDiTConfig: rope_base must be a number > 1 (the slowest RoPE wavelength); got {self.rope_base!r}")
         if not self.mlp_ratio > 0:
             raise ValueError(f"VideoDiTConfig: mlp_ratio must be positive; got {self.mlp_ratio!r}")
 
@@ -220,17 +226,17 @@ def _rope_split(head_dim: int) -> tuple[int, int, int]:
     return head_dim - 2 * spatial, spatial, spatial
 
 
-def rope_3d(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+def rope_3d(x: torch.Tensor, positions: torch.Tensor, *, base: float = 10000.0) -> torch.Tensor:
     """3-D rotary embedding: the last axis of ``x`` ``(..., L, d)`` is split in three even
     parts (:func:`_rope_split`), rotated by each token's frame, row and column
-    (:func:`~vdmcourse.nn.embeddings.apply_rope` per axis). ``positions``: ``(L, 3)``.
+    (:func:`~vdmcourse.nn.embeddings.apply_rope` per axis, with its ``base``). ``positions``: ``(L, 3)``.
 
     The score of two rotated vectors depends only on the *offset* between their
     positions along each axis: attention sees relative spacetime, for any grid."""
     if positions.ndim != 2 or positions.shape != (x.shape[-2], 3):
         raise ValueError(f"rope_3d: positions must have shape (L, 3) = ({x.shape[-2]}, 3); got {tuple(positions.shape)}")
     parts = x.split(_rope_split(x.shape[-1]), dim=-1)
-    return torch.cat([apply_rope(part, positions[:, i]) for i, part in enumerate(parts)], dim=-1)
+    return torch.cat([apply_rope(part, positions[:, i], base=base) for i, part in enumerate(parts)], dim=-1)
 
 
 # -------------------------------------------------------------------- token layouts
@@ -267,23 +273,24 @@ class TokenLayout:
     def length(self) -> int:
         return self.positions.shape[0]
 
-    def rope_tables(self, head_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def rope_tables(self, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:func:`rope_3d` as one multiply-add, computed once per forward pass:
-        ``rope_3d(x) == x * cos + x[..., swap] * sin`` with ``cos``, ``sin`` ``(L, head_dim)``
-        and ``swap`` the permutation that exchanges the two halves of each axis' channels."""
+        ``rope_3d(x, base=base) == x * cos + x[..., swap] * sin`` with ``cos``, ``sin``
+        ``(L, head_dim)`` and ``swap`` the permutation that exchanges the two halves of each
+        axis' channels."""
         cached = self.__dict__.setdefault("_rope", {})
-        if head_dim not in cached:
+        if (head_dim, base) not in cached:
             cos, sin, swap, start = [], [], [], 0
             for axis, width in enumerate(_rope_split(head_dim)):
                 half = width // 2
-                freqs = 10000.0 ** (-torch.arange(half, dtype=torch.float32, device=self.positions.device) / half)
+                freqs = base ** (-torch.arange(half, dtype=torch.float32, device=self.positions.device) / half)
                 angles = self.positions[:, axis, None] * freqs  # (L, half), as apply_rope
                 cos += [angles.cos(), angles.cos()]
                 sin += [-angles.sin(), angles.sin()]
                 swap += list(range(start + half, start + width)) + list(range(start, start + half))
                 start += width
-            cached[head_dim] = (torch.cat(cos, -1), torch.cat(sin, -1), torch.tensor(swap, device=self.positions.device))
-        return cached[head_dim]
+            cached[head_dim, base] = (torch.cat(cos, -1), torch.cat(sin, -1), torch.tensor(swap, device=self.positions.device))
+        return cached[head_dim, base]
 
     def mask(self, kind: str) -> torch.Tensor | None:
         """Bool ``(L, L)`` (packed; True = may attend) or, for a bucket, the frame mask
@@ -338,10 +345,11 @@ class DiTAttention(nn.Module):
     ``"temporal"`` (one position across frames). Optional QK-norm (RMSNorm per head)
     and 3-D RoPE, both applied per token *before* grouping."""
 
-    def __init__(self, dim: int, heads: int, *, qk_norm: bool = False, rope: bool = False):
+    def __init__(self, dim: int, heads: int, *, qk_norm: bool = False, rope: bool = False, rope_base: float = 10000.0):
         super().__init__()
         self.heads = heads
         self.rope = rope
+        self.rope_base = rope_base
         self.qkv = nn.Linear(dim, 3 * dim)
         self.q_norm = nn.RMSNorm(dim // heads, eps=1e-6) if qk_norm else nn.Identity()
         self.k_norm = nn.RMSNorm(dim // heads, eps=1e-6) if qk_norm else nn.Identity()
@@ -352,7 +360,7 @@ class DiTAttention(nn.Module):
         q, k, v = rearrange(self.qkv(x), "b l (three n c) -> three b n l c", three=3, n=self.heads)  # (B, heads, L, c) each
         q, k = self.q_norm(q), self.k_norm(k)
         if self.rope:
-            cos, sin, swap = layout.rope_tables(q.shape[-1])  # rope_3d, precomputed once per forward
+            cos, sin, swap = layout.rope_tables(q.shape[-1], self.rope_base)  # rope_3d, precomputed once per forward
             q, k = q * cos + q[..., swap] * sin, k * cos + k[..., swap] * sin
         q, k, v = (_group(z, kind, layout) for z in (q, k, v))
         out = attention(q, k, v, mask=layout.mask(kind))
@@ -408,11 +416,11 @@ class DiTBlock(nn.Module):
     """
 
     def __init__(self, dim: int, heads: int, kinds: tuple[str, ...], *, cond_dim: int, mlp_ratio: float = 4.0,
-                 qk_norm: bool = False, rope: bool = False, context_dim: int | None = None):
+                 qk_norm: bool = False, rope: bool = False, context_dim: int | None = None, rope_base: float = 10000.0):
         super().__init__()
         self.kinds = tuple(kinds)
         self.norm = nn.LayerNorm(dim, eps=1e-6, elementwise_affine=False)  # no parameters: shared by every branch
-        self.attentions = nn.ModuleList(DiTAttention(dim, heads, qk_norm=qk_norm, rope=rope) for _ in self.kinds)
+        self.attentions = nn.ModuleList(DiTAttention(dim, heads, qk_norm=qk_norm, rope=rope, rope_base=rope_base) for _ in self.kinds)
         self.cross_norm = nn.LayerNorm(dim, eps=1e-6) if context_dim else None
         self.cross = CrossAttention(dim, heads, context_dim) if context_dim else None
         self.mlp = FeedForward(dim, mlp_ratio)
@@ -485,7 +493,7 @@ class VideoDiT(nn.Module):
         rope = bool(config.position) and "rope" in config.position
         self.blocks = nn.ModuleList(
             DiTBlock(dim, config.heads, kinds, cond_dim=dim, mlp_ratio=config.mlp_ratio, qk_norm=config.qk_norm,
-                     rope=rope, context_dim=config.context_dim)
+                     rope=rope, context_dim=config.context_dim, rope_base=config.rope_base)
             for kinds in config.block_kinds()
         )
         self.final = FinalLayer(dim, dim, config.patch_dim)
