@@ -61,6 +61,8 @@ def test_sample_writes_a_gif_and_a_png(run_dir, tmp_path):
     png = tmp_path / "strip.png"
     assert main([*args, "--out", str(png)]) == 0
     assert png.stat().st_size > 0
+    # The few-step multistep solver is offered too, beside the lessons' four samplers.
+    assert main([*args, "--sampler", "dpm++2m", "--out", str(tmp_path / "dpm.gif"), "--num", "1"]) == 0
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from safetensors.torch import load_file as load_safetensors_file
 
 from vdmcourse import distributed
 from vdmcourse.course import CHECKPOINT_DIR, pick_device, seed_everything, to_unit_range
-from vdmcourse.diffusion import SAMPLERS, sample
+from vdmcourse.diffusion import ALL_SAMPLERS, sample
 from vdmcourse.fast_paths import PRECISIONS
 from vdmcourse.metrics import Evaluator, evaluate_videos, format_report
 from vdmcourse.presets import PRESETS, get_preset, load_latent_vae
@@ -242,7 +242,7 @@ def _sample_parser(subparsers) -> None:
     parser.add_argument("--num", type=int, default=1, metavar="N", help="number of clips (default 1)")
     parser.add_argument("--frames", type=int, metavar="T", help="frames per clip (an image model draws each frame independently)")
     parser.add_argument("--steps", type=int, metavar="N", help="sampler steps (default: the checkpoint's)")
-    parser.add_argument("--sampler", choices=SAMPLERS, help="default: the checkpoint's")
+    parser.add_argument("--sampler", choices=ALL_SAMPLERS, help="default: the checkpoint's (dpm++2m: second order at one call per step, for 8-10 steps)")
     parser.add_argument("--guidance", type=float, metavar="SCALE", help="classifier-free guidance scale (1: none; default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
