@@ -40,7 +40,7 @@ from the same held-out prompts and noise, scored with the prompt-following metri
 Wilson intervals) and the mini-CLIP, and compared prompt by prompt (paired differences).
 
 Results: ``benchmarks/results/captions.md`` / ``.json`` and ``captions_strips.png``.
-Run through ``/work/bin/heavy`` (one thread).
+Run with one torch thread (``OMP_NUM_THREADS=1``), at most one such job per core.
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ changes only its batch source (:mod:`vdmcourse.datalab`):
    digits to the training digits against that of unseen test digits (memorisation).
 
 Each finished arm is cached as ``benchmarks/results/data_runs/<arm>.json``: a rerun skips
-it, and an interrupted training resumes from its checkpoint (in ``--work``). Run through
-``/work/bin/heavy`` (one torch thread). Results: ``benchmarks/results/data.md`` / ``.json``
+it, and an interrupted training resumes from its checkpoint (in ``--work``). Run with one
+torch thread (``OMP_NUM_THREADS=1``), at most one such job per core. Results: ``benchmarks/results/data.md`` / ``.json``
 and ``data_*.png``.
 """
 
@@ -180,7 +180,7 @@ def tables(runs: dict) -> list[str]:
     lines += [
         f"Every arm: `vdmcourse.datalab.tiny_model` (71 k parameters), {first['steps']} steps at batch 8 from seed 0 "
         f"(24x24, 8-frame, one-digit clips); {first['samples']} samples per measurement (Euler, 10 steps, guidance 2). "
-        f"Command: `/work/bin/heavy python benchmarks/bench_data.py run --steps {first['steps']}`.",
+        f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_data.py run --steps {first['steps']}`.",
         "",
     ]
 

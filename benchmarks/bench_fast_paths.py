@@ -33,7 +33,7 @@ Four parts, each merged into benchmarks/results/fast_paths.json and fast_paths.m
 * ``--ddp`` -- image-cpu training for ``--ddp-steps`` steps with ``python -m vdmcourse
   train`` (1 process, 1 thread; 1 process, 2 threads) and with ``torchrun
   --nproc_per_node=2`` (2 gloo processes, one thread each): clips per second of
-  training time. Needs both cores: run it under two ``heavy`` slots.
+  training time. Needs both cores: run it with nothing else running.
 
 * ``--goal`` -- 8 clips of the shipped video-cpu (10x32x32) on ``--threads`` threads:
   full ``sample`` times with the fast paths and with cheaper sampler settings, the
@@ -41,10 +41,10 @@ Four parts, each merged into benchmarks/results/fast_paths.json and fast_paths.m
   speed does not depend on them), and ``evaluate_videos`` metrics (Fréchet, identity,
   physics, ...) of ``--goal-clips`` clips for each sampler setting.
 
-    /work/bin/heavy python benchmarks/bench_fast_paths.py --compile
-    /work/bin/heavy python benchmarks/bench_fast_paths.py --quality
-    /work/bin/heavy /work/bin/heavy python benchmarks/bench_fast_paths.py --ddp
-    /work/bin/heavy /work/bin/heavy python benchmarks/bench_fast_paths.py --goal --threads 2
+    OMP_NUM_THREADS=1 python benchmarks/bench_fast_paths.py --compile    # one core
+    OMP_NUM_THREADS=1 python benchmarks/bench_fast_paths.py --quality
+    OMP_NUM_THREADS=1 python benchmarks/bench_fast_paths.py --ddp        # both cores, nothing else running
+    OMP_NUM_THREADS=1 python benchmarks/bench_fast_paths.py --goal --threads 2   # both cores
 """
 
 from __future__ import annotations
@@ -396,7 +396,7 @@ def markdown(data: dict) -> str:
     lines = ["# Fast paths: bf16, channels-last, compile; bf16 quality; 2-process DDP; the 2-second goal", "",
              "Made by `benchmarks/bench_fast_paths.py` (its docstring gives the method of each part). Shipped checkpoints, "
              "8 clips guided (scale 2) at each preset's own sampler and steps unless said otherwise. The machine is shared "
-             "with other jobs (each part ran inside `/work/bin/heavy` slots): times compare within a table, not across days.", ""]
+             "with other jobs (each part ran in a job slot: the machine ran at most two one-thread jobs at once, one per core): times compare within a table, not across days.", ""]
     table = data.get("table")
     if table:
         lines += [f"## Fast paths, {table['machine']['torch_threads']} thread(s)", "",
@@ -450,8 +450,8 @@ def markdown(data: dict) -> str:
     if ddp:
         lines += ["## 2-process gloo DDP against 1 process (image-cpu training)", "",
                   f"Machine: {ddp['machine']['cpu']}, {ddp['machine']['cores']} cores, torch {ddp['machine']['torch']}; 1-minute load "
-                  f"average {ddp['load_average_1min']:.1f} at the end. Command: `{ddp['command']}`, holding both heavy slots (no other "
-                  "heavy job ran; processes outside the slots did, as the load average shows).", "",
+                  f"average {ddp['load_average_1min']:.1f} at the end. Command: `{ddp['command']}`, holding both job slots (no other "
+                  "slot job ran; processes outside the slots did, as the load average shows).", "",
                   "| processes x threads | steps (per process) | clips | training s | wall s | clips / s |", "|---|---:|---:|---:|---:|---:|"]
         lines += [f"| {r['config']} | {r['steps']} | {r['clips']} | {r['train_time_s']:.1f} | {r['wall_s']:.1f} | {r['clips_per_s']:.1f} |" for r in ddp["rows"]]
         by = {(r["processes"], r["threads"]): r for r in ddp["rows"]}
@@ -478,7 +478,7 @@ def markdown(data: dict) -> str:
             models = list(dict.fromkeys(r["model"] for r in timings))
             lines += [f"Machine: {goal['machine']['cpu']}, {goal['machine']['cores']} cores, {timings[0]['threads']} torch threads, torch "
                       f"{goal['machine']['torch']}; 1-minute load average {min(loads):.1f}-{max(loads):.1f} during the rows. Command: "
-                      f"`{timings[0]['command']}` ({'both heavy slots held' if timings[0].get('slots', 'both') == 'both' else 'one heavy slot held, the other running another job'}). "
+                      f"`{timings[0]['command']}` ({'both job slots held' if timings[0].get('slots', 'both') == 'both' else 'one job slot held, the other running another job'}). "
                       "Full `sample` of 8 guided clips (10x32x32, guidance scale 2) of "
                       f"{', '.join(models)}, median of {goal['repeats']} run(s), all rows in the same run; the compiled path after compiling, "
                       f"the eager ones with no separate warm-up; compiling (once per model, not counted) took up to {compile_s:.0f} s. "
@@ -556,7 +556,7 @@ def main() -> None:
                         help="fast paths timed at each model's own setting (--goal; default: all three)")
     parser.add_argument("--no-layouts", action="store_true", help="--goal without the attention-layout rows (kept from an earlier run)")
     parser.add_argument("--slots", choices=["both", "one"], default="both",
-                        help="--goal: whether this run held both heavy slots or one (the other running another job); said in the table")
+                        help="--goal: whether this run held both job slots or one (the other running another job); said in the table")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     path = RESULTS / "fast_paths.json"

@@ -24,7 +24,7 @@ the view and back: is each digit still there, and still the same digit, afterwar
 clip of each is saved.
 
 Results: ``benchmarks/results/limits.md`` / ``.json``, ``limits_cost.png``,
-``limits_failures.png``. Run through ``/work/bin/heavy`` (one thread).
+``limits_failures.png``. Run with one torch thread (``OMP_NUM_THREADS=1``), at most one such job per core.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ its next 10 (MSE, PSNR, SSIM; :mod:`vdmcourse.metrics.prediction`) against copyi
 last frame and the constant-velocity physics baseline.
 
 Results: ``benchmarks/results/long_video.md`` / ``.json`` and ``long_video_drift.png``,
-``long_video_strips.png``. Run through ``/work/bin/heavy`` (one thread).
+``long_video_strips.png``. Run with one torch thread (``OMP_NUM_THREADS=1``), at most one such job per core.
 """
 
 from __future__ import annotations

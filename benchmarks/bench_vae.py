@@ -336,7 +336,7 @@ def table(args) -> None:
         lines += [
             "## Loss terms (vae-cpu's recipe plus one term each)",
             "",
-            "Each arm trained with `python -m vdmcourse train --preset NAME --steps S` (equal steps, one heavy slot each, "
+            "Each arm trained with `python -m vdmcourse train --preset NAME --steps S` (equal steps, one one-thread job slot each, "
             "back to back; the machine's load moved between 1.2 and 2.9, so the training seconds, not a wall-clock "
             "budget, say what each term costs); EMA weights scored with `bench_vae.py score --label` on 256 "
             "held-out clips of test digits (10 frames). vae-feat-cpu trains on 10-frame clips, 4 per batch (the "

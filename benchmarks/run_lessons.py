@@ -14,7 +14,7 @@ budget are "not reproduced" there by design.
 
     python benchmarks/run_lessons.py                      # every lesson, full mode
     python benchmarks/run_lessons.py --quick 00 02        # lessons 00 and 02, quick mode
-    /work/bin/heavy python benchmarks/run_lessons.py 05   # on a shared machine: one torch thread
+    OMP_NUM_THREADS=1 python benchmarks/run_lessons.py 05   # on a shared machine: one torch thread
 
 Rows are merged into benchmarks/results/lessons.json (one row per lesson and mode,
 the newest wins) and the whole table is rewritten to benchmarks/results/lessons.md.
