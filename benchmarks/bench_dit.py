@@ -349,9 +349,9 @@ def budgets(args) -> dict:
         index = {name: {**entry, "train_s": entry["step"] * cpu_step} for name, entry in index.items()}
     trained_s = max(entry["train_s"] for entry in index.values())
     step_s = trained_s / max(entry["step"] for entry in index.values())
-    for minutes in BUDGETS_MIN:
-        # with CPU minutes, a run that used at least 90 % of a budget stands for it (a budget is an upper bound)
-        if trained_s < (0.9 * minutes * 60 if cpu_step else minutes * 60 - step_s):
+    for previous, minutes in zip((0, *BUDGETS_MIN), BUDGETS_MIN):
+        # with CPU minutes a budget is an upper bound: the smallest budget above a run's total stands for the whole run
+        if (trained_s <= previous * 60) if cpu_step else (trained_s < minutes * 60 - step_s):
             continue
         _, name = max((entry["train_s"], name) for name, entry in index.items() if entry["train_s"] <= minutes * 60 + (0 if cpu_step else step_s))
         entry = index[name]
