@@ -41,7 +41,7 @@ from vdmcourse.course import to_model_range
 from vdmcourse.diffusion.guidance import check_labels, null_label_of
 from vdmcourse.diffusion.objectives import resolve_schedule, sample_timesteps
 from vdmcourse.nn.embeddings import drop_labels, sinusoidal_embedding
-from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
+from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig, extended_config
 
 __all__ = [
     "GuidedUNet3DConfig",
@@ -150,14 +150,7 @@ class GuidedUNet3D(UNet3D):
         UNet3D fields must equal the teacher's (or give ``fields_``: the new fields only)."""
         if not isinstance(image_model, UNet3D) or isinstance(image_model, GuidedUNet3D):
             raise TypeError(f"GuidedUNet3D.from_image_model expects a trained UNet3D (the teacher); got {type(image_model).__name__}")
-        if config is None:
-            config = GuidedUNet3DConfig(**{**image_model.config.__dict__, **fields_})
-        elif fields_:
-            raise ValueError(f"GuidedUNet3D.from_image_model: give config or fields, not both; got {sorted(fields_)}")
-        teacher = {f.name: getattr(image_model.config, f.name) for f in fields(UNet3DConfig)}
-        differences = [f"{k}: teacher {v!r}, config {getattr(config, k)!r}" for k, v in teacher.items() if getattr(config, k) != v]
-        if differences:
-            raise ValueError("GuidedUNet3D.from_image_model: the config's UNet3D fields differ from the teacher's: " + "; ".join(differences))
+        config = extended_config(image_model, GuidedUNet3DConfig, config, fields_, owner="GuidedUNet3D.from_image_model", role="teacher")
         model = cls(config).to(next(image_model.parameters()).device)
         missing, unexpected = model.load_state_dict(image_model.state_dict(), strict=False)
         if unexpected or any(not name.startswith("guidance_embed.") for name in missing):

@@ -225,6 +225,24 @@ def kid(
     return values.mean().item(), spread
 
 
+def _bootstrap_inputs(who: str, features_a, features_b, allow_unequal: bool, level: float, resamples: int):
+    a = _check_features(features_a, "features_a", min_samples=2)
+    b = _check_features(features_b, "features_b", min_samples=2)
+    _check_pair(a, b, allow_unequal)
+    if not 0 < level < 1:
+        raise ValueError(f"{who}: level must be in (0, 1); got {level!r}")
+    if not isinstance(resamples, int) or resamples < 2:
+        raise ValueError(f"{who}: resamples must be an int >= 2; got {resamples!r}")
+    return a, b
+
+
+def _basic_interval(value: float, rounds: torch.Tensor, level: float) -> tuple[float, float]:
+    """The basic (reverse-percentile) interval ``[2v - q_hi, 2v - q_lo]`` of ``value`` from its bootstrap ``rounds``."""
+    tail = (1 - level) / 2
+    q_low, q_high = torch.quantile(rounds, torch.tensor([tail, 1 - tail], dtype=rounds.dtype)).tolist()
+    return 2 * value - q_high, 2 * value - q_low
+
+
 def bootstrap(
     distance: Callable[[torch.Tensor, torch.Tensor], float],
     features_a: torch.Tensor,
@@ -252,13 +270,7 @@ def bootstrap(
     distance can take; ``lower_bound`` (0 for a Fréchet distance, which is never negative)
     clips it. With few samples per dimension the interval is wide: believe it.
     """
-    a = _check_features(features_a, "features_a", min_samples=2)
-    b = _check_features(features_b, "features_b", min_samples=2)
-    _check_pair(a, b, allow_unequal)
-    if not 0 < level < 1:
-        raise ValueError(f"bootstrap: level must be in (0, 1); got {level!r}")
-    if not isinstance(resamples, int) or resamples < 2:
-        raise ValueError(f"bootstrap: resamples must be an int >= 2; got {resamples!r}")
+    a, b = _bootstrap_inputs("bootstrap", features_a, features_b, allow_unequal, level, resamples)
     value = distance(a, b)
     rounds = torch.tensor([
         distance(
@@ -267,10 +279,8 @@ def bootstrap(
         )
         for _ in range(resamples)
     ])
-    tail = (1 - level) / 2
-    q_low, q_high = torch.quantile(rounds, torch.tensor([tail, 1 - tail], dtype=rounds.dtype)).tolist()
-    low, high = max(2 * value - q_high, lower_bound), max(2 * value - q_low, lower_bound)
-    return DistanceResult(name, float(value), low, high, a.shape[0], b.shape[0], a.shape[1], level)
+    low, high = _basic_interval(value, rounds, level)
+    return DistanceResult(name, float(value), max(low, lower_bound), max(high, lower_bound), a.shape[0], b.shape[0], a.shape[1], level)
 
 
 def kid_bootstrap(
@@ -294,13 +304,7 @@ def kid_bootstrap(
     leaves out the diagonal; the interval then covered it in 95-99 of 100. At 100 clips
     a KID interval is often wider than the differences between models: believe it.
     """
-    a = _check_features(features_a, "features_a", min_samples=2)
-    b = _check_features(features_b, "features_b", min_samples=2)
-    _check_pair(a, b, allow_unequal)
-    if not 0 < level < 1:
-        raise ValueError(f"kid_bootstrap: level must be in (0, 1); got {level!r}")
-    if not isinstance(resamples, int) or resamples < 2:
-        raise ValueError(f"kid_bootstrap: resamples must be an int >= 2; got {resamples!r}")
+    a, b = _bootstrap_inputs("kid_bootstrap", features_a, features_b, allow_unequal, level, resamples)
     k_aa, k_bb, k_ab = _polynomial_kernel(a, a), _polynomial_kernel(b, b), _polynomial_kernel(a, b)
 
     def mmd2(rows_a: torch.Tensor, rows_b: torch.Tensor) -> float:
@@ -317,6 +321,5 @@ def kid_bootstrap(
         mmd2(torch.randint(n, (n,), generator=generator), torch.randint(m, (m,), generator=generator))
         for _ in range(resamples)
     ])
-    tail = (1 - level) / 2
-    q_low, q_high = torch.quantile(rounds, torch.tensor([tail, 1 - tail], dtype=rounds.dtype)).tolist()
-    return DistanceResult("KID", value, 2 * value - q_high, 2 * value - q_low, n, m, a.shape[1], level)
+    low, high = _basic_interval(value, rounds, level)
+    return DistanceResult("KID", value, low, high, n, m, a.shape[1], level)

@@ -33,7 +33,7 @@ from torch import nn
 
 from vdmcourse.nn.embeddings import sinusoidal_embedding
 from vdmcourse.nn.unet2d import UNet2D
-from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
+from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig, extended_config
 
 __all__ = [
     "ConditionedUNet3DConfig",
@@ -290,14 +290,7 @@ class ConditionedUNet3D(UNet3D):
             image_model = UNet3D.from_image_model(image_model, UNet3DConfig(**(config.video_fields() if config else {})))
         if not isinstance(image_model, UNet3D):
             raise TypeError(f"ConditionedUNet3D.from_image_model expects a UNet3D or UNet2D; got {type(image_model).__name__}")
-        if config is None:
-            config = ConditionedUNet3DConfig(**{**image_model.config.__dict__, **fields_})
-        elif fields_:
-            raise ValueError(f"ConditionedUNet3D.from_image_model: give config or fields, not both; got {sorted(fields_)}")
-        source = {f.name: getattr(image_model.config, f.name) for f in fields(UNet3DConfig)}
-        differences = [f"{k}: source {v!r}, config {getattr(config, k)!r}" for k, v in source.items() if getattr(config, k) != v]
-        if differences:
-            raise ValueError("ConditionedUNet3D.from_image_model: the config's UNet3D fields differ from the source model's: " + "; ".join(differences))
+        config = extended_config(image_model, ConditionedUNet3DConfig, config, fields_, owner="ConditionedUNet3D.from_image_model")
         model = cls(config).to(next(image_model.parameters()).device)
         target = model.state_dict()
         for name, weight in image_model.state_dict().items():

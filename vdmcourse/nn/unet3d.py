@@ -60,10 +60,27 @@ __all__ = [
     "TemporalUpsample",
     "CONV_TYPES",
     "ATTENTION_SPANS",
+    "extended_config",
 ]
 
 CONV_TYPES = ("2+1d", "3d")
 ATTENTION_SPANS = ("time", "spacetime")
+
+
+def extended_config(source: nn.Module, config_class: type, config, new_fields: dict, *, owner: str, role: str = "source model"):
+    """The config of a model that extends a trained UNet3D ``source`` and copies its weights:
+    ``config`` itself, whose UNet3D fields must equal the source's, or, when ``config`` is
+    None, the source's fields plus ``new_fields`` (the extension's own fields only).
+    ``owner`` (the caller) and ``role`` (what the source is to it) name them in errors."""
+    if config is None:
+        return config_class(**{**source.config.__dict__, **new_fields})
+    if new_fields:
+        raise ValueError(f"{owner}: give config or fields, not both; got {sorted(new_fields)}")
+    differences = [f"{f.name}: {role} {getattr(source.config, f.name)!r}, config {getattr(config, f.name)!r}"
+                   for f in fields(UNet3DConfig) if getattr(config, f.name) != getattr(source.config, f.name)]
+    if differences:
+        raise ValueError(f"{owner}: the config's UNet3D fields differ from the {role}'s: " + "; ".join(differences))
+    return config
 
 
 @dataclass(frozen=True)
