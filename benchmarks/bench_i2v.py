@@ -23,7 +23,7 @@ signals (ramps, pulses, sines, random) and correlates each with the measured bri
 (:func:`vdmcourse.data.conditions.frame_brightness`).
 
 Results: ``benchmarks/results/i2v_*.json``, ``i2v.md`` and the plots ``i2v_*.png``.
-Run through ``/work/bin/heavy`` (one thread).
+Run with one torch thread (``OMP_NUM_THREADS=1``), at most one such job per core.
 """
 
 from __future__ import annotations
@@ -523,7 +523,7 @@ def _knob_sweeps() -> list[str]:
 
 def report(args) -> None:
     lines = ["# Image-to-video, video-to-video and sync (lesson 10)", "",
-             "Made by `benchmarks/bench_i2v.py` (run through `/work/bin/heavy`, one thread); every number below is read from "
+             "Made by `benchmarks/bench_i2v.py` (one torch thread, at most one such job per core); every number below is read from "
              "the JSON files beside this page.", ""]
     path = RESULTS / "i2v_control.json"
     if path.is_file():
