@@ -46,7 +46,6 @@ NOT_USED_DOWNSTREAM = {
     ("07", "check_modulate"): "not audited (issue 18's pass h18d: notebook 07 was another helper's)",
     ("07", "check_dit_block"): "not audited (issue 18's pass h18d: notebook 07 was another helper's)",
     ("07", "check_packing_mask"): "not audited (issue 18's pass h18d: notebook 07 was another helper's)",
-    ("09", "check_guided"): "to do: sample the caption row through the learner's guided (h18d's note has the change)",
     ("12", "check_blend"): "the pipeline blends internally; section 6 only counts the windows",
 }
 
