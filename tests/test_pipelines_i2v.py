@@ -137,13 +137,16 @@ def test_every_condition_changes_the_output_and_a_checkpoint_round_trips(tmp_pat
 
 def test_micro_conditioning_is_added_to_the_time_embedding_not_the_input():
     model = _tiny_i2v()
-    t, ids = torch.rand(3), added_time_ids(torch.tensor([4.0, 6.0, 12.0]), torch.tensor([0.0, 100.0, 255.0]), 0.02)
-    emb = torch.zeros(3, 16)
-    model._added = model.added_embedding(3, 4, ids, emb)
-    expected = UNet3D.embed(model, t, None) + model.micro_embed(ids) + model.image_embed(emb)
-    torch.testing.assert_close(model.embed(t, None), expected)
-    model._added = None
+    x, t = concat_condition(torch.randn(3, 4, 1, 8, 8), torch.randn(3, 1, 8, 8)), torch.rand(3)
+    ids, emb = added_time_ids(torch.tensor([4.0, 6.0, 12.0]), torch.tensor([0.0, 100.0, 255.0]), 0.02), torch.zeros(3, 16)
+    added = model.added_embedding(3, 4, ids, emb)
+    torch.testing.assert_close(added, model.micro_embed(ids) + model.image_embed(emb))
+    # ... and it reaches the network through UNet3D's time embedding alone
+    torch.testing.assert_close(model(x, t, added_time_ids=ids, image_embedding=emb), UNet3D.forward(model, x, t, added=added))
     assert model.input_conv.in_channels == 2  # the noisy frame and the conditioning frame, nothing else
+    # Per-frame times (context sampling) with per-clip conditions: the same clip when the times agree.
+    per_frame = model(x, t[:, None].expand(-1, 4), added_time_ids=ids, image_embedding=emb)
+    torch.testing.assert_close(per_frame, model(x, t, added_time_ids=ids, image_embedding=emb), atol=1e-5, rtol=1e-5)
 
 
 def test_the_conditioning_frame_is_repeated_over_time_on_the_channel_axis():

@@ -203,3 +203,26 @@ def test_video_preset_inflates_its_image_checkpoint(tmp_path):
     x = torch.randn(1, 10, 1, 32, 32, generator=seeded())
     t = torch.tensor([0.5])
     torch.testing.assert_close(video(x, t), image(x, t), atol=1e-5, rtol=1e-5)
+
+
+def test_an_added_embedding_per_clip_equals_the_same_vector_on_every_frame_and_is_checked():
+    model = wake_up(UNet3D(VIDEO)).eval()
+    x, t = clips(), times()
+    width = VIDEO.embed_dim
+    per_clip = torch.randn(2, width, generator=seeded(3))
+    with torch.no_grad():
+        plain = model(x, t)
+        clip_wise = model(x, t, added=per_clip)
+        frame_wise = model(x, t, added=per_clip[:, None].expand(-1, 4, -1))
+        per_frame_times = model(x, t[:, None].expand(-1, 4), added=per_clip)  # per-frame times with a per-clip vector
+    torch.testing.assert_close(clip_wise, frame_wise, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(per_frame_times, clip_wise, atol=1e-5, rtol=1e-5)
+    assert (clip_wise - plain).abs().max() > 1e-3  # the vector reaches the network
+    different = per_clip[:, None].repeat(1, 4, 1)
+    different[:, 2] += 1.0
+    with torch.no_grad():
+        moved = model(x, t, added=different)
+    assert (moved - clip_wise).abs().max() > 1e-3  # a per-frame vector is used per frame
+    for bad in (torch.zeros(2, width + 1), torch.zeros(3, width), torch.zeros(2, 5, width), torch.zeros(width)):
+        with pytest.raises(ValueError, match="added of shape"):
+            model(x, t, added=bad)

@@ -118,7 +118,6 @@ class GuidedUNet3D(UNet3D):
             raise TypeError(f"GuidedUNet3D expects a GuidedUNet3DConfig; got {type(config).__name__}")
         super().__init__(config)
         self.guidance_embed = GuidanceEmbedding(config.embed_dim, config.guidance_frequency_dim)
-        self._added: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, *, guidance=None) -> torch.Tensor:
         batch = x.shape[0] if isinstance(x, torch.Tensor) and x.ndim >= 1 else 0
@@ -127,20 +126,7 @@ class GuidedUNet3D(UNet3D):
             w = w.expand(batch)
         if w.shape != (batch,) or not torch.isfinite(w).all():
             raise ValueError(f"GuidedUNet3D expects guidance as a finite number or a (B,) = ({batch},) tensor; got shape {tuple(w.shape)}")
-        self._added = self.guidance_embed(w)  # (B, E), read by embed() inside UNet3D.forward
-        try:
-            return super().forward(x, t, cond)
-        finally:
-            self._added = None
-
-    def embed(self, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        """Time + label embedding (UNet3D's) plus the guidance scale's: ``(N, E)``."""
-        emb = super().embed(t, cond)
-        if self._added is None:
-            return emb
-        # per-frame times (B*T rows) share their clip's w
-        added = self._added if emb.shape[0] == self._added.shape[0] else self._added.repeat_interleave(emb.shape[0] // self._added.shape[0], dim=0)
-        return emb + added.to(emb.dtype)
+        return super().forward(x, t, cond, added=self.guidance_embed(w))  # (B, E) added to the time embedding
 
     @classmethod
     def from_image_model(cls, image_model: nn.Module, config: GuidedUNet3DConfig | None = None, **fields_) -> GuidedUNet3D:

@@ -231,7 +231,6 @@ class ConditionedUNet3D(UNet3D):
         if self.image_embed is not None:
             nn.init.zeros_(self.image_embed.weight)
             nn.init.zeros_(self.image_embed.bias)
-        self._added: torch.Tensor | None = None
 
     def added_embedding(self, batch: int, frames: int, added_time_ids=None, image_embedding=None, signal=None) -> torch.Tensor:
         """What the conditions add to the time embedding: ``(B, E)``, or ``(B, T, E)`` with a signal."""
@@ -262,19 +261,7 @@ class ConditionedUNet3D(UNet3D):
         if self.config.condition_gain != 1 and self.config.condition_channels:
             c = self.config.channels  # the conditioning frame's channels, scaled before the (zero-init) input conv columns
             x = torch.cat([x[:, :, :c], x[:, :, c:] * self.config.condition_gain], dim=2)
-        if added.ndim == 3:  # per-frame vectors ride on UNet3D's per-frame time path
-            t = t[:, None].expand(-1, frames) if t.ndim == 1 else t  # (B, T)
-            added = rearrange(added, "b t e -> (b t) e")
-        self._added = added  # read by embed() inside UNet3D.forward
-        try:
-            return super().forward(x, t, cond)
-        finally:
-            self._added = None
-
-    def embed(self, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        """Time + label embedding (UNet3D's) plus the conditions' vector: ``(N, E)``."""
-        emb = super().embed(t, cond)
-        return emb if self._added is None else emb + self._added
+        return super().forward(x, t, cond, added=added)  # (B, E) or, with a signal, (B, T, E)
 
     @classmethod
     def from_image_model(cls, image_model: nn.Module, config: ConditionedUNet3DConfig | None = None, **fields_) -> ConditionedUNet3D:

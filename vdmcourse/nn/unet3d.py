@@ -251,6 +251,14 @@ def _check_text_fields(config: UNet3DConfig, widths: list[int]) -> None:
             raise ValueError(f"UNet3DConfig: heads={config.heads} must divide level {i}'s width {widths[i]} (cross-attention)")
 
 
+def _plus(clip_emb: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """An embedding per clip ``(B, E)`` or per frame ``(B, T, E)`` plus a vector of either kind;
+    per frame if either is."""
+    if clip_emb.ndim == vector.ndim:
+        return clip_emb + vector
+    return clip_emb[:, None] + vector if clip_emb.ndim == 2 else clip_emb + vector[:, None]
+
+
 def _frames_first(h: torch.Tensor, frames: int) -> torch.Tensor:
     return rearrange(h, "(b t) c h w -> b c t h w", t=frames)  # (B, C, T, H, W) for Conv3d
 
@@ -611,13 +619,21 @@ class UNet3D(nn.Module):
         context_mask: torch.Tensor | None = None,
         pooled_context: torch.Tensor | None = None,
         control: torch.Tensor | None = None,
+        added: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``context`` ``(B, L, context_dim)`` text tokens with ``context_mask`` bool ``(B, L)``
         (True on real tokens) for cross-attention; ``pooled_context`` ``(B, context_dim)``
         added to the embedding; ``control`` ``(B*T, c0, H, W)`` added to the first feature
-        map (a spatial control such as a drawn motion path). All None: the plain model."""
+        map (a spatial control such as a drawn motion path); ``added`` ``(B, E)`` or
+        ``(B, T, E)``, a vector per clip or per frame added to the time/label embedding
+        (how subclasses bring in further conditions: SVD's micro-conditioning, a guidance
+        scale). All None: the plain model."""
         self._check_inputs(x, t, cond)
         self._check_text_inputs(x, context, pooled_context, control)
+        if added is not None and (added.ndim not in (2, 3) or added.shape[0] != x.shape[0] or added.shape[-1] != self.config.embed_dim
+                                  or (added.ndim == 3 and added.shape[1] != x.shape[1])):
+            raise ValueError(f"UNet3D expects added of shape (B, E) or (B, T, E) = ({x.shape[0]}, {x.shape[1]}, {self.config.embed_dim}); "
+                             f"got {tuple(added.shape)}")
         batch, frames = x.shape[:2]
         # "T = 1 is an image" is a rule about the input: a clip whose T is halved to 1
         # inside the network keeps its temporal layers.
@@ -628,8 +644,9 @@ class UNet3D(nn.Module):
             frame_cond = None if cond is None else cond.repeat_interleave(frames, dim=0)  # (B*T,) or (B*T, K)
             clip_emb = rearrange(self.embed(t.flatten(), frame_cond), "(b t) e -> b t e", b=batch)  # (B, T, E)
         if pooled_context is not None:
-            text_emb = self.pooled_context(pooled_context)  # (B, E)
-            clip_emb = clip_emb + (text_emb if clip_emb.ndim == 2 else text_emb[:, None])
+            clip_emb = _plus(clip_emb, self.pooled_context(pooled_context))  # (B, E) of text
+        if added is not None:
+            clip_emb = _plus(clip_emb, added.to(clip_emb.dtype))
 
         def frame_embedding(frames: int) -> torch.Tensor:
             if clip_emb.ndim == 2:
