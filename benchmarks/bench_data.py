@@ -15,7 +15,7 @@ changes only its batch source (:mod:`vdmcourse.datalab`):
    motion score against the real clips' at each requested speed.
 3. ``stride``  -- one frame stride (2) or strides 1, 2, 3 with a stride label (source clips
    move 1 px/frame); samples asked for strides 1, 2, 3. Measured: motion per frame.
-4. ``labels``  -- the stand-in for caption quality (the captions lesson had not landed):
+4. ``labels``  -- the stand-in for caption quality:
    clean digit labels or 30 % of them wrong. Measured: share of samples the course's
    evaluator classifies as the asked-for digit. Section 4b redoes it with captions (lesson 09's
    text-to-video model, 30 % of descriptive captions replaced by another clip's): trained by
@@ -213,7 +213,7 @@ def tables(runs: dict) -> list[str]:
         for name, e in arms("labels"):
             r = e["result"]
             lines.append(f"| {name} | {r['label_accuracy']:.2f} | {r['evaluator_on_real']:.2f} | {cost(e)} |")
-        lines += ["", "The captions lesson had not landed; wrong digit labels stand in for wrong captions.", ""]
+        lines += ["", "Wrong digit labels stand in for wrong captions here; section 4b repeats the experiment with lesson 09's captions.", ""]
     lines += _caption_quality()
     if arms("digits"):
         lines += ["## 5. Data quantity: distinct training digits", "",
