@@ -126,6 +126,10 @@ def launched(device: str | None = None):
     dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
     try:
         yield chosen
+        # Leave together: no rank tears the group down while another still has work in it
+        # (rank 0 writing the last checkpoint after the final collective). Skipped when the
+        # body raised, since a rank that failed would never reach the barrier.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
