@@ -30,6 +30,7 @@ from vdmcourse.diffusion.distillation import GuidedUNet3D, GuidedUNet3DConfig, g
 from vdmcourse.metrics.alignment import MiniCLIP, MiniCLIPConfig, miniclip_batch, miniclip_loss
 from vdmcourse.metrics.captioner import Captioner, CaptionerConfig, captioner_batch, captioner_loss
 from vdmcourse.metrics.features import Evaluator, EvaluatorConfig, evaluator_batch, evaluator_loss
+from vdmcourse.multisize import bucketed_batch
 from vdmcourse.nn.conditioning import ConditionedUNet3D, ConditionedUNet3DConfig
 from vdmcourse.nn.dit import VideoDiT, VideoDiTConfig
 from vdmcourse.nn.text import TextEncoderConfig, TextVideoConfig, TextVideoUNet
@@ -557,6 +558,25 @@ _PRESETS.extend(
         steps=steps,
     )
     for name, extra, batch_size, steps in (("dit-wide-cpu", "", 8, 1600), ("dit-wide-b16-cpu", ", batch 16", 16, 900))
+)
+
+# One DiT for many sizes (lesson 07, benchmarks/results/dit.md "Many sizes"): dit-cpu's model
+# with sin-cos + RoPE positions (the walls of each canvas at known rows and columns), trained on
+# Open-Sora's bucketed batches -- 24 and 32 px squares and a 24x48 (2:1) canvas, 6 to 12 frames,
+# one size per step and about dit-cpu's 2560 tokens per batch. Nothing tells the model the
+# canvas size: it must find the far walls from the tokens it sees.
+MULTISIZE_BUCKETS = tuple((frames, height, width) for frames in (6, 8, 10, 12) for height, width in ((24, 24), (32, 32), (24, 48)))
+_PRESETS.append(
+    dataclasses.replace(
+        _DIT_CPU,
+        name="dit-multisize-cpu",
+        description="dit-cpu with sin-cos + RoPE positions trained on bucketed batches of mixed sizes: 24x24, 32x32 and "
+        "24x48 canvases, 6-12 frames (CPU)",
+        model_config=dataclasses.replace(_DIT_CPU.model_config, position="sincos+rope"),
+        batch_source=functools.partial(
+            bucketed_batch, data=MovingMNISTConfig.cpu(), sizes=MULTISIZE_BUCKETS, patch=_DIT_CPU.model_config.patch
+        ),
+    )
 )
 
 # video-cpu fine-tuned with masked-frame conditioning (lesson 12): the same model, new loss and batches.
