@@ -146,8 +146,8 @@ def control(args) -> dict:
                               **{f"image shifted {k} px": _mean(psnr(torch.roll(image, k, dims=-1)[:, None], image[:, None])[:, 0]) for k in (1, 2)}}
     out["load_average"] = load_average()
     out["machine"] = machine_info()
-    _save("i2v_control", out)
-    plot_control(out)
+    _save(f"i2v_control_{args.checkpoint.stem}", out)  # one file per checkpoint, so each model's sweep is kept
+    plot_control(out, args.checkpoint.stem)
     return out
 
 
@@ -366,7 +366,7 @@ def _save(name: str, result: dict) -> None:
         tmp.write_text(json.dumps(result, indent=1))
 
 
-def plot_control(out: dict) -> None:
+def plot_control(out: dict, stem: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -388,8 +388,9 @@ def plot_control(out: dict) -> None:
     for r, xi, yi in zip(arows, x, y):
         axes[2].annotate(f"{r['noise_aug_strength']:g}", (xi, yi), fontsize=8, xytext=(3, 3), textcoords="offset points")
     axes[2].set(xlabel="motion, px/frame", ylabel="PSNR of frame 0 vs image, dB", title="noise_aug_strength sweep")
+    figure.suptitle(stem, fontsize=10)
     figure.tight_layout()
-    figure.savefig(RESULTS / "i2v_control.png", dpi=120)
+    figure.savefig(RESULTS / f"i2v_control_{stem}.png", dpi=120)
     plt.close(figure)
 
 
@@ -429,7 +430,7 @@ def plot_sync(out: dict, video: torch.Tensor) -> None:
 def _attempts() -> list[str]:
     """The recipe attempts (pilots and retrains that were not shipped) as a table, from their JSON files."""
     rows = []
-    shipped, attempt = RESULTS / "i2v_control.json", RESULTS / "i2v_attempt_gain4_group4_control.json"
+    shipped, attempt = RESULTS / "i2v_control_i2v-cpu.json", RESULTS / "i2v_attempt_gain4_group4_control.json"
     for label, path in (("shipped i2v-cpu (797 steps)", shipped), ("retrain: condition_gain 4 + groups of 4 (796 steps), not shipped", attempt)):
         if path.is_file():
             c = json.loads(path.read_text())
@@ -485,9 +486,10 @@ def _knob_sweeps() -> list[str]:
     """The full knob sweeps (``knobs --all-buckets``) of each checkpoint and sampling, from their JSON files."""
     rows, sweeps = [], [json.loads(path.read_text()) for pattern in ("i2v_knobs_*_all.json", "i2v_knobs_*_inrange.json")
                         for path in sorted(RESULTS.glob(pattern))]
-    control_file = RESULTS / "i2v_control.json"
-    if control_file.is_file() and all("frame0_offset_px" in r for r in json.loads(control_file.read_text())["buckets"]["rows"]):
-        sweeps.insert(0, _control_as_sweep(json.loads(control_file.read_text())))
+    swept = {Path(k["checkpoint"]).stem for k in sweeps if not k.get("knob_guidance_scale") and len(k["buckets"]) == len(BUCKETS)}
+    for c in reversed(_controls().values()):  # a control run is a sweep of SVD's sampling, unless one is there already
+        if Path(c["checkpoint"]).stem not in swept and all("frame0_offset_px" in r for r in c["buckets"]["rows"]):
+            sweeps.insert(0, _control_as_sweep(c))
     notes, stats = [], next((k["training_buckets"] for k in sweeps if "training_buckets" in k), None)
     for k in sweeps:
         inverted = [(a, b) for a, b in zip(k["buckets"], k["buckets"][1:]) if k[f"px_per_s_bucket{b}"] < k[f"px_per_s_bucket{a}"]]
@@ -521,15 +523,58 @@ def _knob_sweeps() -> list[str]:
             "|---|---|---|---|---|---|---|---|---|---|---|", *rows, "", *notes, ""]
 
 
+def _controls() -> dict[str, dict]:
+    """The ``control`` runs, one per checkpoint (``i2v_control_STEM.json``), by checkpoint stem."""
+    return {path.stem.removeprefix("i2v_control_"): json.loads(path.read_text()) for path in sorted(RESULTS.glob("i2v_control_*.json"))}
+
+
+def _noise_aug(controls: dict[str, dict]) -> list[str]:
+    """The noise_aug_strength sweeps of every checkpoint side by side (fidelity of frame 0 against
+    motion), and their plot ``i2v_noise_aug.png``."""
+    if len(controls) < 2:
+        return []
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    lines = ["## noise_aug_strength: both models", "",
+             "The SVD trade-off: more augmentation of the conditioning frame should loosen frame 0's hold on the image "
+             "(lower PSNR, larger offset) and, in SVD's data, give more motion. Here noise_aug is drawn independently "
+             "of motion in training (0.5 u^2), so only the loosening is to be expected. Same images, seed and sampler "
+             f"as above (fps 6, bucket {next(iter(controls.values()))['fps']['rows'][0]['motion_bucket_id']}; SVD's sampling).", "",
+             "| checkpoint | " + " | ".join(f"{r['noise_aug_strength']:g}" for r in next(iter(controls.values()))["noise_aug"]["rows"]) + " |",
+             "|---|" + "---|" * len(next(iter(controls.values()))["noise_aug"]["rows"])]
+    for stem, c in controls.items():
+        rows = c["noise_aug"]["rows"]
+        lines.append(f"| {stem}: PSNR frame 0, dB | " + " | ".join(f"{_mean(r['psnr_frame0']):.1f}" for r in rows) + " |")
+        lines.append(f"| {stem}: frame-0 offset, px | " + " | ".join(f"{_mean(r['frame0_offset_px']):.2f}" if "frame0_offset_px" in r else "-" for r in rows) + " |")
+        lines.append(f"| {stem}: px/frame | " + " | ".join(f"{_mean(r['px_per_frame']):.2f}" for r in rows) + " |")
+        lines.append(f"| {stem}: identity | " + " | ".join(f"{_mean(r['identity']):.2f}" for r in rows) + " |")
+        x = [_mean(r["px_per_frame"]) for r in rows]
+        for axis, key in zip(axes, ("psnr_frame0", "frame0_offset_px")):
+            if all(key in r for r in rows):
+                y = [_mean(r[key]) for r in rows]
+                axis.plot(x, y, "o-", label=stem)
+                for r, xi, yi in zip(rows, x, y):
+                    axis.annotate(f"{r['noise_aug_strength']:g}", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axes[0].set(xlabel="motion, px/frame", ylabel="PSNR of frame 0 vs image, dB", title="noise_aug_strength: fidelity vs motion")
+    axes[1].set(xlabel="motion, px/frame", ylabel="frame-0 offset from the image's digit, px", title="(labels: noise_aug_strength)")
+    for axis in axes:
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(RESULTS / "i2v_noise_aug.png", dpi=120)
+    plt.close(figure)
+    return lines + ["", "![noise_aug](i2v_noise_aug.png)", ""]
+
+
 def report(args) -> None:
     lines = ["# Image-to-video, video-to-video and sync (lesson 10)", "",
              "Made by `benchmarks/bench_i2v.py` (one torch thread, at most one such job per core); every number below is read from "
              "the JSON files beside this page.", ""]
-    path = RESULTS / "i2v_control.json"
-    if path.is_file():
-        c = json.loads(path.read_text())
+    controls = _controls()
+    for stem, c in controls.items():
+        plot_control(c, stem)  # from the JSON: no sampling
         offsets = all("frame0_offset_px" in r for r in c["buckets"]["rows"] + c["noise_aug"]["rows"])  # runs since the offset was added
-        lines += [f"## i2v-cpu: the knobs ({c['clips']} held-out images, {c['sampler']} x {c['steps']} steps, seed 0)", "",
+        lines += [f"## {stem}: the knobs ({c['clips']} held-out images, {c['sampler']} x {c['steps']} steps, seed 0)", "",
                   f"Spearman rho, bucket vs mean measured speed over {len(c['buckets']['rows'])} buckets: "
                   f"**{c['buckets']['spearman_bucket_vs_mean_speed']:.3f}** (target >= 0.9); per clip: "
                   f"{c['buckets']['spearman_bucket_vs_clip_speed']:.3f}.", "",
@@ -553,7 +598,8 @@ def report(args) -> None:
             lines += ["", "PSNR yardsticks against the same images: "
                       + ", ".join(f"{k} {v:.1f} dB" for k, v in c["psnr_yardsticks"].items()) + "."]
         lines += ["", f"Identity of real held-out clips (the evaluator's floor): {c['real_identity']:.2f}. "
-                  f"Load average during the run: {c['load_average']}.", "", "![knobs](i2v_control.png)", ""]
+                  f"Load average during the run: {c['load_average']}.", "", f"![knobs](i2v_control_{stem}.png)", ""]
+    lines += _noise_aug(controls)
     lines += _knob_sweeps()
     lines += _attempts()
     path = RESULTS / "i2v_v2v.json"
