@@ -26,6 +26,15 @@ changes only its batch source (:mod:`vdmcourse.datalab`):
    unseen test digits (generalisation) and the nearest-neighbour distance of samples'
    digits to the training digits against that of unseen test digits (memorisation).
 
+2b/3b. ``i2v``   -- experiments 2 and 3 again, through lesson 10's image-to-video conditioning
+   (SVD's motion bucket and fps) instead of a label: :func:`vdmcourse.datalab.tiny_i2v_model`
+   trained by ``image_to_video_loss`` on :func:`~vdmcourse.datalab.i2v_batches` with a narrow
+   speed range (6-9 px/s) or a broad one (3-15 px/s) at one frame stride (fps 6), and the broad
+   range at strides 1, 2, 3 (fps 12, 6, 4), same steps and seed. Each is sampled through
+   ``ImageToVideoPipeline`` from ``--images`` held-out first frames (test digits) at buckets
+   48-240 (fps 6) and at fps 4, 6, 12 (bucket 128), without and with knob guidance (W = 0, 3).
+   Measured: the tracked digit's px/frame; means and slopes with bootstrap intervals over images.
+
 Each finished arm is cached as ``benchmarks/results/data_runs/<arm>.json``: a rerun skips
 it, and an interrupted training resumes from its checkpoint (in ``--work``). Run with one
 torch thread (``OMP_NUM_THREADS=1``), at most one such job per core. Results: ``benchmarks/results/data.md`` / ``.json``
@@ -129,7 +138,49 @@ ARMS = {
     "digits 50/class": ("digits", lambda: lab.pool_batches(lab.limited_digits(50)), lambda m, b, n: eval_digits(m, b, n, 50)),
     "digits 450/class": ("digits", lambda: lab.pool_batches(lab.limited_digits(450)), lambda m, b, n: eval_digits(m, b, n, 450)),
 }
-EXPERIMENTS = ("static", "speed", "stride", "labels", "digits")
+
+# --- experiments 2 and 3 through the image-to-video knobs ---------------------------------------
+
+I2V_BUCKETS = (48, 96, 112, 128, 192, 240)  # at fps 6; the narrow arm's clips span buckets 84-143 (5-95 %: 95-136)
+I2V_FPS = (4, 6, 12)  # at bucket 128
+I2V_BUCKET_FOR_FPS = 128
+KNOB_GUIDANCE = (0.0, 3.0)
+
+
+def i2v_requests() -> list[tuple[float, int]]:
+    return [(6, b) for b in I2V_BUCKETS] + [(fps, I2V_BUCKET_FOR_FPS) for fps in I2V_FPS if fps != 6]
+
+
+def held_out_images(n: int) -> torch.Tensor:
+    """First frames of held-out clips (test digits): ``(n, 1, 24, 24)``."""
+    return lab.draw_clips(n, dataclasses.replace(lab.SMALL, split="test"), torch.Generator().manual_seed(7)).video[:, 0]
+
+
+def trained_buckets(batches, clips: int = 2000) -> dict:
+    """The motion buckets and fps values an arm's batch source draws (its training range)."""
+    generator = torch.Generator().manual_seed(0)
+    drawn = [batches(generator) for _ in range(clips // 8)]
+    buckets = torch.cat([b["motion_bucket"] for b in drawn])
+    p5, p95 = torch.quantile(buckets, torch.tensor([0.05, 0.95])).tolist()
+    fps = sorted(set(torch.cat([b["fps"] for b in drawn]).tolist()))
+    return {"bucket_min": buckets.min().item(), "bucket_p5": p5, "bucket_p95": p95, "bucket_max": buckets.max().item(), "fps": fps}
+
+
+def eval_i2v(model, batches, n):
+    images = held_out_images(n)
+    out = {"requests": i2v_requests(), "images": n, "trained": trained_buckets(batches), "sampler": "euler", "sampling_steps": 10}
+    for w in KNOB_GUIDANCE:
+        out[f"W{w:g}"] = lab.i2v_speeds(model, images, out["requests"], knob_guidance_scale=w).tolist()  # (N, K) px/frame
+    return out
+
+
+I2V_ARMS = {
+    "i2v narrow 6-9 px/s, fps 6": ("i2v", lambda: lab.i2v_batches((0.5, 0.75), (2,)), eval_i2v),
+    "i2v broad 3-15 px/s, fps 6": ("i2v", lambda: lab.i2v_batches((0.25, 1.25), (2,)), eval_i2v),
+    "i2v broad 3-15 px/s, fps 4/6/12": ("i2v", lambda: lab.i2v_batches((0.25, 1.25), (1, 2, 3)), eval_i2v),
+}
+ARMS.update(I2V_ARMS)
+EXPERIMENTS = ("static", "speed", "stride", "labels", "digits", "i2v")
 
 
 def slug(name: str) -> str:
@@ -141,18 +192,20 @@ def run(args) -> None:
     only = set(args.only.split(",")) if args.only else set(EXPERIMENTS)
     for name, (experiment, factory, evaluate) in ARMS.items():
         cached = RUNS / f"{slug(name)}.json"
-        if experiment not in only:
+        if experiment not in only or (args.arm and args.arm not in slug(name)):
             continue
-        if cached.is_file() and json.loads(cached.read_text()).get("steps") == args.steps:
+        steps = args.i2v_steps if experiment == "i2v" else args.steps
+        if cached.is_file() and json.loads(cached.read_text()).get("steps") == steps:
             print(f"{name}: cached", flush=True)
             continue
         started = time.process_time()
         batches = factory()
-        model, info = lab.train_arm(batches, args.steps, out_dir=Path(args.work) / slug(name))
+        i2v = {"model": lab.tiny_i2v_model, "loss": lab.i2v_loss} if experiment == "i2v" else {}
+        model, info = lab.train_arm(batches, steps, out_dir=Path(args.work) / slug(name), **i2v)
         eval_cpu = time.process_time()
         torch.manual_seed(0)
-        result = evaluate(model, batches, args.samples)
-        entry = {"arm": name, "experiment": experiment, "steps": args.steps, "batch_size": 8, "seed": 0, "samples": args.samples,
+        result = evaluate(model, batches, args.images if i2v else args.samples)
+        entry = {"arm": name, "experiment": experiment, "steps": steps, "batch_size": 8, "seed": 0, "samples": args.samples,
                  "train": info, "eval_cpu_s": time.process_time() - eval_cpu, "total_cpu_s": time.process_time() - started,
                  "result": result, "machine": machine_info(), "load_average": os.getloadavg()}
         with atomic_path(cached) as tmp:
@@ -316,6 +369,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help=f"comma-separated experiments of {EXPERIMENTS}")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--samples", type=int, default=48)
+    parser.add_argument("--i2v-steps", type=int, default=1500, help="training steps of the i2v arms")
+    parser.add_argument("--images", type=int, default=24, help="held-out first frames per request (i2v arms)")
+    parser.add_argument("--arm", default="", help="only arms whose name (slugged) contains this")
     parser.add_argument("--work", default="/tmp/vdm_bench_data", help="where arms checkpoint (resume after a kill)")
     args = parser.parse_args()
     if args.command == "run":
