@@ -65,23 +65,21 @@ NotebookClient(notebook, timeout=int(sys.argv[2]), kernel_name="python3",
 
 def lessons(selected: list[str]) -> list[Path]:
     """The lesson notebooks ``NN_*.ipynb``, all or those whose number is in ``selected``."""
-    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    if selected:
-        found = [path for path in found if path.name[:2] in selected]
-        missing = set(selected) - {path.name[:2] for path in found}
-        if missing:
-            raise SystemExit(f"run_lessons: no notebook numbered {', '.join(sorted(missing))} in {NOTEBOOKS}")
-    return found
+    return _numbered(NOTEBOOKS, "[0-9][0-9]_*.ipynb", selected, "notebook")
 
 
 def solutions(selected: list[str]) -> list[Path]:
     """The worked-solutions notebooks ``solutions/NN_solutions.ipynb``, all or those numbered in ``selected``."""
-    found = sorted((NOTEBOOKS / "solutions").glob("[0-9][0-9]_solutions.ipynb"))
+    return _numbered(NOTEBOOKS / "solutions", "[0-9][0-9]_solutions.ipynb", selected, "solutions notebook")
+
+
+def _numbered(folder: Path, pattern: str, selected: list[str], what: str) -> list[Path]:
+    found = sorted(folder.glob(pattern))
     if selected:
         found = [path for path in found if path.name[:2] in selected]
         missing = set(selected) - {path.name[:2] for path in found}
         if missing:
-            raise SystemExit(f"run_lessons: no solutions notebook numbered {', '.join(sorted(missing))} in {NOTEBOOKS / 'solutions'}")
+            raise SystemExit(f"run_lessons: no {what} numbered {', '.join(sorted(missing))} in {folder}")
     return found
 
 
