@@ -139,6 +139,13 @@ def control(args) -> dict:
                          "px_per_frame": per_frame_speed(video).tolist(), "seconds": seconds})
         print(aug, _mean(aug_rows[-1]["psnr_frame0"]), _mean(aug_rows[-1]["px_per_frame"]), flush=True)
     out["noise_aug"] = {"rows": aug_rows}
+    if pipe.vae is not None:  # a latent model: decoding chunk by chunk against all at once, same seed
+        whole, seconds = run(fps=6, motion_bucket_id=args.fps_bucket)
+        out["decode_chunks"] = [{"decode_chunk_size": None, "seconds": seconds, "max_abs_diff_vs_whole": 0.0}]
+        for size in (1, 2, 5):
+            video, seconds = run(fps=6, motion_bucket_id=args.fps_bucket, decode_chunk_size=size)
+            out["decode_chunks"].append({"decode_chunk_size": size, "seconds": seconds, "max_abs_diff_vs_whole": (video - whole).abs().max().item()})
+            print(json.dumps(out["decode_chunks"][-1]), flush=True)
     real = held_out(args.clips, speed=(0.5, 0.5))  # a reference: the identity and PSNR of real clips' frames
     out["real_identity"] = _mean(digit_share(real.video, real.labels[:, 0], evaluator))
     # PSNR yardsticks for frame 0: a black frame, and the image shifted by 1 and 2 px
@@ -652,7 +659,7 @@ def _noise_aug(controls: dict[str, dict]) -> list[str]:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    lines = ["## noise_aug_strength: both models", "",
+    lines = ["## noise_aug_strength: the models side by side", "",
              "The SVD trade-off: more augmentation of the conditioning frame should loosen frame 0's hold on the image "
              "(lower PSNR, larger offset) and, in SVD's data, give more motion. Here noise_aug is drawn independently "
              "of motion in training (0.5 u^2), so only the loosening is to be expected. Same images, seed and sampler "
@@ -710,6 +717,10 @@ def report(args) -> None:
         for r in c["noise_aug"]["rows"]:
             lines.append(f"| {r['noise_aug_strength']:g} | {_mean(r['psnr_frame0']):.1f} | {_mean(r['psnr_all_frames_vs_image']):.1f} | "
                          f"{_mean(r['identity']):.2f} | {_mean(r['px_per_frame']):.2f} |" + (f" {_mean(r['frame0_offset_px']):.2f} |" if offsets else ""))
+        if "decode_chunks" in c:
+            lines += ["", "decode_chunk_size (the same clips, sampled again with the same seed; pixels in [0, 1]): "
+                      + "; ".join(f"{r['decode_chunk_size'] or 'all'}: max abs diff {r['max_abs_diff_vs_whole']:.1e}, {r['seconds']:.1f} s"
+                                  for r in c["decode_chunks"]) + "."]
         if "psnr_yardsticks" in c:
             lines += ["", "PSNR yardsticks against the same images: "
                       + ", ".join(f"{k} {v:.1f} dB" for k, v in c["psnr_yardsticks"].items()) + "."]
