@@ -2,6 +2,8 @@
 
     python benchmarks/bench_i2v.py control   # i2v-cpu: motion bucket, fps, noise_aug_strength, first-frame fidelity
     python benchmarks/bench_i2v.py v2v       # video-cpu through SDEdit: motion kept vs new digit, across strengths
+    python benchmarks/bench_i2v.py v2v --condition caption   # text-video-cpu: restyled under a caption (and video-cpu on the same clips)
+    python benchmarks/bench_i2v.py v2v --condition signal    # sync-cpu: an existing clip re-synced to new signals (ink brightness)
     python benchmarks/bench_i2v.py sync      # sync-cpu: driving signal vs generated brightness
     python benchmarks/bench_i2v.py chunks    # decode_chunk_size: time, largest activation, equality (vae-cpu)
     python benchmarks/bench_i2v.py report    # benchmarks/results/i2v.md from the JSON files
@@ -17,6 +19,14 @@ the evaluator classifies as the image's digit (identity), against the amount of 
 :class:`~vdmcourse.pipelines.VideoToVideoPipeline` (``video-cpu``) at strengths 0.2-1.0:
 the trajectory error (px, tracked centroid of output vs input) and the digit accuracy
 (frames classified as the new digit).
+
+``v2v --condition caption`` restyles held-out clips at 1-3 px/frame (text-video-cpu's data) under a caption
+naming another digit and the clip's own motion (its ground-truth caption with the digit swapped), with
+text-video-cpu, and with video-cpu under the new label on the same clips. ``v2v --condition signal`` re-syncs
+held-out clips (full ink) to drawn signals with sync-cpu, keeping their digit: adherence is the Pearson r between
+the signal and the measured ink brightness and the brightness error against the asked level; the trajectory is
+tracked on frames scaled to their brightest pixel, so faint ink is still tracked. No shipped model knows stroke
+thickness or ink polarity (the caption vocabulary has no such word), so neither is measured.
 
 ``sync`` drives :class:`~vdmcourse.pipelines.SignalToVideoPipeline` (``sync-cpu``) with drawn
 signals (ramps, pulses, sines, random) and correlates each with the measured brightness
@@ -327,6 +337,8 @@ def calibration_check(args) -> dict:
 
 
 def v2v(args) -> dict:
+    if args.condition != "digit":
+        return v2v_conditions(args)
     pipe = VideoToVideoPipeline.from_pretrained("video-cpu", device="cpu")
     evaluator = load_evaluator()
     clips = held_out(args.clips, seed=11)
@@ -353,6 +365,114 @@ def v2v(args) -> dict:
     _save("i2v_v2v", out)
     plot_v2v(out)
     return out
+
+
+V2V_STRENGTHS = (0.1, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def _normalised(video: torch.Tensor) -> torch.Tensor:
+    """Each frame divided by its brightest pixel, so the tracker (ink threshold 0.3) sees faint ink too."""
+    return video / video.flatten(2).amax(-1).clamp_min(1e-6)[:, :, None, None, None]
+
+
+def _trajectory_error(video: torch.Tensor, input_tracks: torch.Tensor) -> torch.Tensor:
+    """Mean distance in px between the tracked digit of ``video`` and ``input_tracks`` ``(B, T, 2)``, per clip ``(B,)``."""
+    return (track_digits(_normalised(video), 1).centres[:, :, 0] - input_tracks).norm(dim=-1).nanmean(dim=1)
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    denominator = (a.square().sum() * b.square().sum()).sqrt()
+    return float("nan") if denominator == 0 else float((a * b).sum() / denominator)
+
+
+def v2v_conditions(args) -> dict:
+    """``v2v --condition caption|signal``: motion kept against the new condition's adherence, across strengths."""
+    from vdmcourse.data.captions import caption, clip_facts
+    from vdmcourse.data.conditions import BRIGHTNESS_FLOOR
+
+    evaluator = load_evaluator()
+    seed = torch.Generator().manual_seed
+    if args.condition == "caption":
+        config = MovingMNISTConfig.cpu(split="test", speed=(1.0, 3.0))  # text-video-cpu's data
+        clips = generate_clips(args.clips, config, generator=seed(11))
+        source = clips.labels[:, 0]
+        target = (source + 1 + torch.arange(args.clips) % 9) % 10
+        facts = clip_facts(target[:, None], clips.positions, clips.velocities, config.free_range)
+        captions = [caption(f) for f in facts]  # the clip's own motion, another digit
+        arms = {"caption (text-video-cpu)": (VideoToVideoPipeline.from_pretrained("text-video-cpu", device="cpu"), {"captions": captions}),
+                "label (video-cpu)": (VideoToVideoPipeline.from_pretrained("video-cpu", device="cpu"), {"labels": target})}
+    else:
+        clips = held_out(args.clips, seed=11)
+        source = clips.labels[:, 0]
+        signals = drawn_signals(clips.video.shape[1])
+        names = [list(signals)[i % len(signals)] for i in range(args.clips)]
+        signal = torch.stack([signals[n] for n in names])  # (B, T)
+        arms = {"signal (sync-cpu)": (VideoToVideoPipeline.from_pretrained("sync-cpu", device="cpu"), {"signal": signal, "labels": source})}
+        input_bright = frame_brightness(clips.video)  # (B, T)
+        asked = (BRIGHTNESS_FLOOR + (1 - BRIGHTNESS_FLOOR) * signal) * input_bright  # the ink each frame should show
+    input_tracks = track_digits(_normalised(clips.video), 1).centres[:, :, 0]
+
+    def measure(video) -> dict:
+        row = {"trajectory_error_px": _trajectory_error(video, input_tracks).tolist(),
+               "old_digit_share": digit_share(_normalised(video), source, evaluator).tolist()}
+        if args.condition == "caption":
+            row["new_digit_accuracy"] = digit_share(_normalised(video), target, evaluator).tolist()
+        else:
+            bright = frame_brightness(video)
+            row["pearson_per_clip"] = [_pearson(signal[i], bright[i]) for i in range(len(bright))]
+            row["pooled_pearson"] = _pearson(signal.flatten(), bright.flatten())
+            row["brightness_error"] = (bright - asked).abs().mean(1).tolist()
+            row["brightness"] = bright.tolist()
+        return row
+
+    out = {"condition": args.condition, "clips": args.clips, "steps": args.steps, "arms": {},
+           "input": measure(clips.video), "load_average_start": load_average(), "machine": machine_info()}
+    if args.condition == "caption":
+        out["captions"], out["source"], out["target"] = captions, source.tolist(), target.tolist()
+    else:
+        out["signals"], out["floor"] = names, BRIGHTNESS_FLOOR
+    cpu_start = time.process_time()
+    for arm, (pipe, condition) in arms.items():
+        rows = []
+        for strength in V2V_STRENGTHS:
+            started = time.perf_counter()
+            video = pipe(clips.video, strength=strength, num_inference_steps=args.steps, generator=seed(0), **condition).frames
+            rows.append({"strength": strength, **measure(video), "seconds": time.perf_counter() - started})
+            adherence = rows[-1].get("new_digit_accuracy", rows[-1].get("pearson_per_clip"))
+            print(arm, strength, f"{_mean(rows[-1]['trajectory_error_px']):.2f} px", f"{_mean(adherence):.2f}", flush=True)
+        out["arms"][arm] = {"sampler": pipe.sampler, "guidance_scale": pipe.guidance_scale, "rows": rows}
+    unrelated = held_out(args.clips, seed=12)
+    out["unrelated_clips_trajectory_error_px"] = _mean(_trajectory_error(unrelated.video, input_tracks))
+    out["cpu_s"], out["load_average_end"] = time.process_time() - cpu_start, load_average()
+    _save(f"i2v_v2v_{args.condition}", out)
+    plot_v2v_conditions()
+    return out
+
+
+def plot_v2v_conditions() -> None:
+    """One panel per new condition: trajectory error (motion kept) against adherence, one point per strength."""
+    import matplotlib.pyplot as plt
+
+    found = [(c, json.loads((RESULTS / f"i2v_v2v_{c}.json").read_text())) for c in ("caption", "signal") if (RESULTS / f"i2v_v2v_{c}.json").is_file()]
+    if not found:
+        return
+    figure, axes = plt.subplots(1, len(found), figsize=(5.5 * len(found), 4), squeeze=False)
+    for axis, (condition, out) in zip(axes[0], found):
+        for arm, result in out["arms"].items():
+            x = [_mean(r["trajectory_error_px"]) for r in result["rows"]]
+            y = [_mean(r["new_digit_accuracy"]) if condition == "caption" else r["pooled_pearson"] for r in result["rows"]]
+            axis.plot(x, y, "o-", label=arm)
+            for r, xi, yi in zip(result["rows"], x, y):
+                axis.annotate(f"{r['strength']:g}", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        axis.axvline(out["unrelated_clips_trajectory_error_px"], color="k", ls="--", lw=0.8, label="unrelated clips")
+        axis.set(xlabel="trajectory error vs input, px (lower: motion kept)",
+                 ylabel="frames showing the new digit" if condition == "caption" else "Pearson r, new signal vs ink brightness (pooled)",
+                 title=f"video-to-video under a new {condition}, by strength")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(RESULTS / "i2v_v2v_conditions.png", dpi=120)
+    plt.close(figure)
 
 
 def drawn_signals(frames: int) -> dict[str, torch.Tensor]:
@@ -722,6 +842,61 @@ def _noise_aug(controls: dict[str, dict]) -> list[str]:
     return lines + ["", "![noise_aug](i2v_noise_aug.png)", ""]
 
 
+def _v2v_conditions_report() -> list[str]:
+    """The ``v2v --condition caption|signal`` tables, from their JSON files."""
+    lines = []
+    path = RESULTS / "i2v_v2v_caption.json"
+    if path.is_file():
+        v = json.loads(path.read_text())
+        arms = list(v["arms"])
+        lines += [f"## Video-to-video under a caption ({v['clips']} held-out clips at 1-3 px/frame, each to another digit; "
+                  f"heun, {v['steps']} steps at strength 1, seed 0)", "",
+                  "The caption names the new digit and the clip's own motion (its ground-truth caption with the digit swapped), "
+                  f"e.g. \"{v['captions'][0]}\". Beside it, video-cpu under the new label on the same clips. "
+                  "New digit / old digit: share of frames the evaluator reads as the new / the input's digit.", "",
+                  "| strength | " + " | ".join(f"{a}: trajectory error px, new digit, old digit" for a in arms) + " | seconds |",
+                  "|---|" + "---|" * len(arms) + "---|"]
+        for i, strength in enumerate(r["strength"] for r in v["arms"][arms[0]]["rows"]):
+            cells = [v["arms"][a]["rows"][i] for a in arms]
+            lines.append(f"| {strength:g} | " + " | ".join(
+                f"{_mean(r['trajectory_error_px']):.2f}, {_mean(r['new_digit_accuracy']):.2f}, {_mean(r['old_digit_share']):.2f}" for r in cells)
+                + " | " + " / ".join(f"{r['seconds']:.1f}" for r in cells) + " |")
+        for a in arms:
+            works = [r["strength"] for r in v["arms"][a]["rows"]
+                     if _mean(r["new_digit_accuracy"]) >= 0.8 and _mean(r["trajectory_error_px"]) < v["unrelated_clips_trajectory_error_px"] / 3]
+            lines += ["", f"{a}: new digit in >= 0.8 of frames with the trajectory error under a third of the unrelated clips' at strength "
+                      + (", ".join(f"{w:g}" for w in works) or "none") + "."]
+        lines += ["", f"Input clips: old digit {_mean(v['input']['old_digit_share']):.2f}, new digit {_mean(v['input']['new_digit_accuracy']):.2f}; "
+                  f"trajectory error between unrelated clips: {v['unrelated_clips_trajectory_error_px']:.2f} px. "
+                  f"CPU {v['cpu_s']:.0f} s; load average {v['load_average_start']} -> {v['load_average_end']}.", ""]
+    path = RESULTS / "i2v_v2v_signal.json"
+    if path.is_file():
+        v = json.loads(path.read_text())
+        (arm, result), = v["arms"].items()
+        lines += [f"## Video-to-video under a new signal: a clip re-synced ({arm}; {v['clips']} held-out clips at full ink, each to one of "
+                  f"the drawn signals, digit kept; {result['sampler']}, {v['steps']} steps at strength 1, guidance {result['guidance_scale']})", "",
+                  f"Asked ink per frame: ({v['floor']} + {1 - v['floor']:.1f} s_t) x the input frame's brightness. r: Pearson, signal vs "
+                  "measured ink brightness, per clip (mean) and pooled over all frames; trajectory tracked on frames scaled to their brightest pixel.", "",
+                  "| strength | trajectory error, px | r per clip | r pooled | brightness error | old digit | seconds |", "|---|---|---|---|---|---|---|"]
+        i = v["input"]
+        lines.append(f"| input | 0.00 | {_mean(i['pearson_per_clip']):.2f} | {i['pooled_pearson']:.2f} | {_mean(i['brightness_error']):.3f} | "
+                     f"{_mean(i['old_digit_share']):.2f} | - |")
+        for r in result["rows"]:
+            lines.append(f"| {r['strength']:g} | {_mean(r['trajectory_error_px']):.2f} | {_mean(r['pearson_per_clip']):.2f} | "
+                         f"{r['pooled_pearson']:.2f} | {_mean(r['brightness_error']):.3f} | {_mean(r['old_digit_share']):.2f} | {r['seconds']:.1f} |")
+        works = [r["strength"] for r in result["rows"]
+                 if r["pooled_pearson"] >= 0.9 and _mean(r["trajectory_error_px"]) < v["unrelated_clips_trajectory_error_px"] / 3]
+        lines += ["", "Pooled r >= 0.9 with the trajectory error under a third of the unrelated clips' at strength "
+                  + (", ".join(f"{w:g}" for w in works) or "none") + "."]
+        lines += ["", f"Trajectory error between unrelated clips: {v['unrelated_clips_trajectory_error_px']:.2f} px. "
+                  f"CPU {v['cpu_s']:.0f} s; load average {v['load_average_start']} -> {v['load_average_end']}.", ""]
+    if lines:
+        lines += ["Stroke thickness and ink polarity: no shipped model was trained on either (the caption vocabulary has no word "
+                  "for them), so SDEdit cannot restyle to them; inverting the ink (1 - x) is a pixel transform, not a learned restyle.",
+                  "", "![v2v under new conditions](i2v_v2v_conditions.png)", ""]
+    return lines
+
+
 def report(args) -> None:
     lines = ["# Image-to-video, video-to-video and sync (lesson 10)", "",
              "Made by `benchmarks/bench_i2v.py` (one torch thread, at most one such job per core); every number below is read from "
@@ -775,6 +950,7 @@ def report(args) -> None:
                          f"{_mean(r['old_digit_share']):.2f} | {r['seconds']:.1f} |")
         lines += ["", f"Trajectory error between unrelated clips: {v['unrelated_clips_trajectory_error_px']:.2f} px; "
                   f"the input clips show their own digit in {v['input_old_digit_share']:.2f} of frames.", "", "![v2v](i2v_v2v.png)", ""]
+    lines += _v2v_conditions_report()
     path = RESULTS / "i2v_sync.json"
     if path.is_file():
         s = json.loads(path.read_text())
@@ -801,6 +977,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report", "pilot", "knobs", "calibrate", "calibration_check"])
     parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--condition", choices=["digit", "caption", "signal"], default="digit", help="v2v: the new condition (digit: video-cpu labels)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--fps-bucket", type=int, default=120, help="the bucket of the fps and noise_aug sweeps")
     parser.add_argument("--max-guidance", type=float, default=None, help="knobs: max_guidance_scale (1: guidance off)")
