@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from vdmcourse.conditioned_training import image_to_video_loss
 from vdmcourse.course import to_unit_range
 from vdmcourse.data import MovingMNISTConfig
 from vdmcourse.data.conditions import (
@@ -448,6 +449,48 @@ def test_the_shipped_calibration_matches_its_checkpoint_and_inverts_its_table():
     for bucket, speed in zip(table.buckets, table.speeds):
         if bucket not in pooled:
             assert table.bucket(speed) == pytest.approx(bucket)
+
+
+# --- latent image-to-video ---
+
+
+def test_the_latent_loss_conditions_on_the_latent_of_the_noised_image():
+    vae = load_latent_vae("vae-cpu")
+    channels = vae.config.latent_channels
+    config = ConditionedUNet3DConfig(**{**TINY, "channels": channels}, condition_channels=channels, image_embed_dim=16, micro_conditioning=True)
+    model, seen = _randomise(ConditionedUNet3D(config)), []
+
+    def recording(x, t, **conditions):
+        seen.append(x)
+        return model(x, t, **conditions)
+
+    video = torch.rand(2, 4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    batch = {"video": video, "fps": torch.tensor([6.0, 12.0]), "motion_bucket": torch.tensor([40.0, 200.0]),
+             "noise_aug_strength": torch.tensor([0.0, 0.3]), "image_embedding": torch.randn(2, 16)}
+    loss = image_to_video_loss(recording, batch, torch.Generator().manual_seed(1), p_uncond=0.0, vae="vae-cpu")
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    x = seen[0]
+    assert x.shape == (2, 4, 2 * channels, 8, 8)  # latents + the latent frame, concatenated on channels
+    frame = augment_frame(video[:, 0] * 2 - 1, batch["noise_aug_strength"], torch.Generator().manual_seed(1))  # noised BEFORE encoding
+    expected = vae.encode_latents(frame[:, None], sample=False)[:, 0]
+    torch.testing.assert_close(x[:, :, channels:], expected[:, None].expand(-1, 4, -1, -1, -1))
+    clean = vae.encode_latents((video[:, :1] * 2 - 1), sample=False)[:, 0]
+    assert not torch.allclose(x[1, 0, channels:], clean[1], atol=1e-3)  # the second clip's image was noised (0.3)
+
+
+def test_the_latent_i2v_preset_starts_as_latent_video_cpu_on_its_latents():
+    from vdmcourse.pretrained import load_pretrained
+    from vdmcourse.presets import get_preset
+
+    preset = get_preset("i2v-latent-cpu")
+    vae = load_latent_vae(preset.vae)
+    assert preset.model_config.channels == preset.model_config.condition_channels == vae.config.latent_channels
+    model, source = preset.build_model().eval(), load_pretrained("latent-video-cpu", device="cpu")
+    x, t = torch.randn(1, 10, 4, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0.4])
+    out = model(concat_condition(x, torch.randn(1, 4, 8, 8)), t, added_time_ids=added_time_ids(6.0, 200.0, 0.1),
+                image_embedding=torch.randn(1, 64))
+    torch.testing.assert_close(out, source(x, t), atol=1e-5, rtol=1e-4)
+    assert preset.metadata()["vae"]["name"] == "vae-cpu"
 
 
 # --- video-to-video (SDEdit) ---

@@ -84,15 +84,28 @@ def image_to_video_loss(
     p_uncond: float = 0.1,
     t_distribution: str = "logit_normal",
     t_mean: float = 0.0,
+    vae: str | None = None,
 ) -> torch.Tensor:
     """The flow loss of ``model`` (a ConditionedUNet3D) generating ``batch["video"]`` from its
     first frame: the frame noised by ``noise_aug_strength`` and concatenated on channels, the
     image embedding and ``[fps - 1, motion_bucket_id, noise_aug_strength]`` added to the time
     embedding; both image conditions zeroed together with probability ``p_uncond``. ``t_mean > 0``
-    trains more at high noise, where the conditions decide what the clip becomes."""
+    trains more at high noise, where the conditions decide what the clip becomes.
+
+    ``vae`` (a shipped VAE's name, e.g. ``"vae-cpu"``): latent image-to-video, SVD's own setting.
+    The model generates the frozen VAE's scaled latents of the clip (a posterior sample, as latent
+    diffusion trains), and the conditioning frame is the latent mean of the *noised* image, as
+    :class:`~vdmcourse.pipelines.ImageToVideoPipeline` encodes it."""
     x0 = to_model_range(batch["video"])  # (B, T, 1, H, W)
     batch_size = x0.shape[0]
     frame = augment_frame(x0[:, 0], batch["noise_aug_strength"], generator)  # noised before encoding
+    if vae is not None:
+        from vdmcourse.presets import load_latent_vae  # presets imports this module
+
+        encoder = load_latent_vae(vae, device=x0.device)
+        with torch.no_grad():  # the VAE is frozen; fp32 latents, as the presets' latent loss
+            x0 = encoder.encode_latents(x0.float(), generator).float()  # (B, T, C_z, h, w)
+            frame = encoder.encode_latents(frame[:, None].float(), sample=False)[:, 0].float()  # (B, C_z, h, w)
     draw_device = generator.device if generator is not None else x0.device
     keep = (torch.rand(batch_size, generator=generator, device=draw_device) >= p_uncond).to(x0)  # (B,)
     frame = frame * keep[:, None, None, None]  # dropped: zeros, the unconditional branch

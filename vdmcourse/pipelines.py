@@ -501,7 +501,7 @@ class MotionCalibration:
 
     @classmethod
     def load(cls, path: str | Path) -> MotionCalibration:
-        """Read a calibration written by :meth:`save` (the JSON keeps extra keys out)."""
+        """Read a calibration written by :meth:`save` (extra keys, e.g. the checkpoint's SHA-256, are ignored)."""
         data = json.loads(Path(path).read_text())
         return cls(tuple(data["buckets"]), tuple(data["speeds"]), data["fps"], data["knob_guidance_scale"], data.get("source", ""))
 

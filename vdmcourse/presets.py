@@ -737,6 +737,31 @@ _PRESETS.append(
     )
 )
 
+# Latent image-to-video, SVD's own setting: latent-video-cpu (a U-Net on vae-cpu's scaled 10x4x8x8
+# latents) with i2v-cpu's conditions; the conditioning frame is the latent mean of the noised image
+# (4 channels), the image embedding stays the evaluator's features of the pixel image.
+_LATENT_VIDEO_CPU = next(preset for preset in _PRESETS if preset.name == "latent-video-cpu")
+_PRESETS.append(
+    dataclasses.replace(
+        _LATENT_VIDEO_CPU,
+        name="i2v-latent-cpu",
+        model_class=ConditionedUNet3D,
+        description="latent image-to-video: latent-video-cpu plus i2v-cpu's conditions, the noise-augmented image "
+        "encoded by vae-cpu and concatenated on the latent channels; sampling decodes through vae-cpu (CPU)",
+        model_config=ConditionedUNet3DConfig(
+            **_LATENT_VIDEO_CPU.model_config.__dict__, condition_channels=4, image_embed_dim=64, micro_conditioning=True
+        ),
+        data=_I2V_DATA,
+        objective=None,
+        loss=functools.partial(image_to_video_loss, t_mean=0.5, vae="vae-cpu"),
+        batch_source=functools.partial(image_to_video_batch, data=_I2V_DATA),
+        steps=1500,
+        quick_steps=2,
+        train=TrainConfig(lr=2e-3, warmup_steps=20, ema_decay=0.995, checkpoint_every=50),
+        init_from="latent-video-cpu",
+    )
+)
+
 # Their GPU counterparts, written down but not trained here: train image-gpu and video-gpu first
 # (see video-ctx-gpu), then `python -m vdmcourse train --preset i2v-gpu` and `--preset sync-gpu`.
 _I2V_GPU_DATA = MovingMNISTConfig.srivastava(speed=(0.5, 2.5))
