@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from vdmcourse.course import CHECKPOINT_DIR
 from vdmcourse.data import MovingMNISTConfig, generate_clips
 from vdmcourse.metrics.physics import fit_bounces, physics_scores, track_digits
 from vdmcourse.multisize import bucketed_batch, evaluator_window, generate_sized_clips
@@ -108,3 +109,12 @@ def test_fit_bounces_takes_a_square_range_as_a_number_or_a_pair():
     tracks = track_digits(clips.video, 1)
     args = (tracks.centres[:, :, 0], tracks.clean[:, :, 0], torch.zeros(6, 2), torch.full((6, 2), 16.0))
     torch.testing.assert_close(fit_bounces(*args, 16).centres, fit_bounces(*args, (16, 16)).centres)
+
+
+def test_the_shipped_multisize_checkpoint_is_what_its_preset_trains():
+    from vdmcourse.pretrained import load_checkpoint, load_pretrained, read_manifest
+
+    preset = get_preset("dit-multisize-cpu")
+    assert load_pretrained("dit-multisize-cpu", device="cpu").config == preset.model_config
+    entry = next(e for e in read_manifest()["checkpoints"] if e["name"] == "dit-multisize-cpu")
+    assert entry["steps"] == preset.steps == load_checkpoint(CHECKPOINT_DIR / "dit-multisize-cpu.safetensors").step
