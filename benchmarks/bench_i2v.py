@@ -157,8 +157,8 @@ def control(args) -> dict:
                               **{f"image shifted {k} px": _mean(psnr(torch.roll(image, k, dims=-1)[:, None], image[:, None])[:, 0]) for k in (1, 2)}}
     out["load_average"] = load_average()
     out["machine"] = machine_info()
-    _save("i2v_control", out)
-    plot_control(out)
+    _save(f"i2v_control_{args.checkpoint.stem}", out)  # one file per checkpoint, so each model's sweep is kept
+    plot_control(out, args.checkpoint.stem)
     return out
 
 
@@ -273,6 +273,61 @@ def knobs(args) -> dict:
     _save(name + (f"_knobguidance{args.knob_guidance:g}" if args.knob_guidance else "") + ("_all" if args.all_buckets else "")
           + ("_inrange" if args.in_range else ""), result)
     return result
+
+
+REQUESTED_SPEEDS = (4.0, 7.0, 10.0, 13.0, 16.0)  # px/s asked in the calibration check
+
+
+def calibrate(args) -> dict:
+    """Fit a :class:`~vdmcourse.pipelines.MotionCalibration` from a ``knobs`` sweep (no sampling)
+    and ship it beside the checkpoint, where ``ImageToVideoPipeline.from_pretrained`` finds it."""
+    from vdmcourse.pipelines import MotionCalibration
+    from vdmcourse.pretrained import file_sha256
+
+    table = json.loads((RESULTS / args.table).read_text())
+    checkpoint = Path(__file__).resolve().parent.parent / table["checkpoint"]
+    calibration = MotionCalibration(tuple(float(b) for b in table["buckets"]), tuple(table[f"px_per_s_bucket{b}"] for b in table["buckets"]),
+                                    fps=6.0, knob_guidance_scale=table.get("knob_guidance_scale", 0.0), source=f"benchmarks/results/{args.table}")
+    target = checkpoint.with_name(checkpoint.stem + ".calibration.json")
+    calibration.save(target, checkpoint_sha256=file_sha256(checkpoint),
+                     measured=f"mean speed (px/s, tracked centroid) of {args.clips} held-out test images' clips per bucket, "
+                     "heun x 10 steps, seed 0, fps 6 (benchmarks/bench_i2v.py knobs --all-buckets)",
+                     fitted_knots=[list(k) for k in calibration.knots])
+    print(target, calibration.knots)
+    return {"file": str(target)}
+
+
+def calibration_check(args) -> dict:
+    """Does the shipped calibration deliver the speeds asked, on images it was not fitted on?
+    Requested speeds at fps 6 through the calibrated bucket and through the bucket that stands for
+    the speed (16 px/s -> 255), at the calibration's knob guidance; the middle speed also at fps 4 and 12."""
+    pipe = ImageToVideoPipeline.from_pretrained(str(args.checkpoint), device="cpu")
+    calibration = pipe.calibration
+    if calibration is None:
+        raise SystemExit(f"no calibration beside {args.checkpoint}: run `bench_i2v.py calibrate` first")
+    clips = held_out(args.clips, seed=8)  # other images than the sweep it was fitted on (seed 7)
+    image = clips.video[:, 0]
+    started, cpu = time.time(), time.process_time()
+
+    def measure(bucket: float, fps: float) -> list[float]:
+        video = pipe(image, fps=fps, motion_bucket_id=bucket, num_inference_steps=args.steps, knob_guidance_scale=calibration.knob_guidance_scale,
+                     generator=torch.Generator().manual_seed(0)).frames
+        return (per_frame_speed(video) * fps).tolist()
+
+    rows = []
+    for speed in REQUESTED_SPEEDS:
+        for mapping, bucket in (("calibrated", calibration.bucket(speed)), ("bucket's own speed", min(255.0, speed * 255 / 16))):
+            rows.append({"requested_px_per_s": speed, "fps": 6, "mapping": mapping, "bucket": bucket, "px_per_s": measure(bucket, 6)})
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "px_per_s"}), _mean(rows[-1]["px_per_s"]), flush=True)
+    middle = REQUESTED_SPEEDS[len(REQUESTED_SPEEDS) // 2]
+    for fps in (4, 12):
+        rows.append({"requested_px_per_s": middle, "fps": fps, "mapping": "calibrated", "bucket": calibration.bucket(middle), "px_per_s": measure(calibration.bucket(middle), fps)})
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "px_per_s"}), _mean(rows[-1]["px_per_s"]), flush=True)
+    out = {"checkpoint": args.checkpoint.name, "clips": args.clips, "images_seed": 8, "steps": args.steps, "sampler": pipe.sampler,
+           "knob_guidance_scale": calibration.knob_guidance_scale, "calibration_source": calibration.source, "rows": rows,
+           "wall_s": time.time() - started, "cpu_s": time.process_time() - cpu, "load_average": load_average(), "machine": machine_info()}
+    _save(f"i2v_calibration_check_{args.checkpoint.stem}", out)
+    return out
 
 
 def v2v(args) -> dict:
@@ -538,7 +593,7 @@ def _save(name: str, result: dict) -> None:
         tmp.write_text(json.dumps(result, indent=1))
 
 
-def plot_control(out: dict) -> None:
+def plot_control(out: dict, stem: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -560,8 +615,9 @@ def plot_control(out: dict) -> None:
     for r, xi, yi in zip(arows, x, y):
         axes[2].annotate(f"{r['noise_aug_strength']:g}", (xi, yi), fontsize=8, xytext=(3, 3), textcoords="offset points")
     axes[2].set(xlabel="motion, px/frame", ylabel="PSNR of frame 0 vs image, dB", title="noise_aug_strength sweep")
+    figure.suptitle(stem, fontsize=10)
     figure.tight_layout()
-    figure.savefig(RESULTS / "i2v_control.png", dpi=120)
+    figure.savefig(RESULTS / f"i2v_control_{stem}.png", dpi=120)
     plt.close(figure)
 
 
@@ -601,7 +657,7 @@ def plot_sync(out: dict, video: torch.Tensor) -> None:
 def _attempts() -> list[str]:
     """The recipe attempts (pilots and retrains that were not shipped) as a table, from their JSON files."""
     rows = []
-    shipped, attempt = RESULTS / "i2v_control.json", RESULTS / "i2v_attempt_gain4_group4_control.json"
+    shipped, attempt = RESULTS / "i2v_control_i2v-cpu.json", RESULTS / "i2v_attempt_gain4_group4_control.json"
     for label, path in (("shipped i2v-cpu (797 steps)", shipped), ("retrain: condition_gain 4 + groups of 4 (796 steps), not shipped", attempt)):
         if path.is_file():
             c = json.loads(path.read_text())
@@ -657,9 +713,10 @@ def _knob_sweeps() -> list[str]:
     """The full knob sweeps (``knobs --all-buckets``) of each checkpoint and sampling, from their JSON files."""
     rows, sweeps = [], [json.loads(path.read_text()) for pattern in ("i2v_knobs_*_all.json", "i2v_knobs_*_inrange.json")
                         for path in sorted(RESULTS.glob(pattern))]
-    control_file = RESULTS / "i2v_control.json"
-    if control_file.is_file() and all("frame0_offset_px" in r for r in json.loads(control_file.read_text())["buckets"]["rows"]):
-        sweeps.insert(0, _control_as_sweep(json.loads(control_file.read_text())))
+    swept = {Path(k["checkpoint"]).stem for k in sweeps if not k.get("knob_guidance_scale") and len(k["buckets"]) == len(BUCKETS)}
+    for c in reversed(_controls().values()):  # a control run is a sweep of SVD's sampling, unless one is there already
+        if Path(c["checkpoint"]).stem not in swept and all("frame0_offset_px" in r for r in c["buckets"]["rows"]):
+            sweeps.insert(0, _control_as_sweep(c))
     notes, stats = [], next((k["training_buckets"] for k in sweeps if "training_buckets" in k), None)
     for k in sweeps:
         inverted = [(a, b) for a, b in zip(k["buckets"], k["buckets"][1:]) if k[f"px_per_s_bucket{b}"] < k[f"px_per_s_bucket{a}"]]
@@ -691,6 +748,110 @@ def _knob_sweeps() -> list[str]:
             "time of the sweep (one thread, shared machine: see each JSON's load average).", "",
             "| checkpoint | sampling | buckets | px/s at the buckets | last / first (asked) | rho means / clips | px/frame fps 4 / 6 / 12 | 4 / 12 | frame-0 offset, px | identity | minutes |",
             "|---|---|---|---|---|---|---|---|---|---|---|", *rows, "", *notes, ""]
+
+
+def _calibration() -> list[str]:
+    """Requested against measured speed for i2v-long-cpu at each knob guidance W, the shipped
+    calibration, and its check on other images (from the JSON files)."""
+    sweeps = {}
+    for path in sorted(RESULTS.glob("i2v_knobs_long*_all.json")):
+        k = json.loads(path.read_text())
+        if "max_guidance_scale" not in k:
+            sweeps[k.get("knob_guidance_scale", 0.0)] = k
+    if not sweeps:
+        return []
+    buckets = next(iter(sweeps.values()))["buckets"]
+    asked = {b: 16 * b / 255 for b in buckets}
+    lines = ["## Calibration: the speed asked against the speed measured (i2v-long-cpu)", "",
+             "A bucket stands for 16 px/s x bucket / 255 (the training map); the tables above measure what each delivers. "
+             "Factor off: the mean over the buckets of max(measured / asked, asked / measured). fps: the step per frame at "
+             "fps 4 over fps 12 (the data: 3x).", "",
+             "| bucket | asked, px/s | " + " | ".join(f"W = {w:g}" for w in sorted(sweeps)) + " |", "|---|---|" + "---|" * len(sweeps)]
+    for b in buckets:
+        lines.append(f"| {b} | {asked[b]:.1f} | " + " | ".join(f"{sweeps[w][f'px_per_s_bucket{b}']:.1f}" for w in sorted(sweeps)) + " |")
+    factor = {w: _mean([max(r, 1 / r) for r in (k[f"px_per_s_bucket{b}"] / asked[b] for b in buckets)]) for w, k in sweeps.items()}
+    lines.append("| factor off | | " + " | ".join(f"{factor[w]:.2f}" for w in sorted(sweeps)) + " |")
+    lines.append("| fps 4 / 12 (3x asked) | | " + " | ".join(f"{sweeps[w]['fps_ratio_4_over_12']:.2f}x" for w in sorted(sweeps)) + " |")
+    ends = {w: [k[f"px_per_s_bucket{b}"] / asked[b] for b in (buckets[0], buckets[-1])] for w, k in sweeps.items()}
+    lines.append(f"| measured / asked at {buckets[0]}, {buckets[-1]} | | " + " | ".join(f"{ends[w][0]:.2f}, {ends[w][1]:.2f}" for w in sorted(sweeps)) + " |")
+    best = min(factor, key=factor.get)
+    both = [w for w, (low, high) in ends.items() if 0.8 <= low <= 1.25 and 0.8 <= high <= 1.25]
+    lines += ["", f"Of the scales measured, W = {best:g} comes closest to the asked speeds on average (factor {factor[best]:.2f}); "
+              + (f"W = {', '.join(f'{w:g}' for w in both)} is within 25 % at both ends." if both else
+                 "none is within 25 % of the asked speed at both ends of the bucket range, so choosing one of them does not "
+                 "calibrate the bucket. The measured table itself, read backwards, is the calibration below.")]
+    table = CHECKPOINT_DIR / "i2v-long-cpu.calibration.json"
+    if table.is_file():
+        c = json.loads(table.read_text())
+        lines += ["", f"`data/checkpoints/i2v-long-cpu.calibration.json` (`bench_i2v.py calibrate`, from `{Path(c['source']).name}`; "
+                  f"knob guidance {c['knob_guidance_scale']:g}, fps {c['fps']:g}) is loaded by `ImageToVideoPipeline.from_pretrained` as "
+                  "`pipe.calibration` (`MotionCalibration`); `pipe.calibration.bucket(px_per_s)` is the bucket to ask for. Fitted "
+                  "curve, (bucket, px/s), non-decreasing (a bucket that came out slower than the one below is pooled with it): "
+                  + ", ".join(f"({b:.0f}, {v:.1f})" for b, v in c["fitted_knots"]) + "."]
+    path = RESULTS / "i2v_calibration_check_i2v-long-cpu.json"
+    if path.is_file():
+        k = json.loads(path.read_text())
+        lines += ["", f"Check on other images (`bench_i2v.py calibration_check`: {k['clips']} held-out images of seed {k['images_seed']}, "
+                  f"the fit used seed 7; {k['sampler']} x {k['steps']}, knob guidance {k['knob_guidance_scale']:g}; "
+                  f"{k['cpu_s'] / 60:.1f} CPU-min, load {k['load_average']}):", "",
+                  "| asked, px/s | fps | bucket from | bucket | measured, px/s | measured / asked |", "|---|---|---|---|---|---|"]
+        for r in k["rows"]:
+            measured = _mean(r["px_per_s"])
+            lines.append(f"| {r['requested_px_per_s']:g} | {r['fps']} | {r['mapping']} | {r['bucket']:.0f} | {measured:.1f} | {measured / r['requested_px_per_s']:.2f} |")
+        for mapping in ("calibrated", "bucket's own speed"):
+            rows = [r for r in k["rows"] if r["mapping"] == mapping and r["fps"] == 6]
+            ratios = [_mean(r["px_per_s"]) / r["requested_px_per_s"] for r in rows]
+            lines.append(f"\nAt fps 6, {mapping}: factor off {_mean([max(x, 1 / x) for x in ratios]):.2f} on average; Spearman rho asked vs "
+                         f"measured over single clips {_rho([r['requested_px_per_s'] for r in rows for _ in r['px_per_s']], [v for r in rows for v in r['px_per_s']]):.2f}.")
+        other = [r for r in k["rows"] if r["fps"] != 6]
+        if other:
+            lines.append("\nAt other fps the same calibrated bucket gives " + ", ".join(
+                f"{_mean(r['px_per_s']) / r['requested_px_per_s']:.2f}x the asked speed at fps {r['fps']}" for r in other)
+                + ": the table holds at the fps it was measured at; fps itself is not calibrated.")
+    return lines + [""]
+
+
+def _controls() -> dict[str, dict]:
+    """The ``control`` runs, one per checkpoint (``i2v_control_STEM.json``), by checkpoint stem."""
+    return {path.stem.removeprefix("i2v_control_"): json.loads(path.read_text()) for path in sorted(RESULTS.glob("i2v_control_*.json"))}
+
+
+def _noise_aug(controls: dict[str, dict]) -> list[str]:
+    """The noise_aug_strength sweeps of every checkpoint side by side (fidelity of frame 0 against
+    motion), and their plot ``i2v_noise_aug.png``."""
+    if len(controls) < 2:
+        return []
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    lines = ["## noise_aug_strength: both models", "",
+             "The SVD trade-off: more augmentation of the conditioning frame should loosen frame 0's hold on the image "
+             "(lower PSNR, larger offset) and, in SVD's data, give more motion. Here noise_aug is drawn independently "
+             "of motion in training (0.5 u^2), so only the loosening is to be expected. Same images, seed and sampler "
+             f"as above (fps 6, bucket {next(iter(controls.values()))['fps']['rows'][0]['motion_bucket_id']}; SVD's sampling).", "",
+             "| checkpoint | " + " | ".join(f"{r['noise_aug_strength']:g}" for r in next(iter(controls.values()))["noise_aug"]["rows"]) + " |",
+             "|---|" + "---|" * len(next(iter(controls.values()))["noise_aug"]["rows"])]
+    for stem, c in controls.items():
+        rows = c["noise_aug"]["rows"]
+        lines.append(f"| {stem}: PSNR frame 0, dB | " + " | ".join(f"{_mean(r['psnr_frame0']):.1f}" for r in rows) + " |")
+        lines.append(f"| {stem}: frame-0 offset, px | " + " | ".join(f"{_mean(r['frame0_offset_px']):.2f}" if "frame0_offset_px" in r else "-" for r in rows) + " |")
+        lines.append(f"| {stem}: px/frame | " + " | ".join(f"{_mean(r['px_per_frame']):.2f}" for r in rows) + " |")
+        lines.append(f"| {stem}: identity | " + " | ".join(f"{_mean(r['identity']):.2f}" for r in rows) + " |")
+        x = [_mean(r["px_per_frame"]) for r in rows]
+        for axis, key in zip(axes, ("psnr_frame0", "frame0_offset_px")):
+            if all(key in r for r in rows):
+                y = [_mean(r[key]) for r in rows]
+                axis.plot(x, y, "o-", label=stem)
+                for r, xi, yi in zip(rows, x, y):
+                    axis.annotate(f"{r['noise_aug_strength']:g}", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axes[0].set(xlabel="motion, px/frame", ylabel="PSNR of frame 0 vs image, dB", title="noise_aug_strength: fidelity vs motion")
+    axes[1].set(xlabel="motion, px/frame", ylabel="frame-0 offset from the image's digit, px", title="(labels: noise_aug_strength)")
+    for axis in axes:
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(RESULTS / "i2v_noise_aug.png", dpi=120)
+    plt.close(figure)
+    return lines + ["", "![noise_aug](i2v_noise_aug.png)", ""]
 
 
 def _v2v_conditions_report() -> list[str]:
@@ -779,11 +940,11 @@ def report(args) -> None:
     lines = ["# Image-to-video, video-to-video and sync (lesson 10)", "",
              "Made by `benchmarks/bench_i2v.py` (one torch thread, at most one such job per core); every number below is read from "
              "the JSON files beside this page.", ""]
-    path = RESULTS / "i2v_control.json"
-    if path.is_file():
-        c = json.loads(path.read_text())
+    controls = _controls()
+    for stem, c in controls.items():
+        plot_control(c, stem)  # from the JSON: no sampling
         offsets = all("frame0_offset_px" in r for r in c["buckets"]["rows"] + c["noise_aug"]["rows"])  # runs since the offset was added
-        lines += [f"## i2v-cpu: the knobs ({c['clips']} held-out images, {c['sampler']} x {c['steps']} steps, seed 0)", "",
+        lines += [f"## {stem}: the knobs ({c['clips']} held-out images, {c['sampler']} x {c['steps']} steps, seed 0)", "",
                   f"Spearman rho, bucket vs mean measured speed over {len(c['buckets']['rows'])} buckets: "
                   f"**{c['buckets']['spearman_bucket_vs_mean_speed']:.3f}** (target >= 0.9); per clip: "
                   f"{c['buckets']['spearman_bucket_vs_clip_speed']:.3f}.", "",
@@ -807,8 +968,10 @@ def report(args) -> None:
             lines += ["", "PSNR yardsticks against the same images: "
                       + ", ".join(f"{k} {v:.1f} dB" for k, v in c["psnr_yardsticks"].items()) + "."]
         lines += ["", f"Identity of real held-out clips (the evaluator's floor): {c['real_identity']:.2f}. "
-                  f"Load average during the run: {c['load_average']}.", "", "![knobs](i2v_control.png)", ""]
+                  f"Load average during the run: {c['load_average']}.", "", f"![knobs](i2v_control_{stem}.png)", ""]
+    lines += _noise_aug(controls)
     lines += _knob_sweeps()
+    lines += _calibration()
     lines += _attempts()
     path = RESULTS / "i2v_v2v.json"
     if path.is_file():
@@ -847,7 +1010,7 @@ def report(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report", "pilot", "knobs"])
+    parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report", "pilot", "knobs", "calibrate", "calibration_check"])
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--drive", choices=["brightness", "scale"], default="brightness", help="sync: what the signal drives")
     parser.add_argument("--condition", choices=["digit", "caption", "signal"], default="digit", help="v2v: the new condition (digit: video-cpu labels)")
@@ -860,6 +1023,7 @@ def main() -> None:
     parser.add_argument("--name", default="pilot", help="pilot: the run's name")
     parser.add_argument("--minutes", type=float, default=5.0, help="pilot: training minutes")
     parser.add_argument("--set", nargs="*", default=[], help="pilot: recipe overrides KEY=VALUE")
+    parser.add_argument("--table", default="i2v_knobs_long_knobguidance3_all.json", help="calibrate: the knobs sweep to fit")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: data/checkpoints/i2v-cpu (control) or sync-cpu (sync)")
     args = parser.parse_args()
     if args.checkpoint is None:

@@ -15,6 +15,10 @@ budget are "not reproduced" there by design.
     python benchmarks/run_lessons.py                      # every lesson, full mode
     python benchmarks/run_lessons.py --quick 00 02        # lessons 00 and 02, quick mode
     OMP_NUM_THREADS=1 python benchmarks/run_lessons.py 05   # on a shared machine: one torch thread
+    python benchmarks/run_lessons.py --solutions 05 12    # notebooks/solutions/05_solutions.ipynb and 12's
+
+With ``--solutions`` the numbers select the worked-solutions notebooks instead; they run from
+their own folder (as nbval runs them) and their rows are named ``NN_solutions``, beside the lessons.
 
 Rows are merged into benchmarks/results/lessons.json (one row per lesson and mode,
 the newest wins) and the whole table is rewritten to benchmarks/results/lessons.md.
@@ -43,24 +47,39 @@ NOTEBOOKS = ROOT / "notebooks"
 RESULTS = ROOT / "benchmarks" / "results"
 
 # Executed in the child process: a fresh kernel runs the notebook from its own folder.
+# Each code cell's wall time is printed as "[cell N] S s" (the row keeps the slowest three).
 _EXECUTE = """
-import sys, nbformat
+import sys, time, nbformat
 from nbclient import NotebookClient
 path = sys.argv[1]
 notebook = nbformat.read(path, as_version=4)
+started = {}
+def _start(cell, cell_index, **_):
+    started[cell_index] = time.perf_counter()
+def _done(cell, cell_index, **_):
+    print(f"[cell {cell_index}] {time.perf_counter() - started.pop(cell_index, time.perf_counter()):.1f} s", flush=True)
 NotebookClient(notebook, timeout=int(sys.argv[2]), kernel_name="python3",
-               resources={"metadata": {"path": sys.argv[3]}}).execute()
+               resources={"metadata": {"path": sys.argv[3]}}, on_cell_execute=_start, on_cell_executed=_done).execute()
 """
 
 
 def lessons(selected: list[str]) -> list[Path]:
     """The lesson notebooks ``NN_*.ipynb``, all or those whose number is in ``selected``."""
-    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    return _numbered(NOTEBOOKS, "[0-9][0-9]_*.ipynb", selected, "notebook")
+
+
+def solutions(selected: list[str]) -> list[Path]:
+    """The worked-solutions notebooks ``solutions/NN_solutions.ipynb``, all or those numbered in ``selected``."""
+    return _numbered(NOTEBOOKS / "solutions", "[0-9][0-9]_solutions.ipynb", selected, "solutions notebook")
+
+
+def _numbered(folder: Path, pattern: str, selected: list[str], what: str) -> list[Path]:
+    found = sorted(folder.glob(pattern))
     if selected:
         found = [path for path in found if path.name[:2] in selected]
         missing = set(selected) - {path.name[:2] for path in found}
         if missing:
-            raise SystemExit(f"run_lessons: no notebook numbered {', '.join(sorted(missing))} in {NOTEBOOKS}")
+            raise SystemExit(f"run_lessons: no {what} numbered {', '.join(sorted(missing))} in {folder}")
     return found
 
 
@@ -72,7 +91,7 @@ def run_one(path: Path, quick: bool, timeout_s: int) -> dict:
         env["VDM_QUICK"] = "1" if quick else "0"
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the README's advice for shared machines
         started = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-c", _EXECUTE, str(path), str(timeout_s), str(NOTEBOOKS)],
+        child = subprocess.Popen([sys.executable, "-c", _EXECUTE, str(path), str(timeout_s), str(path.parent)],
                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         output = child.stdout.read()
         _, status, usage = os.wait4(child.pid, 0)
@@ -80,6 +99,8 @@ def run_one(path: Path, quick: bool, timeout_s: int) -> dict:
         seconds = time.perf_counter() - started
         claims = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     failed_claims = [c["text"] for c in claims if not c["holds"] and not c["quick"]]
+    cells = [line.split() for line in output.splitlines() if line.startswith("[cell ") and line.endswith(" s")]
+    cells = sorted(((float(parts[2]), int(parts[1].rstrip("]"))) for parts in cells if len(parts) == 4), reverse=True)
     return {
         "lesson": path.stem,
         "mode": "quick" if quick else "full",
@@ -92,6 +113,7 @@ def run_one(path: Path, quick: bool, timeout_s: int) -> dict:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at the end",
         "threads": env.get("OMP_NUM_THREADS", "default"),
+        "slowest_cells": [{"cell": index, "seconds": seconds} for seconds, index in cells[:3]],
     }
 
 
@@ -178,16 +200,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, default=10.0)
     parser.add_argument("--max-gib", type=float, default=2.0)
     parser.add_argument("--cell-timeout", type=int, default=1800, help="seconds one cell may run")
+    parser.add_argument("--solutions", action="store_true", help="run the worked-solutions notebooks with these numbers")
     args = parser.parse_args(argv)
 
     failures = 0
-    for path in lessons(args.lessons):
+    for path in (solutions if args.solutions else lessons)(args.lessons):
         row = run_one(path, args.quick, args.cell_timeout)
         found = problems(row, args.max_minutes, args.max_gib)
         row["over_limits"] = [p for p in found if p.startswith(("took", "peak RSS"))]
         failures += bool(found)
         print(f"{row['lesson']:>34} {row['mode']:>5}: {row['seconds'] / 60:5.1f} min, {row['peak_rss_mib']:6,} MiB, "
-              f"claims {row['claims_held']}/{row['claims']}" + ("".join(f"\n    FAIL {p}" for p in found) or "  ok"),
+              f"claims {row['claims_held']}/{row['claims']}" + ("".join(f"\n    FAIL {p}" for p in found) or "  ok")
+              + "\n    slowest cells: " + ", ".join(f"{c['cell']} ({c['seconds']:.0f} s)" for c in row["slowest_cells"]),
               flush=True)
         merge_rows([row])
     return 1 if failures else 0

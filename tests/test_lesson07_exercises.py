@@ -119,6 +119,24 @@ def test_a_block_with_the_package_attention_passes():
     expect_pass(l07.check_dit_block, PackageAttentionBlock)
 
 
+def test_the_reference_block_passes_and_is_the_package_block():
+    """What lesson 07 goes on with when the learner's block has not passed: it must pass the same check,
+    and be the package's DiTBlock (the same output as calling it directly)."""
+    expect_pass(l07.check_dit_block, l07.reference_make_block)
+    from vdmcourse.nn.dit import DiTBlock, TokenLayout
+
+    torch.manual_seed(0)
+    block = l07.reference_make_block(16, 4, 8)
+    assert isinstance(block.block, DiTBlock) and block.adaLN_modulation is block.block.adaLN_modulation
+    with torch.no_grad():
+        for parameter in block.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    x, c = torch.randn(2, 6, 16), torch.randn(2, 8)
+    layout = TokenLayout.build([(6, 1, 1)], packed=False, causal=False, device="cpu")
+    torch.testing.assert_close(block(x, c), block.block(x, c, layout))
+    assert not torch.allclose(block(x, c), x)  # woken up, it does something
+
+
 def test_no_zero_init_is_named():
     expect_mistake(l07.check_dit_block, lambda *a: Block(*a, zero=False), l07.GATE_NOT_ZERO)
 

@@ -42,10 +42,6 @@ NOT_USED_DOWNSTREAM = {
     ("04", "check_velocity_to_x0"): "the conversions are shown before the exercise with predict_x0_eps; none is done by hand later",
     ("05", "check_unet_forward"): "it runs the toy TinyUNetParts; the package's U-Net has its own forward",
     ("05", "check_temporal_layer"): "the lesson inflates with UNet3D.from_image_model; the learner's layer would mean rewriting section 5",
-    ("07", "check_patchify"): "not audited (issue 18's pass h18d: notebook 07 was another helper's)",
-    ("07", "check_modulate"): "not audited (issue 18's pass h18d: notebook 07 was another helper's)",
-    ("07", "check_dit_block"): "not audited (issue 18's pass h18d: notebook 07 was another helper's)",
-    ("07", "check_packing_mask"): "not audited (issue 18's pass h18d: notebook 07 was another helper's)",
     ("12", "check_blend"): "the pipeline blends internally; section 6 only counts the windows",
 }
 

@@ -76,3 +76,16 @@ def test_two_runs_at_the_same_time_keep_each_others_rows(tmp_path):
         assert run.exitcode == 0
     rows = json.loads((tmp_path / "lessons.json").read_text())
     assert sorted(r["lesson"] for r in rows) == ["09_captions", "10_i2v"]
+
+
+def test_solutions_notebooks_are_selected_by_number_and_run_from_their_own_folder():
+    found = run_lessons.solutions(["05", "12"])
+    assert [path.name for path in found] == ["05_solutions.ipynb", "12_solutions.ipynb"]
+    assert all(path.parent == run_lessons.NOTEBOOKS / "solutions" for path in found)
+    assert [path.name[:2] for path in run_lessons.lessons(["05"])] == ["05"] and run_lessons.lessons(["05"])[0].parent == run_lessons.NOTEBOOKS
+    try:
+        run_lessons.solutions(["99"])
+    except SystemExit as stop:
+        assert "no solutions notebook numbered 99" in str(stop)
+    else:
+        raise AssertionError("an unknown number must stop the run")

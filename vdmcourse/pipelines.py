@@ -6,6 +6,7 @@ Each pipeline keeps to its own section below.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from vdmcourse.metrics.features import load_evaluator
 from vdmcourse.nn.conditioning import added_time_ids, augment_frame, concat_condition
 from vdmcourse.nn.text import TextVideoUNet
 from vdmcourse.presets import load_latent_vae
-from vdmcourse.pretrained import build_model, load_checkpoint
+from vdmcourse.pretrained import build_model, file_sha256, load_checkpoint
 
 __all__ = [
     "LONG_VIDEO_STRATEGIES",
@@ -35,6 +36,7 @@ __all__ = [
     "sliding_windows",
     "VideoPipelineOutput",
     "ImageToVideoPipeline",
+    "MotionCalibration",
     "VideoToVideoPipeline",
     "SignalToVideoPipeline",
     "guidance_ramp",
@@ -419,6 +421,97 @@ def _check_steps(value, who: str) -> int:
     return value
 
 
+def _pool_adjacent_violators(values: list[float]) -> list[tuple[int, int, float]]:
+    """The least-squares non-decreasing fit of ``values`` as blocks ``(first, last, value)``
+    of equal fitted value (isotonic regression); the blocks' values strictly increase."""
+    blocks: list[list] = []  # [first, last, total, count]
+    for i, v in enumerate(values):
+        blocks.append([i, i, float(v), 1])
+        while len(blocks) > 1 and blocks[-2][2] / blocks[-2][3] >= blocks[-1][2] / blocks[-1][3]:
+            last = blocks.pop()
+            blocks[-1][1], blocks[-1][2], blocks[-1][3] = last[1], blocks[-1][2] + last[2], blocks[-1][3] + last[3]
+    return [(first, last, total / count) for first, last, total, count in blocks]
+
+
+def _interpolate(x: float, xs: list[float], ys: list[float]) -> float:
+    """Piecewise-linear interpolation through ``(xs, ys)`` (``xs`` increasing), clamped at the ends."""
+    if x <= xs[0]:
+        return ys[0]
+    if x >= xs[-1]:
+        return ys[-1]
+    i = next(k for k in range(1, len(xs)) if x <= xs[k])
+    return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+
+
+@dataclass(frozen=True)
+class MotionCalibration:
+    """Which ``motion_bucket_id`` gives a requested speed, read off a measured table.
+
+    A bucket *stands for* a speed (16 px/s x bucket / 255 in the course's data), but a model
+    does not deliver exactly that speed: i2v-long-cpu with knob guidance 3 moves at 19 px/s at
+    bucket 200, which stands for 12.5. This fits the measured mean speeds of generated clips
+    (``speeds``, px/s, at ``buckets``; sampled at ``fps`` with ``knob_guidance_scale``) by a
+    non-decreasing curve (isotonic regression: a bucket that came out slower than a lower one
+    is pooled with it, at their mean bucket), and reads it both ways by linear interpolation.
+    :meth:`bucket` is the inverse of :meth:`speed` between the slowest and fastest fitted speeds;
+    outside them it clamps to the table's end buckets (``reachable`` gives the range).
+    Valid for the checkpoint, ``fps`` and ``knob_guidance_scale`` it was measured with.
+    """
+
+    buckets: tuple[float, ...]
+    speeds: tuple[float, ...]
+    fps: float = 6.0
+    knob_guidance_scale: float = 0.0
+    source: str = ""
+
+    def __post_init__(self):
+        who = "MotionCalibration"
+        if len(self.buckets) != len(self.speeds) or len(self.buckets) < 2:
+            raise ValueError(f"{who}: buckets and speeds must be two equally long sequences of >= 2 numbers; got {len(self.buckets)} and {len(self.speeds)}")
+        for b in self.buckets:
+            _check_number(b, "buckets", who, 0.0, 255.0)
+        for v in self.speeds:
+            _check_number(v, "speeds", who, 0.0, 1e6, hint=" (measured px/s)")
+        if any(b >= a for a, b in zip(self.buckets[1:], self.buckets)):
+            raise ValueError(f"{who}: buckets must increase strictly; got {tuple(self.buckets)}")
+        blocks = _pool_adjacent_violators(list(self.speeds))
+        knots = [(sum(self.buckets[first : last + 1]) / (last - first + 1), value) for first, last, value in blocks]
+        if len(knots) < 2:
+            raise ValueError(f"{who}: the measured speeds never grow with the bucket ({tuple(self.speeds)}): nothing to calibrate")
+        object.__setattr__(self, "_knots", knots)
+
+    @property
+    def knots(self) -> list[tuple[float, float]]:
+        """The fitted curve's ``(bucket, px/s)`` points, both strictly increasing."""
+        return list(self._knots)
+
+    @property
+    def reachable(self) -> tuple[float, float]:
+        """The slowest and fastest speed (px/s) the fitted table spans."""
+        return self._knots[0][1], self._knots[-1][1]
+
+    def speed(self, bucket: float) -> float:
+        """The fitted speed (px/s) at ``bucket``."""
+        bucket = _check_number(bucket, "bucket", "MotionCalibration.speed", 0.0, 255.0)
+        return _interpolate(bucket, [b for b, _ in self._knots], [v for _, v in self._knots])
+
+    def bucket(self, speed: float) -> float:
+        """The bucket whose fitted speed is ``speed`` (px/s), clamped to the table's range."""
+        speed = _check_number(speed, "speed", "MotionCalibration.bucket", 0.0, 1e6, hint=" (px/s)")
+        return _interpolate(speed, [v for _, v in self._knots], [b for b, _ in self._knots])
+
+    @classmethod
+    def load(cls, path: str | Path) -> MotionCalibration:
+        """Read a calibration written by :meth:`save` (the JSON keeps extra keys out)."""
+        data = json.loads(Path(path).read_text())
+        return cls(tuple(data["buckets"]), tuple(data["speeds"]), data["fps"], data["knob_guidance_scale"], data.get("source", ""))
+
+    def save(self, path: str | Path, **extra) -> None:
+        table = {"buckets": list(self.buckets), "speeds": list(self.speeds), "fps": self.fps,
+                 "knob_guidance_scale": self.knob_guidance_scale, "source": self.source, **extra}
+        Path(path).write_text(json.dumps(table, indent=1) + "\n")
+
+
 class ImageToVideoPipeline:
     """A clip that starts from a given image, with SVD's knobs.
 
@@ -434,11 +527,15 @@ class ImageToVideoPipeline:
             model generates (latent space; the image is encoded, the clip decoded).
         evaluator: the network whose features are the image embedding (name or model).
         sampler: the course sampler to integrate with (default ``"heun"``).
+        calibration: None, or a :class:`MotionCalibration` measured on this model:
+            ``pipe.calibration.bucket(px_per_s)`` is the bucket that gave that speed (at the
+            calibration's fps and knob guidance). ``from_pretrained`` loads the one shipped
+            beside a checkpoint (``NAME.calibration.json``), if any.
     """
 
     NEUTRAL_KNOBS = {"fps": 6, "motion_bucket_id": 127}  # knob guidance's reference: the call's defaults
 
-    def __init__(self, model, *, vae=None, evaluator="evaluator-cpu", sampler: str = "heun"):
+    def __init__(self, model, *, vae=None, evaluator="evaluator-cpu", sampler: str = "heun", calibration=None):
         config = model.config
         if not (getattr(config, "condition_channels", 0) and getattr(config, "micro_conditioning", False)):
             raise ValueError("ImageToVideoPipeline needs a ConditionedUNet3D with condition_channels > 0 and micro_conditioning (e.g. i2v-cpu)")
@@ -447,6 +544,9 @@ class ImageToVideoPipeline:
         self.device = next(model.parameters()).device
         self.evaluator = evaluator if not isinstance(evaluator, str) else load_evaluator(evaluator, device=self.device)
         self.sampler = sampler
+        if calibration is not None and not isinstance(calibration, MotionCalibration):
+            raise TypeError(f"ImageToVideoPipeline: calibration must be None or a MotionCalibration; got {type(calibration).__name__}")
+        self.calibration = calibration
         self.max_frames = config.frames
         if self.vae is None:
             self.image_shape = (config.channels, config.image_size, config.image_size)
@@ -457,8 +557,18 @@ class ImageToVideoPipeline:
     @classmethod
     def from_pretrained(cls, name_or_path: str = "i2v-cpu", *, device=None, **settings) -> ImageToVideoPipeline:
         """Load a shipped checkpoint by name (or a ``.safetensors`` path); a latent model
-        brings the VAE its metadata names (refused if its fingerprint differs)."""
-        checkpoint = load_checkpoint(_checkpoint_file(name_or_path))
+        brings the VAE its metadata names (refused if its fingerprint differs), and a
+        ``NAME.calibration.json`` beside the checkpoint becomes ``pipe.calibration`` (refused
+        if it was measured on a checkpoint with other bytes)."""
+        path = _checkpoint_file(name_or_path)
+        checkpoint = load_checkpoint(path)
+        table = path.with_name(path.stem + ".calibration.json")
+        if "calibration" not in settings and table.is_file():
+            recorded = json.loads(table.read_text()).get("checkpoint_sha256")
+            if recorded != file_sha256(path):
+                raise ValueError(f"{table} was measured on a checkpoint with SHA-256 {str(recorded)[:12]}..., not {path.name} "
+                                 f"({file_sha256(path)[:12]}...): remeasure it (benchmarks/bench_i2v.py calibrate) or remove it")
+            settings["calibration"] = MotionCalibration.load(table)
         device = pick_device(None if device is None else str(device))
         model = build_model(checkpoint).to(device)
         vae = None

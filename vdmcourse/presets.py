@@ -30,6 +30,7 @@ from vdmcourse.diffusion.distillation import GuidedUNet3D, GuidedUNet3DConfig, g
 from vdmcourse.metrics.alignment import MiniCLIP, MiniCLIPConfig, miniclip_batch, miniclip_loss
 from vdmcourse.metrics.captioner import Captioner, CaptionerConfig, captioner_batch, captioner_loss
 from vdmcourse.metrics.features import Evaluator, EvaluatorConfig, evaluator_batch, evaluator_loss
+from vdmcourse.multisize import bucketed_batch
 from vdmcourse.nn.conditioning import ConditionedUNet3D, ConditionedUNet3DConfig
 from vdmcourse.nn.dit import VideoDiT, VideoDiTConfig
 from vdmcourse.nn.text import TextEncoderConfig, TextVideoConfig, TextVideoUNet
@@ -559,6 +560,25 @@ _PRESETS.extend(
     for name, extra, batch_size, steps in (("dit-wide-cpu", "", 8, 1600), ("dit-wide-b16-cpu", ", batch 16", 16, 900))
 )
 
+# One DiT for many sizes (lesson 07, benchmarks/results/dit.md "Many sizes"): dit-cpu's model
+# with sin-cos + RoPE positions (the walls of each canvas at known rows and columns), trained on
+# Open-Sora's bucketed batches -- 24 and 32 px squares and a 24x48 (2:1) canvas, 6 to 12 frames,
+# one size per step and about dit-cpu's 2560 tokens per batch. Nothing tells the model the
+# canvas size: it must find the far walls from the tokens it sees.
+MULTISIZE_BUCKETS = tuple((frames, height, width) for frames in (6, 8, 10, 12) for height, width in ((24, 24), (32, 32), (24, 48)))
+_PRESETS.append(
+    dataclasses.replace(
+        _DIT_CPU,
+        name="dit-multisize-cpu",
+        description="dit-cpu with sin-cos + RoPE positions trained on bucketed batches of mixed sizes: 24x24, 32x32 and "
+        "24x48 canvases, 6-12 frames (CPU)",
+        model_config=dataclasses.replace(_DIT_CPU.model_config, position="sincos+rope"),
+        batch_source=functools.partial(
+            bucketed_batch, data=MovingMNISTConfig.cpu(), sizes=MULTISIZE_BUCKETS, patch=_DIT_CPU.model_config.patch
+        ),
+    )
+)
+
 # video-cpu fine-tuned with masked-frame conditioning (lesson 12): the same model, new loss and batches.
 _VIDEO_CPU = next(preset for preset in _PRESETS if preset.name == "video-cpu")
 
@@ -611,6 +631,25 @@ _PRESETS.append(
         train=TrainConfig(lr=5e-4, warmup_steps=20, ema_decay=0.995, checkpoint_every=50),
         init_from="video-cpu",
         teacher="video-cpu",
+    )
+)
+
+# The same distillation continued from the shipped student (its run directory, hence its
+# optimizer state, was not kept: Adam restarts with a short warm-up; a new data seed), and
+# recording DPM-Solver++(2M) at 8 steps as its default sampler: 8 calls of 8 clips, the
+# 2-second setting of issue 17. Its run and metrics are in the manifest and fast_paths.md.
+_VIDEO_DISTILLED = next(preset for preset in _PRESETS if preset.name == "video-distilled-cpu")
+_PRESETS.append(
+    dataclasses.replace(
+        _VIDEO_DISTILLED,
+        name="video-distilled-8-cpu",
+        description="video-distilled-cpu trained further on video-cpu's guided outputs; samples with dpm++2m in 8 steps "
+        "by default (one call of B clips per step) (CPU)",
+        steps=1000,
+        train=dataclasses.replace(_VIDEO_DISTILLED.train, seed=1),
+        sampler="dpm++2m",
+        sample_steps=8,
+        init_from="video-distilled-cpu",
     )
 )
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from vdmcourse.exercises.harness import Wrong, expect_close, expect_shape, self_check
+from vdmcourse.nn.dit import DiTBlock, TokenLayout
 from vdmcourse.nn.dit import patchify as reference_patchify
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "reference_patchify",
     "reference_modulate",
     "reference_packing_mask",
+    "reference_make_block",
     "check_patchify",
     "check_modulate",
     "check_dit_block",
@@ -195,6 +197,26 @@ def check_dit_block(make_block):
                      "each modulation: modulate(norm(x), shift, scale).",
             )
     return "Identity at init, clips stay apart, norm then x * (1 + scale) + shift, gated residuals."
+
+
+def reference_make_block(dim: int, heads: int, cond_dim: int) -> nn.Module:
+    """The package's :class:`~vdmcourse.nn.dit.DiTBlock` (full attention) behind the exercise's
+    interface: ``forward(x, c)`` for tokens ``(B, L, D)``, and its ``adaLN_modulation``, zeroed
+    as :class:`~vdmcourse.nn.dit.VideoDiT` zeroes it (so the block starts as the identity)."""
+    return _ReferenceBlock(dim, heads, cond_dim)
+
+
+class _ReferenceBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, cond_dim: int):
+        super().__init__()
+        self.block = DiTBlock(dim, heads, ("full",), cond_dim=cond_dim)
+        self.adaLN_modulation = self.block.adaLN_modulation
+        nn.init.zeros_(self.adaLN_modulation[-1].weight)
+        nn.init.zeros_(self.adaLN_modulation[-1].bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        layout = TokenLayout.build([(x.shape[1], 1, 1)], packed=False, causal=False, device=x.device)  # L tokens in a row
+        return self.block(x, c, layout)
 
 
 # Packing.
