@@ -369,7 +369,8 @@ class LongVideoPipeline:
 #   (Pika): noise the clip to time `strength`, then denoise it under new conditions: another
 #   digit (a label model), a caption (a text model) or a per-frame signal (a sync model: the
 #   clip re-synced to new "audio"). strength 1 is plain sampling; strength -> 0 returns the input.
-# * SignalToVideoPipeline: a per-frame signal drives the digit's brightness (lip-sync in miniature).
+# * SignalToVideoPipeline: a per-frame signal drives the digit's brightness (lip-sync in miniature),
+#   or its size (sync-scale-cpu).
 #
 # All three sample the flow objective the course trains, with the course's samplers.
 
@@ -866,6 +867,8 @@ class SignalToVideoPipeline:
     ``pipe = SignalToVideoPipeline.from_pretrained("sync-cpu")``, then
     ``pipe(signal, labels=torch.tensor([3]), generator=g).frames`` with ``signal`` ``(T,)`` or
     ``(B, T)`` in ``[0, 1]`` (:func:`vdmcourse.data.conditions.frame_brightness` measures it back).
+    The signal drives what the model was trained on: ``sync-scale-cpu``'s drives the digit's size
+    (:func:`vdmcourse.data.conditions.frame_scale` measures it back).
     """
 
     def __init__(self, model, *, sampler: str = "heun", guidance_scale: float = 2.0):

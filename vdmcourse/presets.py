@@ -961,6 +961,21 @@ _PRESETS.append(
     )
 )
 
+# Sync by scale (issue 13: "the digit's scale or brightness"): sync-cpu's model and loss on clips whose
+# digit shrinks about its centre to 0.5 + 0.5 s_t of its size (apply_scale); continued from sync-cpu,
+# whose per-frame signal path is already trained (for brightness).
+_SYNC_CPU = next(preset for preset in _PRESETS if preset.name == "sync-cpu")
+_PRESETS.append(
+    dataclasses.replace(
+        _SYNC_CPU,
+        name="sync-scale-cpu",
+        description="sync to a signal by scale: sync-cpu fine-tuned on clips whose digit's size follows a per-frame signal (CPU)",
+        batch_source=functools.partial(signal_batch, data=_VIDEO_CPU.data, drive="scale"),
+        train=dataclasses.replace(_SYNC_CPU.train, lr=1e-3),
+        init_from="sync-cpu",
+    )
+)
+
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in _PRESETS}
 
 
