@@ -26,6 +26,15 @@ changes only its batch source (:mod:`vdmcourse.datalab`):
    unseen test digits (generalisation) and the nearest-neighbour distance of samples'
    digits to the training digits against that of unseen test digits (memorisation).
 
+2b/3b. ``i2v``   -- experiments 2 and 3 again, through lesson 10's image-to-video conditioning
+   (SVD's motion bucket and fps) instead of a label: :func:`vdmcourse.datalab.tiny_i2v_model`
+   trained by ``image_to_video_loss`` on :func:`~vdmcourse.datalab.i2v_batches` with a narrow
+   speed range (6-9 px/s) or a broad one (3-15 px/s) at one frame stride (fps 6), and the broad
+   range at strides 1, 2, 3 (fps 12, 6, 4), same steps and seed. Each is sampled through
+   ``ImageToVideoPipeline`` from ``--images`` held-out first frames (test digits) at buckets
+   48-240 (fps 6) and at fps 4, 6, 12 (bucket 128), without and with knob guidance (W = 0, 3).
+   Measured: the tracked digit's px/frame; means and slopes with bootstrap intervals over images.
+
 Each finished arm is cached as ``benchmarks/results/data_runs/<arm>.json``: a rerun skips
 it, and an interrupted training resumes from its checkpoint (in ``--work``). Run with one
 torch thread (``OMP_NUM_THREADS=1``), at most one such job per core. Results: ``benchmarks/results/data.md`` / ``.json``
@@ -45,6 +54,7 @@ import torch
 
 from vdmcourse import datalab as lab
 from vdmcourse.data import digit_pool
+from vdmcourse.data.conditions import bucket_speed
 from vdmcourse.metrics.features import load_evaluator
 from vdmcourse.pretrained import atomic_path
 from vdmcourse.train import machine_info
@@ -129,7 +139,50 @@ ARMS = {
     "digits 50/class": ("digits", lambda: lab.pool_batches(lab.limited_digits(50)), lambda m, b, n: eval_digits(m, b, n, 50)),
     "digits 450/class": ("digits", lambda: lab.pool_batches(lab.limited_digits(450)), lambda m, b, n: eval_digits(m, b, n, 450)),
 }
-EXPERIMENTS = ("static", "speed", "stride", "labels", "digits")
+
+# --- experiments 2 and 3 through the image-to-video knobs ---------------------------------------
+
+I2V_BUCKETS = (48, 96, 112, 128, 192, 240)  # at fps 6; the narrow arm's clips span buckets 84-143 (5-95 %: 95-136)
+I2V_FPS = (4, 6, 12)  # at bucket 128
+I2V_BUCKET_FOR_FPS = 128
+NARROW_RANGE = (95, 136)  # 5-95 % of the narrow arm's training buckets (its "trained" entry measures them again)
+KNOB_GUIDANCE = (0.0, 3.0)
+
+
+def i2v_requests() -> list[tuple[float, int]]:
+    return [(6, b) for b in I2V_BUCKETS] + [(fps, I2V_BUCKET_FOR_FPS) for fps in I2V_FPS if fps != 6]
+
+
+def held_out_images(n: int) -> torch.Tensor:
+    """First frames of held-out clips (test digits): ``(n, 1, 24, 24)``."""
+    return lab.draw_clips(n, dataclasses.replace(lab.SMALL, split="test"), torch.Generator().manual_seed(7)).video[:, 0]
+
+
+def trained_buckets(batches, clips: int = 2000) -> dict:
+    """The motion buckets and fps values an arm's batch source draws (its training range)."""
+    generator = torch.Generator().manual_seed(0)
+    drawn = [batches(generator) for _ in range(clips // 8)]
+    buckets = torch.cat([b["motion_bucket"] for b in drawn])
+    p5, p95 = torch.quantile(buckets, torch.tensor([0.05, 0.95])).tolist()
+    fps = sorted(set(torch.cat([b["fps"] for b in drawn]).tolist()))
+    return {"bucket_min": buckets.min().item(), "bucket_p5": p5, "bucket_p95": p95, "bucket_max": buckets.max().item(), "fps": fps}
+
+
+def eval_i2v(model, batches, n):
+    images = held_out_images(n)
+    out = {"requests": i2v_requests(), "images": n, "trained": trained_buckets(batches), "sampler": "euler", "sampling_steps": 10}
+    for w in KNOB_GUIDANCE:
+        out[f"W{w:g}"] = lab.i2v_speeds(model, images, out["requests"], knob_guidance_scale=w).tolist()  # (N, K) px/frame
+    return out
+
+
+I2V_ARMS = {
+    "i2v narrow 6-9 px/s, fps 6": ("i2v", lambda: lab.i2v_batches((0.5, 0.75), (2,)), eval_i2v),
+    "i2v broad 3-15 px/s, fps 6": ("i2v", lambda: lab.i2v_batches((0.25, 1.25), (2,)), eval_i2v),
+    "i2v broad 3-15 px/s, fps 4/6/12": ("i2v", lambda: lab.i2v_batches((0.25, 1.25), (1, 2, 3)), eval_i2v),
+}
+ARMS.update(I2V_ARMS)
+EXPERIMENTS = ("static", "speed", "stride", "labels", "digits", "i2v")
 
 
 def slug(name: str) -> str:
@@ -141,18 +194,20 @@ def run(args) -> None:
     only = set(args.only.split(",")) if args.only else set(EXPERIMENTS)
     for name, (experiment, factory, evaluate) in ARMS.items():
         cached = RUNS / f"{slug(name)}.json"
-        if experiment not in only:
+        if experiment not in only or (args.arm and args.arm not in slug(name)):
             continue
-        if cached.is_file() and json.loads(cached.read_text()).get("steps") == args.steps:
+        steps = args.i2v_steps if experiment == "i2v" else args.steps
+        if cached.is_file() and json.loads(cached.read_text()).get("steps") == steps:
             print(f"{name}: cached", flush=True)
             continue
         started = time.process_time()
         batches = factory()
-        model, info = lab.train_arm(batches, args.steps, out_dir=Path(args.work) / slug(name))
+        i2v = {"model": lab.tiny_i2v_model, "loss": lab.i2v_loss} if experiment == "i2v" else {}
+        model, info = lab.train_arm(batches, steps, out_dir=Path(args.work) / slug(name), **i2v)
         eval_cpu = time.process_time()
         torch.manual_seed(0)
-        result = evaluate(model, batches, args.samples)
-        entry = {"arm": name, "experiment": experiment, "steps": args.steps, "batch_size": 8, "seed": 0, "samples": args.samples,
+        result = evaluate(model, batches, args.images if i2v else args.samples)
+        entry = {"arm": name, "experiment": experiment, "steps": steps, "batch_size": 8, "seed": 0, "samples": args.samples,
                  "train": info, "eval_cpu_s": time.process_time() - eval_cpu, "total_cpu_s": time.process_time() - started,
                  "result": result, "machine": machine_info(), "load_average": os.getloadavg()}
         with atomic_path(cached) as tmp:
@@ -178,7 +233,7 @@ def tables(runs: dict) -> list[str]:
         return lines + ["(no arm has run yet)"]
     first = next(iter(runs.values()))
     lines += [
-        f"Every arm: `vdmcourse.datalab.tiny_model` (71 k parameters), {first['steps']} steps at batch 8 from seed 0 "
+        f"Every arm of sections 1-5: `vdmcourse.datalab.tiny_model` (71 k parameters), {first['steps']} steps at batch 8 from seed 0 "
         f"(24x24, 8-frame, one-digit clips); {first['samples']} samples per measurement (Euler, 10 steps, guidance 2). "
         f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_data.py run --steps {first['steps']}`.",
         "",
@@ -225,10 +280,132 @@ def tables(runs: dict) -> list[str]:
                          f"{r['loss_test_digits'] - r['loss_train_digits']:+.4f} | {r['samples_to_train']:.3f} | {r['test_to_train']:.3f} | {cost(e)} |")
         lines += ["", f"Loss: flow loss at 8 fixed noise levels with fixed noise on {first['samples']} clips. NN distance: median RMS "
                   "(intensity) to the nearest training digit, 1-px shifts forgiven.", ""]
+    lines += i2v_tables(runs)
     total = sum(e["total_cpu_s"] for e in runs.values()) / 60
     lines += [f"Total CPU: {total:.1f} min over {len(runs)} arms. Machine: {first['machine']['cpu']}, "
               f"{first['machine']['torch_threads']} thread(s).", ""]
     return lines
+
+
+def i2v_columns(result: dict, w: float) -> dict:
+    """Per request ``(fps, bucket)`` of an i2v arm at knob guidance ``w``: the per-image px/frame ``(N,)``."""
+    speeds = torch.tensor(result[f"W{w:g}"], dtype=torch.float64)  # (N, K)
+    return {tuple(request): speeds[:, k] for k, request in enumerate(result["requests"])}
+
+
+def i2v_summary(result: dict, w: float) -> dict:
+    """Experiment 2 (buckets at fps 6, in px/s) and 3 (fps at one bucket, in px/frame) of one arm
+    at knob guidance ``w``: means and slopes, each with its bootstrap interval over the images."""
+    columns = i2v_columns(result, w)
+    per_s = {b: columns[(6, b)] * 6 for b in I2V_BUCKETS}  # px/s = px/frame x fps
+    per_frame = {fps: columns[(fps, I2V_BUCKET_FOR_FPS)] for fps in I2V_FPS}
+    inside = [b for b in I2V_BUCKETS if NARROW_RANGE[0] <= b <= NARROW_RANGE[1]]
+    asked_s = {b: bucket_speed(b).item() for b in I2V_BUCKETS}
+    asked_frame = {fps: bucket_speed(I2V_BUCKET_FOR_FPS).item() / fps for fps in I2V_FPS}
+    out = {
+        "bucket_px_s": {b: lab.mean_interval(v) for b, v in per_s.items()},
+        "fps_px_frame": {fps: lab.mean_interval(v) for fps, v in per_frame.items()},
+        "slope_all": lab.knob_slope(torch.stack(list(per_s.values()), 1), list(asked_s.values())),
+        "slope_fps": lab.knob_slope(torch.stack(list(per_frame.values()), 1), list(asked_frame.values())),
+        "asked_px_s": asked_s, "asked_px_frame": asked_frame,
+    }
+    if len(inside) >= 2:
+        out["slope_inside"] = lab.knob_slope(torch.stack([per_s[b] for b in inside], 1), [asked_s[b] for b in inside])
+    return out
+
+
+def i2v_tables(runs: dict) -> list[str]:
+    arms = [(name, e) for name, e in runs.items() if e["experiment"] == "i2v"]
+    if not arms:
+        return []
+    first = arms[0][1]
+    r0 = first["result"]
+
+    def cell(values):
+        mean, low, high = values
+        return f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+
+    lines = [
+        "## 2b. Motion diversity through the motion bucket (image-to-video)", "",
+        f"Each arm: `vdmcourse.datalab.tiny_i2v_model` ({sum(p.numel() for p in lab.tiny_i2v_model().parameters()) / 1e3:.0f} k parameters; "
+        f"the first frame on channels, the evaluator's image embedding, SVD's [fps - 1, motion bucket, noise_aug] added to the time "
+        f"embedding, condition_gain {lab.I2V_GAIN:g}) trained by `image_to_video_loss` (t_mean 0.5) on `datalab.i2v_batches` (groups of 4 "
+        f"clips share a first frame) for {first['steps']} steps at batch 8 from seed 0. Sampled through `ImageToVideoPipeline` "
+        f"({r0['sampler']}, {r0['sampling_steps']} steps, SVD's frame-wise guidance 1 -> 3) from the first frames of {r0['images']} "
+        "held-out clips (test digits), the same images and noise for every request; knob guidance W = 0 (SVD's sampling) and W = 3 "
+        "(`knob_guidance_scale`: away from the neutral fps 6, bucket 127). Measured: the tracked digit's displacement per frame; "
+        "mean over images [basic bootstrap 95 % interval over images]. "
+        "Command: `/work/bin/heavy python benchmarks/bench_data.py run --only i2v --i2v-steps "
+        f"{first['steps']} --images {r0['images']}` (one job per arm, `--arm`).", "",
+        "Training range of each arm (motion buckets of 2,000 of its training clips, min / 5 % / 95 % / max; fps):", "",
+    ]
+    for name, e in arms:
+        t = e["result"]["trained"]
+        fps = ", ".join(f"{f:g}" for f in t["fps"])
+        lines.append(f"- {name}: buckets {t['bucket_min']:.0f} / {t['bucket_p5']:.0f} / {t['bucket_p95']:.0f} / {t['bucket_max']:.0f}; fps {fps}; "
+                     f"{e['train']['steps']} steps, {e['train']['cpu_s']:.0f} CPU s training, {e['eval_cpu_s']:.0f} CPU s evaluation")
+    asked = " | ".join(f"{bucket_speed(b).item():.1f}" for b in I2V_BUCKETS)
+    inside = ", ".join(str(b) for b in I2V_BUCKETS if NARROW_RANGE[0] <= b <= NARROW_RANGE[1])
+    lines += [
+        "", f"Speed at fps 6 in px/s (tracked px/frame x 6) for each requested bucket; 'inside' = buckets {inside} (within the narrow "
+        "arm's 5-95 % range). Slope: least-squares slope of measured on asked px/s over images (1: the bucket is followed "
+        "exactly; 0: ignored), inside the narrow range and over all buckets.", "",
+        "| training data | W | " + " | ".join(f"bucket {b}" for b in I2V_BUCKETS) + " | slope inside | slope all |",
+        "|---" * (len(I2V_BUCKETS) + 4) + "|",
+        "| *asked px/s* | | " + asked + " | 1 | 1 |",
+    ]
+    summaries = {}
+    for name, e in arms:
+        for w in KNOB_GUIDANCE:
+            s = summaries[name, w] = i2v_summary(e["result"], w)
+            cells = " | ".join(cell(s["bucket_px_s"][b]) for b in I2V_BUCKETS)
+            lines.append(f"| {name} | {w:g} | {cells} | {cell(s['slope_inside'])} | {cell(s['slope_all'])} |")
+    asked = " | ".join(f"{bucket_speed(I2V_BUCKET_FOR_FPS).item() / fps:.2f}" for fps in I2V_FPS)
+    lines += [
+        "", "## 3b. Frame rate through fps conditioning (image-to-video)", "",
+        f"The same arms asked for fps 4, 6 and 12 at bucket {I2V_BUCKET_FOR_FPS} ({bucket_speed(I2V_BUCKET_FOR_FPS).item():.1f} px/s): "
+        "tracked px/frame [95 % interval]. The one-stride arms saw fps 6 only. Slope: measured on asked px/frame over the three fps; "
+        "ratio: fps 4 over fps 12 (the data: 3).", "",
+        "| training data | W | " + " | ".join(f"fps {f}" for f in I2V_FPS) + " | slope | ratio 4/12 |", "|---" * (len(I2V_FPS) + 4) + "|",
+        "| *asked px/frame* | | " + asked + " | 1 | 3.00 |",
+    ]
+    for name, e in arms:
+        for w in KNOB_GUIDANCE:
+            s = summaries[name, w]
+            cells = " | ".join(cell(s["fps_px_frame"][f]) for f in I2V_FPS)
+            ratio = s["fps_px_frame"][4][0] / s["fps_px_frame"][12][0]
+            lines.append(f"| {name} | {w:g} | {cells} | {cell(s['slope_fps'])} | {ratio:.2f} |")
+    return lines + ["", "Plot: `data_i2v.png`.", ""]
+
+
+def i2v_plot(runs: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = [(name, e) for name, e in runs.items() if e["experiment"] == "i2v"]
+    if not arms:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    asked_s = [bucket_speed(b).item() for b in I2V_BUCKETS]
+    axes[0].axvspan(bucket_speed(NARROW_RANGE[0]).item(), bucket_speed(NARROW_RANGE[1]).item(), color="0.9", label="narrow range")
+    axes[0].plot(asked_s, asked_s, "k--", label="asked")
+    asked_frame = [bucket_speed(I2V_BUCKET_FOR_FPS).item() / f for f in I2V_FPS]
+    axes[1].plot(I2V_FPS, asked_frame, "k--", label="asked")
+    for i, (name, e) in enumerate(arms):
+        for w, style in zip(KNOB_GUIDANCE, ("-", ":")):
+            s = i2v_summary(e["result"], w)
+            for axis, x, values in ((axes[0], asked_s, [s["bucket_px_s"][b] for b in I2V_BUCKETS]),
+                                    (axes[1], list(I2V_FPS), [s["fps_px_frame"][f] for f in I2V_FPS])):
+                mean = [v[0] for v in values]
+                err = [[v[0] - v[1] for v in values], [v[2] - v[0] for v in values]]
+                axis.errorbar(x, mean, yerr=err, fmt="o" + style, color=f"C{i}", capsize=2, label=f"{name}, W={w:g}")
+    axes[0].set(xlabel="asked speed (px/s, from the bucket)", ylabel="measured px/s", title="2b. motion bucket at fps 6")
+    axes[1].set(xlabel="asked fps", ylabel="measured px/frame", title=f"3b. fps at bucket {I2V_BUCKET_FOR_FPS}")
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "data_i2v.png", dpi=90)
 
 
 def _caption_quality() -> list[str]:
@@ -307,6 +484,7 @@ def report(_args=None) -> None:
         tmp.write_text("\n".join(tables(runs)))
     if runs:
         plots(runs)
+        i2v_plot(runs)
     print("\n".join(tables(runs)))
 
 
@@ -316,6 +494,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help=f"comma-separated experiments of {EXPERIMENTS}")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--samples", type=int, default=48)
+    parser.add_argument("--i2v-steps", type=int, default=1500, help="training steps of the i2v arms")
+    parser.add_argument("--images", type=int, default=24, help="held-out first frames per request (i2v arms)")
+    parser.add_argument("--arm", default="", help="only arms whose name (slugged) contains this")
     parser.add_argument("--work", default="/tmp/vdm_bench_data", help="where arms checkpoint (resume after a kill)")
     args = parser.parse_args()
     if args.command == "run":

@@ -10,6 +10,9 @@ time, and sample quality at fixed training budgets against the U-Net.
     python benchmarks/bench_dit.py budgets runs/dit-cpu      # strips + metrics at 5/10/15/30 min
     python benchmarks/bench_dit.py pilot NAME --seconds 210 --set layout=alternate position=sincos+rope
                                                              # a short run of dit-cpu with changes, scored as budgets
+    python benchmarks/bench_dit.py multisize --checkpoint runs/dit-multisize-cpu/model.safetensors
+                                                             # one model at sizes it saw and never saw
+    python benchmarks/bench_dit.py identity --clips 60       # what identity persistence counts, on dit-cpu and video-cpu
 
 ``flops`` counts one training step's FLOPs with ``torch.utils.flop_counter.FlopCounterMode``
 (forward + backward; the optimiser's elementwise work is not counted), times the step, and
@@ -21,6 +24,14 @@ the other in one process (one thread), and report step time, the memory autograd
 for the backward pass, and the loss; ``scaling`` also plots loss against training FLOPs
 and draws a strip per width. ``budgets`` scores the snapshots of a ``dit-cpu`` run exactly
 as ``bench_unet3d.py budgets`` scores ``video-cpu`` (same clips, seeds, metrics).
+
+``multisize`` samples one checkpoint at clip sizes its bucketed training saw and at sizes it
+never saw, and scores each size against real clips of that size: the per-clip metrics work on
+any size (the tracker, identity on 16-px crops, physics with each axis's own walls); KID needs
+the evaluator's 32x32x10 input, so generated and real clips alike go through
+``vdmcourse.multisize.evaluator_window`` (first 10 frames, the square around the digit's path,
+zero-padded below 32 px), and the real-vs-real KID at the same size is the floor.
+``identity`` splits identity persistence into what it counts and what it leaves out.
 
 Everything goes to ``benchmarks/results/dit.md`` (and ``.json``) with the machine and the
 load average: on a shared machine the wall-clock figures are pessimistic.
@@ -44,18 +55,25 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_unet3d import CLIPS, PER_DIGIT, _draw, _evaluator, _scores, load_average, saved_for_backward_mb  # noqa: E402
 
 from vdmcourse.course import CHECKPOINT_DIR, seed_everything, to_unit_range  # noqa: E402
+from vdmcourse.metrics import clip_metrics, frame_classes, identity_left_out, identity_persistence, kid, track_digits, video_features  # noqa: E402
+from vdmcourse.metrics.temporal import shape_change  # noqa: E402
+from vdmcourse.multisize import evaluator_window, generate_sized_clips  # noqa: E402
 from vdmcourse.data import MovingMNISTConfig, generate_clips  # noqa: E402
 from vdmcourse.diffusion import sample  # noqa: E402
 import vdmcourse.nn.dit as dit_module  # noqa: E402
 from vdmcourse.nn.attention import naive_attention  # noqa: E402
 from vdmcourse.nn.dit import bucket_batch_sizes  # noqa: E402
-from vdmcourse.presets import get_preset  # noqa: E402
+from vdmcourse.presets import MULTISIZE_BUCKETS, get_preset  # noqa: E402
 from vdmcourse.pretrained import atomic_path, build_model, load_checkpoint, load_pretrained  # noqa: E402
 from vdmcourse.train import Trainer, machine_info  # noqa: E402
 from vdmcourse.viz import frame_strip  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 BUDGETS_MIN = (5, 10, 15, 30)
+# (T, H, W): sizes dit-multisize-cpu trained on (MULTISIZE_BUCKETS), then sizes it never saw:
+# larger squares, a larger 2:1 canvas, the 2:1 canvas turned upright, longer clips.
+MULTISIZE_SEEN = [(10, 32, 32), (6, 24, 24), (12, 24, 48), (12, 32, 32)]
+MULTISIZE_UNSEEN = [(10, 40, 40), (10, 32, 64), (10, 48, 24), (16, 32, 32), (20, 32, 32)]
 
 
 def _batch(preset, seed=0):
@@ -365,6 +383,98 @@ def budgets(args) -> dict:
             "clock": f"CPU minutes ({cpu_step:.3f} CPU-s per step, the run's /usr/bin/time total over its steps)" if cpu_step else "the trainer's clock (wall)"}
 
 
+def _draw_sized(model, info: dict, size, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` clips of ``size`` = (T, H, W), digits 0, 1, ..., 9, 0, ... with the checkpoint's
+    sampler settings: ``(n, T, 1, H, W)`` in [0, 1]."""
+    frames, height, width = size
+    clips = sample(model, (n, frames, 1, height, width), sampler=info["sampler"], steps=info["sample_steps"],
+                   cond=torch.arange(n) % 10, guidance_scale=info["guidance_scale"], generator=seed_everything(seed), progress=False)
+    return to_unit_range(clips)
+
+
+def _size_scores(video, real, floor, evaluator) -> dict:
+    """Per-clip metrics of ``video`` and of ``floor`` (a second real set), and the KID of each
+    to ``real`` through the evaluator window (None for clips shorter than its 10 frames)."""
+    scores = {"videos": {**clip_metrics(video, evaluator, 1), "shape_change": shape_change(video).mean().item()},
+              "real": {**clip_metrics(floor, evaluator, 1), "shape_change": shape_change(floor).mean().item()}}
+    frames = evaluator.config.frames
+    for name, clips in (("videos", video), ("real", floor)):
+        scores[name]["kid"] = None
+        if video.shape[1] >= frames:
+            features = [video_features(evaluator, evaluator_window(c, frames=frames, size=evaluator.config.canvas)) for c in (clips, real)]
+            scores[name]["kid"] = kid(*features, generator=torch.Generator().manual_seed(0))[0]
+    return scores
+
+
+def multisize(args) -> dict:
+    import matplotlib.pyplot as plt
+
+    evaluator = _evaluator()
+    real_data = MovingMNISTConfig.cpu(split="test")
+    runs = [("dit-multisize-cpu", args.checkpoint, MULTISIZE_SEEN + MULTISIZE_UNSEEN)]
+    if args.baseline:
+        runs.append((args.baseline, str(CHECKPOINT_DIR / f"{args.baseline}.safetensors"), [tuple(s) for s in args.baseline_sizes]))
+    rows, shown = [], []
+    for name, path, sizes in runs:
+        checkpoint = load_checkpoint(path)
+        model, info = build_model(checkpoint), checkpoint.metadata
+        trained = MULTISIZE_BUCKETS if name == "dit-multisize-cpu" else [(info["sample_shape"][0], *info["sample_shape"][2:])]
+        for size in sizes:
+            started = time.process_time()
+            video = _draw_sized(model, info, size, args.clips)
+            sample_cpu_s = time.process_time() - started
+            real, floor = (generate_sized_clips(args.clips, real_data, frames=size[0], height=size[1], width=size[2],
+                                                generator=torch.Generator().manual_seed(seed)).video for seed in (0, 1))
+            row = {"model": name, "size": list(size), "seen": tuple(size) in trained, "tokens": model.tokens_per_clip(*size),
+                   "sample_cpu_s": sample_cpu_s, **_size_scores(video, real, floor, evaluator)}
+            rows.append(row)
+            print({k: v for k, v in row.items()}, flush=True)
+            if name == "dit-multisize-cpu":
+                shown.append((size, row["seen"], video[3], real[3]))
+    # the strip: for each size, digit 3's generated clip above a real clip of that size (every other frame)
+    fig, axes = plt.subplots(len(shown), 1, figsize=(11, 1.9 * len(shown)), layout="constrained",
+                             gridspec_kw={"height_ratios": [2 * s[1] for s, *_ in shown]})
+    for ax, (size, seen, clip, real_clip) in zip(axes, shown):
+        frame_strip(torch.stack([clip, real_clip]), every=2, titles=["model", "real"], ax=ax)
+        ax.set_title(f"{size[0]} frames, {size[1]}x{size[2]} ({'seen' if seen else 'never seen'} in training)", fontsize=9, loc="left")
+    with atomic_path(RESULTS / "dit_multisize.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return {"checkpoint": args.checkpoint, "clips": args.clips, "buckets": [list(s) for s in MULTISIZE_BUCKETS],
+            "load_average": load_average(), "rows": rows, "strip": "benchmarks/results/dit_multisize.png"}
+
+
+def identity(args) -> dict:
+    """Identity persistence split into what it counts: frames left out ("skip"), the same
+    score with left-out frames and never-clean clips as failures ("miss"), the share of
+    frames whose digit vanished, and how often a frame's class is the digit asked for."""
+    evaluator = _evaluator()
+    rows = []
+    real = generate_clips(args.clips, MovingMNISTConfig.cpu(split="test"), generator=torch.Generator().manual_seed(0))
+    sources = [("real clips", None)] + [(name, name) for name in args.models]
+    for name, checkpoint_name in sources:
+        if checkpoint_name is None:
+            video, asked = real.video, real.labels[:, 0]
+        else:
+            checkpoint = load_checkpoint(CHECKPOINT_DIR / f"{checkpoint_name}.safetensors")
+            info = checkpoint.metadata
+            video = _draw_sized(build_model(checkpoint), info, (info["sample_shape"][0], *info["sample_shape"][2:]), args.clips)
+            asked = torch.arange(args.clips) % 10
+        tracks = track_digits(video, 1)
+        skip = identity_persistence(video, evaluator, 1, tracks=tracks)
+        seen = torch.isfinite(tracks.centres).all(-1)[..., 0]  # (N, T)
+        classes = frame_classes(video, evaluator, tracks)[..., 0]  # (N, T)
+        rows.append({"source": name, "clips": len(video), "identity_skip": skip.nanmean().item(),
+                     "identity_miss": identity_persistence(video, evaluator, 1, tracks=tracks, left_out="miss").mean().item(),
+                     "left_out": identity_left_out(video, 1, tracks=tracks).mean().item(), "nan_clips": int(skip.isnan().sum()),
+                     "vanished_frames": (~seen).float().mean().item(),
+                     "asked_digit_frames": ((classes == asked[:, None]) & seen).float().mean().item()})
+        print(rows[-1], flush=True)
+    frames = real.video.shape[1]
+    return {"rows": rows, "load_average": load_average(), "frames": frames,
+            "chance_identity": (1 + (frames - 1) / 10) / frames}
+
+
 def write_report(results: dict) -> None:
     path = RESULTS / "dit.json"
     stored = json.loads(path.read_text()) if path.is_file() else {}
@@ -462,6 +572,43 @@ def write_report(results: dict) -> None:
         for r in sm["rows"]:
             lines.append(f"| {r['model']} | {r['sampler']} | {r['steps']} | {r['guidance']} | {r['threads']} | {r['seconds_8_clips']:.2f} |")
         lines.append("")
+    if "multisize" in stored:
+        ms = stored["multisize"]
+        lines += ["## One model, many sizes (dit-multisize-cpu)", "",
+                  f"`{ms['checkpoint']}`, trained on bucketed batches of {len(ms['buckets'])} sizes (T x H x W: "
+                  f"{', '.join('x'.join(map(str, b)) for b in ms['buckets'])}). At each size {ms['clips']} clips (digits 0-9 in turn, "
+                  "seed 0, the checkpoint's sampler) against real clips of that size (test digits; a second real set gives the floor "
+                  "in brackets). KID: generated and real clips through the evaluator window (first 10 frames, the 32x32 square "
+                  "around the digit's path, zero-padded below 32 px); n/a for clips under 10 frames. Fréchet is left out: "
+                  f"{ms['clips']} clips are fewer than the evaluator's 64 feature dimensions. Load average {ms['load_average']}. "
+                  "Strip: [dit_multisize.png](dit_multisize.png).", "",
+                  "| model | T x H x W | in training | tokens | identity | physics px | digit count | flicker | shape change | KID | sample CPU s |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+        def both(row, key, spec):
+            value, floor = row["videos"][key], row["real"][key]
+            return "n/a" if value is None else f"{value:{spec}} ({floor:{spec}})"
+
+        for r in ms["rows"]:
+            lines.append(f"| {r['model']} | {'x'.join(map(str, r['size']))} | {'seen' if r['seen'] else '**never seen**'} | {r['tokens']} | "
+                         f"{both(r, 'identity', '.2f')} | {both(r, 'physics_px', '.2f')} | {both(r, 'digit_count', '.2f')} | "
+                         f"{both(r, 'flicker', '.4f')} | {both(r, 'shape_change', '.2f')} | {both(r, 'kid', '.2f')} | {r['sample_cpu_s']:.0f} |")
+        lines.append("")
+    if "identity" in stored:
+        ident = stored["identity"]
+        lines += ["## What identity persistence counts", "",
+                  "`identity_persistence` counts a digit's clean frames (kept class or not) and the frames where it vanished "
+                  "(misses); it leaves out frames where the digit is seen but touches another digit, and a clip with no clean frame "
+                  "is NaN (dropped from the mean). 'miss' counts both as failures instead. 'asked digit' is the share of frames whose "
+                  "evaluator class is the label the clip was drawn for. "
+                  f"A clip whose per-frame class were random would score {ident['chance_identity']:.2f} "
+                  f"(the first clean frame always matches itself; {ident['frames']} frames). Load average {ident['load_average']}.", "",
+                  "| source | clips | identity (skip: shipped) | identity (miss) | frames left out | NaN clips | vanished frames | asked digit |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in ident["rows"]:
+            lines.append(f"| {r['source']} | {r['clips']} | {r['identity_skip']:.3f} | {r['identity_miss']:.3f} | {r['left_out']:.3f} | "
+                         f"{r['nan_clips']} | {r['vanished_frames']:.3f} | {r['asked_digit_frames']:.3f} |")
+        lines.append("")
     if stored.get("notes"):
         lines += ["## What we see", "", stored["notes"], ""]
     with atomic_path(RESULTS / "dit.md") as tmp:
@@ -491,6 +638,15 @@ def main(argv=None) -> int:
     pilot_parser.add_argument("--seconds", type=float, default=210.0)
     pilot_parser.add_argument("--set", nargs="*", default=[], help="key=value changes to the model config, TrainConfig or preset")
     pilot_parser.add_argument("--cpu", action="store_true", help="--seconds of this process's CPU time, not wall time (shared machines)")
+    multisize_parser = sub.add_parser("multisize", help="one checkpoint at sizes it saw and never saw")
+    multisize_parser.add_argument("--checkpoint", default=str(CHECKPOINT_DIR / "dit-multisize-cpu.safetensors"))
+    multisize_parser.add_argument("--clips", type=int, default=40, help="clips per size")
+    multisize_parser.add_argument("--baseline", default="", help="a shipped single-size model scored at --baseline-sizes too (e.g. dit-cpu)")
+    multisize_parser.add_argument("--baseline-sizes", type=lambda text: tuple(int(v) for v in text.split("x")), nargs="*",
+                                  default=[(10, 32, 32), (10, 40, 40), (16, 32, 32)], help="TxHxW, e.g. 10x40x40")
+    identity_parser = sub.add_parser("identity", help="what identity persistence counts, on shipped models' samples")
+    identity_parser.add_argument("--clips", type=int, default=60)
+    identity_parser.add_argument("--models", nargs="+", default=["dit-cpu", "video-cpu"])
     sub.add_parser("note", help="set the closing note of the report").add_argument("text")
     args = parser.parse_args(argv)
     if args.command == "note":
@@ -500,7 +656,8 @@ def main(argv=None) -> int:
         pilot(args)
         write_report({})
         return 0
-    run = {"flops": flops, "layouts": layouts, "packing": packing, "scaling": scaling, "sampling": sampling, "budgets": budgets}[args.command]
+    run = {"flops": flops, "layouts": layouts, "packing": packing, "scaling": scaling, "sampling": sampling, "budgets": budgets,
+           "multisize": multisize, "identity": identity}[args.command]
     key = f"budgets_{args.label}" if args.command == "budgets" and args.label else args.command
     write_report({key: run(args)})
     return 0

@@ -53,6 +53,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -366,6 +367,13 @@ def goal_metric_rows(clips: int, models=GOAL_MODELS, settings=METRIC_SETTINGS) -
     return rows
 
 
+def _metric_cell(metrics: dict, name: str) -> str:
+    """A metric as the table prints it; KID with its interval where the run measured one."""
+    if name == "kid" and "kid_low" in metrics:
+        return f"{metrics['kid']:.3g} [{metrics['kid_low']:.3g}, {metrics['kid_high']:.3g}]"
+    return f"{metrics[name]:.3g}"
+
+
 def _machine_line(machine: dict, load: float) -> str:
     return (f"{machine['cpu']}, {machine['cores']} cores, {machine['torch_threads']} torch thread(s), torch {machine['torch']}; "
             f"1-minute load average {load:.1f} at the end")
@@ -483,7 +491,7 @@ def markdown(data: dict) -> str:
                       f"{', '.join(models)}, median of {goal['repeats']} run(s), all rows in the same run; the compiled path after compiling, "
                       f"the eager ones with no separate warm-up; compiling (once per model, not counted) took up to {compile_s:.0f} s. "
                       "'clips per call': a guided call of the shipped model is one batch of 16 (the 8 clips with their labels and "
-                      "with the null label); the guidance-distilled student (video-distilled-cpu) makes one call of 8.", "",
+                      "with the null label); a guidance-distilled student (video-distilled-cpu, video-distilled-8-cpu) makes one call of 8.", "",
                       "| model | sampler | steps | calls | clips per call | path | s / 8 clips | load before / after |",
                       "|---|---|---:|---:|---:|---|---:|---|"]
             for r in timings:
@@ -495,16 +503,29 @@ def markdown(data: dict) -> str:
                 lines += ["", f"{', '.join(untrained)}: timed with the preset's model as built (not shipped at the time of the run); "
                           "the time of a call does not depend on the weights."]
             lines.append("")
+            defaults = {}  # model: {path: row} at the model's own sampler and steps
+            for model in models:
+                preset = get_preset(model)
+                defaults[model] = {r["config"]: r for r in timings
+                                   if r["model"] == model and (r["sampler"], r["steps"]) == (preset.sampler, preset.sample_steps)}
             for model in models:
                 mine = [r for r in timings if r["model"] == model]
                 best = min(mine, key=lambda r: r["s_per_8_clips"])
                 preset = get_preset(model)
-                default = [r for r in mine if (r["sampler"], r["steps"]) == (preset.sampler, preset.sample_steps)]
+                default = list(defaults[model].values())
                 fastest_default = min(default, key=lambda r: r["s_per_8_clips"]) if default else None
                 text = f"- {model}: fastest {best['s_per_8_clips']:.2f} s ({best['sampler']} {best['steps']} steps, {best['config']})"
                 if fastest_default:
                     text += (f"; at its default steps ({preset.sampler} {preset.sample_steps}) {fastest_default['s_per_8_clips']:.2f} s "
                              f"({fastest_default['config']}): the 2 s goal is {'reached' if fastest_default['s_per_8_clips'] <= 2 else 'not reached'} there")
+                    plain = defaults[model].get("fp32")
+                    if plain is not None and plain is not fastest_default:
+                        text += f" ({plain['s_per_8_clips']:.2f} s in plain fp32, the sampling a learner gets without options)"
+                    first = defaults[models[0]]  # side by side with the first model's default, path for path
+                    ratios = [f"{first[path]['s_per_8_clips'] / row['s_per_8_clips']:.2f}x in {path}"
+                              for path, row in defaults[model].items() if model != models[0] and path in first]
+                    if ratios:
+                        text += f"; against {models[0]} at its default in the same run: " + ", ".join(ratios)
                 lines.append(text + ".")
             layouts = [r for r in rows if r["part"] == "layout"]
             if layouts:
@@ -525,8 +546,11 @@ def markdown(data: dict) -> str:
                       f"`{command}`, {mine[0].get('threads') or mine[0]['machine']['torch_threads']} thread(s).", "",
                       "| model | sampler | steps | " + " | ".join(names) + " |", "|---|---|---:|" + "---:|" * len(names)]
             for r in mine:
-                lines.append(f"| {r['model']} | {r['sampler']} | {r['steps']} | " + " | ".join(f"{r['videos'][n]:.3g}" for n in names) + " |")
-            lines.append("| real clips | | | " + " | ".join(f"{mine[0]['real'][n]:.3g}" for n in names) + " |")
+                lines.append(f"| {r['model']} | {r['sampler']} | {r['steps']} | " + " | ".join(_metric_cell(r["videos"], n) for n in names) + " |")
+            lines.append("| real clips | | | " + " | ".join(_metric_cell(mine[0]["real"], n) for n in names) + " |")
+            if "kid_low" in mine[0]["videos"]:
+                lines += ["", "KID [low, high]: its 95 % bootstrap interval (`vdmcourse.metrics.kid_bootstrap`, as `evaluate_videos` reports it); the real-vs-real "
+                          "row is one draw of the floor (benchmarks/results/metrics_floor.md: Fréchet 3.4 to 7.5, KID -0.04 to 0.22 over eight draws)."]
             floor = mine[0]["real"]["frechet"]
             if floor >= min(r["videos"]["frechet"] for r in mine):
                 lines += ["", f"With {mine[0]['clips']} clips, barely more than the evaluator's feature dimensions, the Fréchet "
@@ -562,7 +586,7 @@ def main() -> None:
     path = RESULTS / "fast_paths.json"
     data = json.loads(path.read_text()) if path.is_file() else {}
     data = {key: value for key, value in data.items() if key in ("table", "quality", "ddp", "goal")}  # older layouts
-    command = "python benchmarks/bench_fast_paths.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/bench_fast_paths.py " + shlex.join(sys.argv[1:])
     part = "ddp" if args.ddp else "quality" if args.quality else "goal" if args.goal or args.goal_metrics else "table"
 
     def write(rows: list[dict], **fields) -> None:

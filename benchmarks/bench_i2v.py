@@ -2,7 +2,10 @@
 
     python benchmarks/bench_i2v.py control   # i2v-cpu: motion bucket, fps, noise_aug_strength, first-frame fidelity
     python benchmarks/bench_i2v.py v2v       # video-cpu through SDEdit: motion kept vs new digit, across strengths
+    python benchmarks/bench_i2v.py v2v --condition caption   # text-video-cpu: restyled under a caption (and video-cpu on the same clips)
+    python benchmarks/bench_i2v.py v2v --condition signal    # sync-cpu: an existing clip re-synced to new signals (ink brightness)
     python benchmarks/bench_i2v.py sync      # sync-cpu: driving signal vs generated brightness
+    python benchmarks/bench_i2v.py sync --drive scale --checkpoint data/checkpoints/sync-scale-cpu   # signal vs generated digit size
     python benchmarks/bench_i2v.py chunks    # decode_chunk_size: time, largest activation, equality (vae-cpu)
     python benchmarks/bench_i2v.py report    # benchmarks/results/i2v.md from the JSON files
 
@@ -17,6 +20,14 @@ the evaluator classifies as the image's digit (identity), against the amount of 
 :class:`~vdmcourse.pipelines.VideoToVideoPipeline` (``video-cpu``) at strengths 0.2-1.0:
 the trajectory error (px, tracked centroid of output vs input) and the digit accuracy
 (frames classified as the new digit).
+
+``v2v --condition caption`` restyles held-out clips at 1-3 px/frame (text-video-cpu's data) under a caption
+naming another digit and the clip's own motion (its ground-truth caption with the digit swapped), with
+text-video-cpu, and with video-cpu under the new label on the same clips. ``v2v --condition signal`` re-syncs
+held-out clips (full ink) to drawn signals with sync-cpu, keeping their digit: adherence is the Pearson r between
+the signal and the measured ink brightness and the brightness error against the asked level; the trajectory is
+tracked on frames scaled to their brightest pixel, so faint ink is still tracked. No shipped model knows stroke
+thickness or ink polarity (the caption vocabulary has no such word), so neither is measured.
 
 ``sync`` drives :class:`~vdmcourse.pipelines.SignalToVideoPipeline` (``sync-cpu``) with drawn
 signals (ramps, pulses, sines, random) and correlates each with the measured brightness
@@ -139,6 +150,13 @@ def control(args) -> dict:
                          "px_per_frame": per_frame_speed(video).tolist(), "seconds": seconds})
         print(aug, _mean(aug_rows[-1]["psnr_frame0"]), _mean(aug_rows[-1]["px_per_frame"]), flush=True)
     out["noise_aug"] = {"rows": aug_rows}
+    if pipe.vae is not None:  # a latent model: decoding chunk by chunk against all at once, same seed
+        whole, seconds = run(fps=6, motion_bucket_id=args.fps_bucket)
+        out["decode_chunks"] = [{"decode_chunk_size": None, "seconds": seconds, "max_abs_diff_vs_whole": 0.0}]
+        for size in (1, 2, 5):
+            video, seconds = run(fps=6, motion_bucket_id=args.fps_bucket, decode_chunk_size=size)
+            out["decode_chunks"].append({"decode_chunk_size": size, "seconds": seconds, "max_abs_diff_vs_whole": (video - whole).abs().max().item()})
+            print(json.dumps(out["decode_chunks"][-1]), flush=True)
     real = held_out(args.clips, speed=(0.5, 0.5))  # a reference: the identity and PSNR of real clips' frames
     out["real_identity"] = _mean(digit_share(real.video, real.labels[:, 0], evaluator))
     # PSNR yardsticks for frame 0: a black frame, and the image shifted by 1 and 2 px
@@ -146,8 +164,8 @@ def control(args) -> dict:
                               **{f"image shifted {k} px": _mean(psnr(torch.roll(image, k, dims=-1)[:, None], image[:, None])[:, 0]) for k in (1, 2)}}
     out["load_average"] = load_average()
     out["machine"] = machine_info()
-    _save("i2v_control", out)
-    plot_control(out)
+    _save(f"i2v_control_{args.checkpoint.stem}", out)  # one file per checkpoint, so each model's sweep is kept
+    plot_control(out, args.checkpoint.stem)
     return out
 
 
@@ -264,7 +282,64 @@ def knobs(args) -> dict:
     return result
 
 
+REQUESTED_SPEEDS = (4.0, 7.0, 10.0, 13.0, 16.0)  # px/s asked in the calibration check
+
+
+def calibrate(args) -> dict:
+    """Fit a :class:`~vdmcourse.pipelines.MotionCalibration` from a ``knobs`` sweep (no sampling)
+    and ship it beside the checkpoint, where ``ImageToVideoPipeline.from_pretrained`` finds it."""
+    from vdmcourse.pipelines import MotionCalibration
+    from vdmcourse.pretrained import file_sha256
+
+    table = json.loads((RESULTS / args.table).read_text())
+    checkpoint = Path(__file__).resolve().parent.parent / table["checkpoint"]
+    calibration = MotionCalibration(tuple(float(b) for b in table["buckets"]), tuple(table[f"px_per_s_bucket{b}"] for b in table["buckets"]),
+                                    fps=6.0, knob_guidance_scale=table.get("knob_guidance_scale", 0.0), source=f"benchmarks/results/{args.table}")
+    target = checkpoint.with_name(checkpoint.stem + ".calibration.json")
+    calibration.save(target, checkpoint_sha256=file_sha256(checkpoint),
+                     measured=f"mean speed (px/s, tracked centroid) of {args.clips} held-out test images' clips per bucket, "
+                     "heun x 10 steps, seed 0, fps 6 (benchmarks/bench_i2v.py knobs --all-buckets)",
+                     fitted_knots=[list(k) for k in calibration.knots])
+    print(target, calibration.knots)
+    return {"file": str(target)}
+
+
+def calibration_check(args) -> dict:
+    """Does the shipped calibration deliver the speeds asked, on images it was not fitted on?
+    Requested speeds at fps 6 through the calibrated bucket and through the bucket that stands for
+    the speed (16 px/s -> 255), at the calibration's knob guidance; the middle speed also at fps 4 and 12."""
+    pipe = ImageToVideoPipeline.from_pretrained(str(args.checkpoint), device="cpu")
+    calibration = pipe.calibration
+    if calibration is None:
+        raise SystemExit(f"no calibration beside {args.checkpoint}: run `bench_i2v.py calibrate` first")
+    clips = held_out(args.clips, seed=8)  # other images than the sweep it was fitted on (seed 7)
+    image = clips.video[:, 0]
+    started, cpu = time.time(), time.process_time()
+
+    def measure(bucket: float, fps: float) -> list[float]:
+        video = pipe(image, fps=fps, motion_bucket_id=bucket, num_inference_steps=args.steps, knob_guidance_scale=calibration.knob_guidance_scale,
+                     generator=torch.Generator().manual_seed(0)).frames
+        return (per_frame_speed(video) * fps).tolist()
+
+    rows = []
+    for speed in REQUESTED_SPEEDS:
+        for mapping, bucket in (("calibrated", calibration.bucket(speed)), ("bucket's own speed", min(255.0, speed * 255 / 16))):
+            rows.append({"requested_px_per_s": speed, "fps": 6, "mapping": mapping, "bucket": bucket, "px_per_s": measure(bucket, 6)})
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "px_per_s"}), _mean(rows[-1]["px_per_s"]), flush=True)
+    middle = REQUESTED_SPEEDS[len(REQUESTED_SPEEDS) // 2]
+    for fps in (4, 12):
+        rows.append({"requested_px_per_s": middle, "fps": fps, "mapping": "calibrated", "bucket": calibration.bucket(middle), "px_per_s": measure(calibration.bucket(middle), fps)})
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "px_per_s"}), _mean(rows[-1]["px_per_s"]), flush=True)
+    out = {"checkpoint": args.checkpoint.name, "clips": args.clips, "images_seed": 8, "steps": args.steps, "sampler": pipe.sampler,
+           "knob_guidance_scale": calibration.knob_guidance_scale, "calibration_source": calibration.source, "rows": rows,
+           "wall_s": time.time() - started, "cpu_s": time.process_time() - cpu, "load_average": load_average(), "machine": machine_info()}
+    _save(f"i2v_calibration_check_{args.checkpoint.stem}", out)
+    return out
+
+
 def v2v(args) -> dict:
+    if args.condition != "digit":
+        return v2v_conditions(args)
     pipe = VideoToVideoPipeline.from_pretrained("video-cpu", device="cpu")
     evaluator = load_evaluator()
     clips = held_out(args.clips, seed=11)
@@ -293,6 +368,114 @@ def v2v(args) -> dict:
     return out
 
 
+V2V_STRENGTHS = (0.1, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def _normalised(video: torch.Tensor) -> torch.Tensor:
+    """Each frame divided by its brightest pixel, so the tracker (ink threshold 0.3) sees faint ink too."""
+    return video / video.flatten(2).amax(-1).clamp_min(1e-6)[:, :, None, None, None]
+
+
+def _trajectory_error(video: torch.Tensor, input_tracks: torch.Tensor) -> torch.Tensor:
+    """Mean distance in px between the tracked digit of ``video`` and ``input_tracks`` ``(B, T, 2)``, per clip ``(B,)``."""
+    return (track_digits(_normalised(video), 1).centres[:, :, 0] - input_tracks).norm(dim=-1).nanmean(dim=1)
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    denominator = (a.square().sum() * b.square().sum()).sqrt()
+    return float("nan") if denominator == 0 else float((a * b).sum() / denominator)
+
+
+def v2v_conditions(args) -> dict:
+    """``v2v --condition caption|signal``: motion kept against the new condition's adherence, across strengths."""
+    from vdmcourse.data.captions import caption, clip_facts
+    from vdmcourse.data.conditions import BRIGHTNESS_FLOOR
+
+    evaluator = load_evaluator()
+    seed = torch.Generator().manual_seed
+    if args.condition == "caption":
+        config = MovingMNISTConfig.cpu(split="test", speed=(1.0, 3.0))  # text-video-cpu's data
+        clips = generate_clips(args.clips, config, generator=seed(11))
+        source = clips.labels[:, 0]
+        target = (source + 1 + torch.arange(args.clips) % 9) % 10
+        facts = clip_facts(target[:, None], clips.positions, clips.velocities, config.free_range)
+        captions = [caption(f) for f in facts]  # the clip's own motion, another digit
+        arms = {"caption (text-video-cpu)": (VideoToVideoPipeline.from_pretrained("text-video-cpu", device="cpu"), {"captions": captions}),
+                "label (video-cpu)": (VideoToVideoPipeline.from_pretrained("video-cpu", device="cpu"), {"labels": target})}
+    else:
+        clips = held_out(args.clips, seed=11)
+        source = clips.labels[:, 0]
+        signals = drawn_signals(clips.video.shape[1])
+        names = [list(signals)[i % len(signals)] for i in range(args.clips)]
+        signal = torch.stack([signals[n] for n in names])  # (B, T)
+        arms = {"signal (sync-cpu)": (VideoToVideoPipeline.from_pretrained("sync-cpu", device="cpu"), {"signal": signal, "labels": source})}
+        input_bright = frame_brightness(clips.video)  # (B, T)
+        asked = (BRIGHTNESS_FLOOR + (1 - BRIGHTNESS_FLOOR) * signal) * input_bright  # the ink each frame should show
+    input_tracks = track_digits(_normalised(clips.video), 1).centres[:, :, 0]
+
+    def measure(video) -> dict:
+        row = {"trajectory_error_px": _trajectory_error(video, input_tracks).tolist(),
+               "old_digit_share": digit_share(_normalised(video), source, evaluator).tolist()}
+        if args.condition == "caption":
+            row["new_digit_accuracy"] = digit_share(_normalised(video), target, evaluator).tolist()
+        else:
+            bright = frame_brightness(video)
+            row["pearson_per_clip"] = [_pearson(signal[i], bright[i]) for i in range(len(bright))]
+            row["pooled_pearson"] = _pearson(signal.flatten(), bright.flatten())
+            row["brightness_error"] = (bright - asked).abs().mean(1).tolist()
+            row["brightness"] = bright.tolist()
+        return row
+
+    out = {"condition": args.condition, "clips": args.clips, "steps": args.steps, "arms": {},
+           "input": measure(clips.video), "load_average_start": load_average(), "machine": machine_info()}
+    if args.condition == "caption":
+        out["captions"], out["source"], out["target"] = captions, source.tolist(), target.tolist()
+    else:
+        out["signals"], out["floor"] = names, BRIGHTNESS_FLOOR
+    cpu_start = time.process_time()
+    for arm, (pipe, condition) in arms.items():
+        rows = []
+        for strength in V2V_STRENGTHS:
+            started = time.perf_counter()
+            video = pipe(clips.video, strength=strength, num_inference_steps=args.steps, generator=seed(0), **condition).frames
+            rows.append({"strength": strength, **measure(video), "seconds": time.perf_counter() - started})
+            adherence = rows[-1].get("new_digit_accuracy", rows[-1].get("pearson_per_clip"))
+            print(arm, strength, f"{_mean(rows[-1]['trajectory_error_px']):.2f} px", f"{_mean(adherence):.2f}", flush=True)
+        out["arms"][arm] = {"sampler": pipe.sampler, "guidance_scale": pipe.guidance_scale, "rows": rows}
+    unrelated = held_out(args.clips, seed=12)
+    out["unrelated_clips_trajectory_error_px"] = _mean(_trajectory_error(unrelated.video, input_tracks))
+    out["cpu_s"], out["load_average_end"] = time.process_time() - cpu_start, load_average()
+    _save(f"i2v_v2v_{args.condition}", out)
+    plot_v2v_conditions()
+    return out
+
+
+def plot_v2v_conditions() -> None:
+    """One panel per new condition: trajectory error (motion kept) against adherence, one point per strength."""
+    import matplotlib.pyplot as plt
+
+    found = [(c, json.loads((RESULTS / f"i2v_v2v_{c}.json").read_text())) for c in ("caption", "signal") if (RESULTS / f"i2v_v2v_{c}.json").is_file()]
+    if not found:
+        return
+    figure, axes = plt.subplots(1, len(found), figsize=(5.5 * len(found), 4), squeeze=False)
+    for axis, (condition, out) in zip(axes[0], found):
+        for arm, result in out["arms"].items():
+            x = [_mean(r["trajectory_error_px"]) for r in result["rows"]]
+            y = [_mean(r["new_digit_accuracy"]) if condition == "caption" else r["pooled_pearson"] for r in result["rows"]]
+            axis.plot(x, y, "o-", label=arm)
+            for r, xi, yi in zip(result["rows"], x, y):
+                axis.annotate(f"{r['strength']:g}", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        axis.axvline(out["unrelated_clips_trajectory_error_px"], color="k", ls="--", lw=0.8, label="unrelated clips")
+        axis.set(xlabel="trajectory error vs input, px (lower: motion kept)",
+                 ylabel="frames showing the new digit" if condition == "caption" else "Pearson r, new signal vs ink brightness (pooled)",
+                 title=f"video-to-video under a new {condition}, by strength")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(RESULTS / "i2v_v2v_conditions.png", dpi=120)
+    plt.close(figure)
+
+
 def drawn_signals(frames: int) -> dict[str, torch.Tensor]:
     t = torch.linspace(0, 1, frames)
     pulses = torch.zeros(frames)
@@ -310,6 +493,8 @@ def drawn_signals(frames: int) -> dict[str, torch.Tensor]:
 
 
 def sync(args) -> dict:
+    if args.drive == "scale":
+        return sync_scale(args)
     pipe = SignalToVideoPipeline.from_pretrained(str(args.checkpoint), device="cpu")
     signals = drawn_signals(pipe.max_frames)
     names = list(signals)
@@ -333,6 +518,55 @@ def sync(args) -> dict:
            "load_average": load_average(), "machine": machine_info()}
     _save("i2v_sync", out)
     plot_sync(out, video)
+    return out
+
+
+def sync_scale(args) -> dict:
+    """``sync --drive scale``: the drawn signals against the generated digit's size
+    (:func:`vdmcourse.data.conditions.frame_scale`), beside the same signals applied to held-out
+    clips (the metric's ceiling: digits differ in size, so pooled r is below 1 even on real data)."""
+    from vdmcourse.data.conditions import apply_scale, frame_scale
+
+    pipe = SignalToVideoPipeline.from_pretrained(str(args.checkpoint), device="cpu")
+    signals = drawn_signals(pipe.max_frames)
+    names = list(signals)
+    signal = torch.stack([signals[n] for n in names])  # (S, T)
+    labels = torch.arange(len(names)) % 10
+    started, cpu_start = time.perf_counter(), time.process_time()
+    video = pipe(signal, labels=labels, num_inference_steps=args.steps, generator=torch.Generator().manual_seed(0)).frames
+    seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu_start
+    real = held_out(len(names), seed=11)
+    real_video = apply_scale(real.video, signal, real.positions[:, :, 0] + real.video.shape[-1] // 4)  # digit_size 16 on 32 px: centre + 8
+
+    def measured(v):
+        size = frame_scale(v)
+        return {"size_px": size.tolist(), "brightness": frame_brightness(v).tolist(),
+                "pearson_per_signal": [_pearson(signal[i], size[i]) for i in range(len(names))],
+                "pooled_pearson": _pearson(signal.flatten(), size.flatten()),
+                "brightness_pearson_per_signal": [_pearson(signal[i], frame_brightness(v)[i]) for i in range(len(names))]}
+
+    out = {"steps": args.steps, "sampler": pipe.sampler, "checkpoint": args.checkpoint.name, "signals": names,
+           "values": signal.tolist(), "generated": measured(video), "real_clips_scaled": measured(real_video),
+           "seconds": seconds, "cpu_s": cpu_s, "load_average": load_average(), "machine": machine_info()}
+    if args.checkpoint.stem != "sync-scale-cpu":  # a control (e.g. sync-cpu, trained for brightness) measured the same way
+        _save(f"i2v_sync_scale_{args.checkpoint.stem}", out)
+        print(json.dumps({k: out["generated"][k] for k in ("pooled_pearson", "pearson_per_signal")}), flush=True)
+        return out
+    _save("i2v_sync_scale", out)
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(2, math.ceil(len(names) / 2), figsize=(12, 5))
+    g = out["generated"]
+    for i, axis in enumerate(axes.flat[: len(names)]):
+        axis.plot(out["values"][i], "k--", label="signal")
+        size = torch.tensor(g["size_px"][i])
+        axis.plot(((size - size.min()) / (size.max() - size.min() + 1e-6)).tolist(), "o-", label="digit size (min-max)")
+        axis.set_title(f"{names[i]} (r={g['pearson_per_signal'][i]:.2f})", fontsize=9)
+    axes.flat[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(RESULTS / "i2v_sync_scale.png", dpi=120)
+    plt.close(figure)
+    print(json.dumps({k: out["generated"][k] for k in ("pooled_pearson", "pearson_per_signal")}), flush=True)
     return out
 
 
@@ -366,7 +600,7 @@ def _save(name: str, result: dict) -> None:
         tmp.write_text(json.dumps(result, indent=1))
 
 
-def plot_control(out: dict) -> None:
+def plot_control(out: dict, stem: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -388,8 +622,9 @@ def plot_control(out: dict) -> None:
     for r, xi, yi in zip(arows, x, y):
         axes[2].annotate(f"{r['noise_aug_strength']:g}", (xi, yi), fontsize=8, xytext=(3, 3), textcoords="offset points")
     axes[2].set(xlabel="motion, px/frame", ylabel="PSNR of frame 0 vs image, dB", title="noise_aug_strength sweep")
+    figure.suptitle(stem, fontsize=10)
     figure.tight_layout()
-    figure.savefig(RESULTS / "i2v_control.png", dpi=120)
+    figure.savefig(RESULTS / f"i2v_control_{stem}.png", dpi=120)
     plt.close(figure)
 
 
@@ -429,7 +664,7 @@ def plot_sync(out: dict, video: torch.Tensor) -> None:
 def _attempts() -> list[str]:
     """The recipe attempts (pilots and retrains that were not shipped) as a table, from their JSON files."""
     rows = []
-    shipped, attempt = RESULTS / "i2v_control.json", RESULTS / "i2v_attempt_gain4_group4_control.json"
+    shipped, attempt = RESULTS / "i2v_control_i2v-cpu.json", RESULTS / "i2v_attempt_gain4_group4_control.json"
     for label, path in (("shipped i2v-cpu (797 steps)", shipped), ("retrain: condition_gain 4 + groups of 4 (796 steps), not shipped", attempt)):
         if path.is_file():
             c = json.loads(path.read_text())
@@ -485,9 +720,10 @@ def _knob_sweeps() -> list[str]:
     """The full knob sweeps (``knobs --all-buckets``) of each checkpoint and sampling, from their JSON files."""
     rows, sweeps = [], [json.loads(path.read_text()) for pattern in ("i2v_knobs_*_all.json", "i2v_knobs_*_inrange.json")
                         for path in sorted(RESULTS.glob(pattern))]
-    control_file = RESULTS / "i2v_control.json"
-    if control_file.is_file() and all("frame0_offset_px" in r for r in json.loads(control_file.read_text())["buckets"]["rows"]):
-        sweeps.insert(0, _control_as_sweep(json.loads(control_file.read_text())))
+    swept = {Path(k["checkpoint"]).stem for k in sweeps if not k.get("knob_guidance_scale") and len(k["buckets"]) == len(BUCKETS)}
+    for c in reversed(_controls().values()):  # a control run is a sweep of SVD's sampling, unless one is there already
+        if Path(c["checkpoint"]).stem not in swept and all("frame0_offset_px" in r for r in c["buckets"]["rows"]):
+            sweeps.insert(0, _control_as_sweep(c))
     notes, stats = [], next((k["training_buckets"] for k in sweeps if "training_buckets" in k), None)
     for k in sweeps:
         inverted = [(a, b) for a, b in zip(k["buckets"], k["buckets"][1:]) if k[f"px_per_s_bucket{b}"] < k[f"px_per_s_bucket{a}"]]
@@ -521,15 +757,234 @@ def _knob_sweeps() -> list[str]:
             "|---|---|---|---|---|---|---|---|---|---|---|", *rows, "", *notes, ""]
 
 
+def _calibration() -> list[str]:
+    """Requested against measured speed for i2v-long-cpu at each knob guidance W, the shipped
+    calibration, and its check on other images (from the JSON files)."""
+    sweeps = {}
+    for path in sorted(RESULTS.glob("i2v_knobs_long*_all.json")):
+        k = json.loads(path.read_text())
+        if "max_guidance_scale" not in k:
+            sweeps[k.get("knob_guidance_scale", 0.0)] = k
+    if not sweeps:
+        return []
+    buckets = next(iter(sweeps.values()))["buckets"]
+    asked = {b: 16 * b / 255 for b in buckets}
+    lines = ["## Calibration: the speed asked against the speed measured (i2v-long-cpu)", "",
+             "A bucket stands for 16 px/s x bucket / 255 (the training map); the tables above measure what each delivers. "
+             "Factor off: the mean over the buckets of max(measured / asked, asked / measured). fps: the step per frame at "
+             "fps 4 over fps 12 (the data: 3x).", "",
+             "| bucket | asked, px/s | " + " | ".join(f"W = {w:g}" for w in sorted(sweeps)) + " |", "|---|---|" + "---|" * len(sweeps)]
+    for b in buckets:
+        lines.append(f"| {b} | {asked[b]:.1f} | " + " | ".join(f"{sweeps[w][f'px_per_s_bucket{b}']:.1f}" for w in sorted(sweeps)) + " |")
+    factor = {w: _mean([max(r, 1 / r) for r in (k[f"px_per_s_bucket{b}"] / asked[b] for b in buckets)]) for w, k in sweeps.items()}
+    lines.append("| factor off | | " + " | ".join(f"{factor[w]:.2f}" for w in sorted(sweeps)) + " |")
+    lines.append("| fps 4 / 12 (3x asked) | | " + " | ".join(f"{sweeps[w]['fps_ratio_4_over_12']:.2f}x" for w in sorted(sweeps)) + " |")
+    ends = {w: [k[f"px_per_s_bucket{b}"] / asked[b] for b in (buckets[0], buckets[-1])] for w, k in sweeps.items()}
+    lines.append(f"| measured / asked at {buckets[0]}, {buckets[-1]} | | " + " | ".join(f"{ends[w][0]:.2f}, {ends[w][1]:.2f}" for w in sorted(sweeps)) + " |")
+    best = min(factor, key=factor.get)
+    both = [w for w, (low, high) in ends.items() if 0.8 <= low <= 1.25 and 0.8 <= high <= 1.25]
+    lines += ["", f"Of the scales measured, W = {best:g} comes closest to the asked speeds on average (factor {factor[best]:.2f}); "
+              + (f"W = {', '.join(f'{w:g}' for w in both)} is within 25 % at both ends." if both else
+                 "none is within 25 % of the asked speed at both ends of the bucket range, so choosing one of them does not "
+                 "calibrate the bucket. The measured table itself, read backwards, is the calibration below.")]
+    table = CHECKPOINT_DIR / "i2v-long-cpu.calibration.json"
+    if table.is_file():
+        c = json.loads(table.read_text())
+        lines += ["", f"`data/checkpoints/i2v-long-cpu.calibration.json` (`bench_i2v.py calibrate`, from `{Path(c['source']).name}`; "
+                  f"knob guidance {c['knob_guidance_scale']:g}, fps {c['fps']:g}) is loaded by `ImageToVideoPipeline.from_pretrained` as "
+                  "`pipe.calibration` (`MotionCalibration`); `pipe.calibration.bucket(px_per_s)` is the bucket to ask for. Fitted "
+                  "curve, (bucket, px/s), non-decreasing (a bucket that came out slower than the one below is pooled with it): "
+                  + ", ".join(f"({b:.0f}, {v:.1f})" for b, v in c["fitted_knots"]) + "."]
+    path = RESULTS / "i2v_calibration_check_i2v-long-cpu.json"
+    if path.is_file():
+        k = json.loads(path.read_text())
+        lines += ["", f"Check on other images (`bench_i2v.py calibration_check`: {k['clips']} held-out images of seed {k['images_seed']}, "
+                  f"the fit used seed 7; {k['sampler']} x {k['steps']}, knob guidance {k['knob_guidance_scale']:g}; "
+                  f"{k['cpu_s'] / 60:.1f} CPU-min, load {k['load_average']}):", "",
+                  "| asked, px/s | fps | bucket from | bucket | measured, px/s | measured / asked |", "|---|---|---|---|---|---|"]
+        for r in k["rows"]:
+            measured = _mean(r["px_per_s"])
+            lines.append(f"| {r['requested_px_per_s']:g} | {r['fps']} | {r['mapping']} | {r['bucket']:.0f} | {measured:.1f} | {measured / r['requested_px_per_s']:.2f} |")
+        for mapping in ("calibrated", "bucket's own speed"):
+            rows = [r for r in k["rows"] if r["mapping"] == mapping and r["fps"] == 6]
+            ratios = [_mean(r["px_per_s"]) / r["requested_px_per_s"] for r in rows]
+            lines.append(f"\nAt fps 6, {mapping}: factor off {_mean([max(x, 1 / x) for x in ratios]):.2f} on average; Spearman rho asked vs "
+                         f"measured over single clips {_rho([r['requested_px_per_s'] for r in rows for _ in r['px_per_s']], [v for r in rows for v in r['px_per_s']]):.2f}.")
+        other = [r for r in k["rows"] if r["fps"] != 6]
+        if other:
+            lines.append("\nAt other fps the same calibrated bucket gives " + ", ".join(
+                f"{_mean(r['px_per_s']) / r['requested_px_per_s']:.2f}x the asked speed at fps {r['fps']}" for r in other)
+                + ": the table holds at the fps it was measured at; fps itself is not calibrated.")
+    return lines + [""]
+
+
+def _identity(controls: dict[str, dict]) -> list[str]:
+    """Identity (frames classified as the image's digit) against speed, per bucket and per image,
+    for i2v-cpu and i2v-long-cpu: is the drop the faster clips or the model? (From the JSON files.)"""
+    if not {"i2v-cpu", "i2v-long-cpu"} <= set(controls):
+        return []
+    a, b = controls["i2v-cpu"]["buckets"]["rows"], controls["i2v-long-cpu"]["buckets"]["rows"]
+    lines = ["## Identity: the speed or the model? (i2v-cpu against i2v-long-cpu, SVD's sampling, the control runs)", "",
+             "| bucket | i2v-cpu: px/s, identity | i2v-long-cpu: px/s, identity |", "|---|---|---|"]
+    for ra, rb in zip(a, b):
+        lines.append(f"| {ra['motion_bucket_id']} | {_mean(ra['px_per_s']):.1f}, {_mean(ra['identity']):.2f} | "
+                     f"{_mean(rb['px_per_s']):.1f}, {_mean(rb['identity']):.2f} |")
+    images = len(a[0]["identity"])
+    per_image = {name: [_mean([r["identity"][i] for r in rows]) for i in range(images)] for name, rows in (("i2v-cpu", a), ("i2v-long-cpu", b))}
+    rho = {name: _rho([v for r in rows for v in r["px_per_s"]], [v for r in rows for v in r["identity"]]) for name, rows in (("i2v-cpu", a), ("i2v-long-cpu", b))}
+    lines += ["", "Per image (mean over the 6 buckets): " + "; ".join(f"{name} " + " / ".join(f"{v:.2f}" for v in values) for name, values in per_image.items()) + ".",
+              "Spearman rho of a clip's speed against its identity, over the 48 clips: "
+              + ", ".join(f"{name} {value:.2f}" for name, value in rho.items()) + "."]
+    guided = {}
+    for path in sorted(RESULTS.glob("i2v_knobs_*knobguidance*_all.json")):
+        k = json.loads(path.read_text())
+        guided[(Path(k["checkpoint"]).stem, k["knob_guidance_scale"])] = (k["identity_mean"], max(k[f"px_per_s_bucket{x}"] for x in k["buckets"]))
+    if guided:
+        lines.append("With knob guidance (faster clips at the high buckets): "
+                     + "; ".join(f"{stem} W = {w:g}: identity {i:.2f}, fastest bucket {v:.1f} px/s" for (stem, w), (i, v) in guided.items()) + ".")
+    slow = a[0], b[0]
+    lines += ["", f"At bucket {slow[0]['motion_bucket_id']} both models move about equally fast ({_mean(slow[0]['px_per_s']):.1f} and "
+              f"{_mean(slow[1]['px_per_s']):.1f} px/s) and the identities are {_mean(slow[0]['identity']):.2f} and {_mean(slow[1]['identity']):.2f}; "
+              "per image the loss sits on a few images, and not always at their fast buckets. Read with the knob-guidance rows "
+              "(i2v-cpu keeps its identity at speeds i2v-long-cpu never reaches at W = 0), the drop follows the model, not the speed. "
+              "8 images; the identity of one clip moves in tenths (10 frames).", ""]
+    return lines
+
+
+def _controls() -> dict[str, dict]:
+    """The ``control`` runs, one per checkpoint (``i2v_control_STEM.json``), by checkpoint stem."""
+    return {path.stem.removeprefix("i2v_control_"): json.loads(path.read_text()) for path in sorted(RESULTS.glob("i2v_control_*.json"))}
+
+
+def _noise_aug(controls: dict[str, dict]) -> list[str]:
+    """The noise_aug_strength sweeps of every checkpoint side by side (fidelity of frame 0 against
+    motion), and their plot ``i2v_noise_aug.png``."""
+    if len(controls) < 2:
+        return []
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    lines = ["## noise_aug_strength: the models side by side", "",
+             "The SVD trade-off: more augmentation of the conditioning frame should loosen frame 0's hold on the image "
+             "(lower PSNR, larger offset) and, in SVD's data, give more motion. Here noise_aug is drawn independently "
+             "of motion in training (0.5 u^2), so only the loosening is to be expected. Same images, seed and sampler "
+             f"as above (fps 6, bucket {next(iter(controls.values()))['fps']['rows'][0]['motion_bucket_id']}; SVD's sampling).", "",
+             "| checkpoint | " + " | ".join(f"{r['noise_aug_strength']:g}" for r in next(iter(controls.values()))["noise_aug"]["rows"]) + " |",
+             "|---|" + "---|" * len(next(iter(controls.values()))["noise_aug"]["rows"])]
+    for stem, c in controls.items():
+        rows = c["noise_aug"]["rows"]
+        lines.append(f"| {stem}: PSNR frame 0, dB | " + " | ".join(f"{_mean(r['psnr_frame0']):.1f}" for r in rows) + " |")
+        lines.append(f"| {stem}: frame-0 offset, px | " + " | ".join(f"{_mean(r['frame0_offset_px']):.2f}" if "frame0_offset_px" in r else "-" for r in rows) + " |")
+        lines.append(f"| {stem}: px/frame | " + " | ".join(f"{_mean(r['px_per_frame']):.2f}" for r in rows) + " |")
+        lines.append(f"| {stem}: identity | " + " | ".join(f"{_mean(r['identity']):.2f}" for r in rows) + " |")
+        x = [_mean(r["px_per_frame"]) for r in rows]
+        for axis, key in zip(axes, ("psnr_frame0", "frame0_offset_px")):
+            if all(key in r for r in rows):
+                y = [_mean(r[key]) for r in rows]
+                axis.plot(x, y, "o-", label=stem)
+                for r, xi, yi in zip(rows, x, y):
+                    axis.annotate(f"{r['noise_aug_strength']:g}", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axes[0].set(xlabel="motion, px/frame", ylabel="PSNR of frame 0 vs image, dB", title="noise_aug_strength: fidelity vs motion")
+    axes[1].set(xlabel="motion, px/frame", ylabel="frame-0 offset from the image's digit, px", title="(labels: noise_aug_strength)")
+    for axis in axes:
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(RESULTS / "i2v_noise_aug.png", dpi=120)
+    plt.close(figure)
+    return lines + ["", "![noise_aug](i2v_noise_aug.png)", ""]
+
+
+def _v2v_conditions_report() -> list[str]:
+    """The ``v2v --condition caption|signal`` tables, from their JSON files."""
+    lines = []
+    path = RESULTS / "i2v_v2v_caption.json"
+    if path.is_file():
+        v = json.loads(path.read_text())
+        arms = list(v["arms"])
+        lines += [f"## Video-to-video under a caption ({v['clips']} held-out clips at 1-3 px/frame, each to another digit; "
+                  f"heun, {v['steps']} steps at strength 1, seed 0)", "",
+                  "The caption names the new digit and the clip's own motion (its ground-truth caption with the digit swapped), "
+                  f"e.g. \"{v['captions'][0]}\". Beside it, video-cpu under the new label on the same clips. "
+                  "New digit / old digit: share of frames the evaluator reads as the new / the input's digit.", "",
+                  "| strength | " + " | ".join(f"{a}: trajectory error px, new digit, old digit" for a in arms) + " | seconds |",
+                  "|---|" + "---|" * len(arms) + "---|"]
+        for i, strength in enumerate(r["strength"] for r in v["arms"][arms[0]]["rows"]):
+            cells = [v["arms"][a]["rows"][i] for a in arms]
+            lines.append(f"| {strength:g} | " + " | ".join(
+                f"{_mean(r['trajectory_error_px']):.2f}, {_mean(r['new_digit_accuracy']):.2f}, {_mean(r['old_digit_share']):.2f}" for r in cells)
+                + " | " + " / ".join(f"{r['seconds']:.1f}" for r in cells) + " |")
+        for a in arms:
+            works = [r["strength"] for r in v["arms"][a]["rows"]
+                     if _mean(r["new_digit_accuracy"]) >= 0.8 and _mean(r["trajectory_error_px"]) < v["unrelated_clips_trajectory_error_px"] / 3]
+            lines += ["", f"{a}: new digit in >= 0.8 of frames with the trajectory error under a third of the unrelated clips' at strength "
+                      + (", ".join(f"{w:g}" for w in works) or "none") + "."]
+        lines += ["", f"Input clips: old digit {_mean(v['input']['old_digit_share']):.2f}, new digit {_mean(v['input']['new_digit_accuracy']):.2f}; "
+                  f"trajectory error between unrelated clips: {v['unrelated_clips_trajectory_error_px']:.2f} px. "
+                  f"CPU {v['cpu_s']:.0f} s; load average {v['load_average_start']} -> {v['load_average_end']}.", ""]
+    path = RESULTS / "i2v_v2v_signal.json"
+    if path.is_file():
+        v = json.loads(path.read_text())
+        (arm, result), = v["arms"].items()
+        lines += [f"## Video-to-video under a new signal: a clip re-synced ({arm}; {v['clips']} held-out clips at full ink, each to one of "
+                  f"the drawn signals, digit kept; {result['sampler']}, {v['steps']} steps at strength 1, guidance {result['guidance_scale']})", "",
+                  f"Asked ink per frame: ({v['floor']} + {1 - v['floor']:.1f} s_t) x the input frame's brightness. r: Pearson, signal vs "
+                  "measured ink brightness, per clip (mean) and pooled over all frames; trajectory tracked on frames scaled to their brightest pixel.", "",
+                  "| strength | trajectory error, px | r per clip | r pooled | brightness error | old digit | seconds |", "|---|---|---|---|---|---|---|"]
+        i = v["input"]
+        lines.append(f"| input | 0.00 | {_mean(i['pearson_per_clip']):.2f} | {i['pooled_pearson']:.2f} | {_mean(i['brightness_error']):.3f} | "
+                     f"{_mean(i['old_digit_share']):.2f} | - |")
+        for r in result["rows"]:
+            lines.append(f"| {r['strength']:g} | {_mean(r['trajectory_error_px']):.2f} | {_mean(r['pearson_per_clip']):.2f} | "
+                         f"{r['pooled_pearson']:.2f} | {_mean(r['brightness_error']):.3f} | {_mean(r['old_digit_share']):.2f} | {r['seconds']:.1f} |")
+        works = [r["strength"] for r in result["rows"]
+                 if r["pooled_pearson"] >= 0.9 and _mean(r["trajectory_error_px"]) < v["unrelated_clips_trajectory_error_px"] / 3]
+        lines += ["", "Pooled r >= 0.9 with the trajectory error under a third of the unrelated clips' at strength "
+                  + (", ".join(f"{w:g}" for w in works) or "none") + "."]
+        lines += ["", f"Trajectory error between unrelated clips: {v['unrelated_clips_trajectory_error_px']:.2f} px. "
+                  f"CPU {v['cpu_s']:.0f} s; load average {v['load_average_start']} -> {v['load_average_end']}.", ""]
+    if lines:
+        lines += ["Stroke thickness and ink polarity: no shipped model was trained on either (the caption vocabulary has no word "
+                  "for them), so SDEdit cannot restyle to them; inverting the ink (1 - x) is a pixel transform, not a learned restyle.",
+                  "", "![v2v under new conditions](i2v_v2v_conditions.png)", ""]
+    return lines
+
+
+def _sync_scale_report() -> list[str]:
+    path = RESULTS / "i2v_sync_scale.json"
+    if not path.is_file():
+        return []
+    s = json.loads(path.read_text())
+    g, real = s["generated"], s["real_clips_scaled"]
+    lines = [f"## Sync by scale ({s['checkpoint']}; {s['sampler']} x {s['steps']} steps)", "",
+             "Size: radius of gyration of the ink (px, `frame_scale`). Digits differ in size, so pooled r is bounded below 1 even on "
+             f"real clips scaled by the same signals (ceiling {real['pooled_pearson']:.3f}); per signal (one digit each) the ceiling is "
+             f"{_mean(real['pearson_per_signal']):.3f}.", "",
+             f"Pooled Pearson r (signal vs size): **{g['pooled_pearson']:.3f}**; mean per signal: **{_mean(g['pearson_per_signal']):.3f}** (aim >= 0.9); "
+             f"signal vs brightness per signal: {_mean(g['brightness_pearson_per_signal']):.3f}.", "",
+             "| signal | r (size) | r on real clips |", "|---|---|---|"]
+    lines += [f"| {n} | {a:.3f} | {b:.3f} |" for n, a, b in zip(s["signals"], g["pearson_per_signal"], real["pearson_per_signal"])]
+    control = RESULTS / "i2v_sync_scale_sync-cpu.json"
+    if control.is_file():
+        c = json.loads(control.read_text())["generated"]
+        lines += ["", f"Control: sync-cpu (trained for brightness, not size) measured the same way: size r per signal "
+                  f"{_mean(c['pearson_per_signal']):.3f}, pooled {c['pooled_pearson']:.3f}; brightness r per signal "
+                  f"{_mean(c['brightness_pearson_per_signal']):.3f}."]
+    lines += ["", f"Shrinking with bilinear sampling also dims thin strokes: on the real clips scaled by the signals, brightness r per signal is "
+              f"{_mean(real['brightness_pearson_per_signal']):.3f}."]
+    lines += ["", f"Sampling: {s['seconds']:.1f} s wall, {s['cpu_s']:.1f} CPU-s; load average {s['load_average']}.", "",
+              "![sync by scale](i2v_sync_scale.png)", ""]
+    return lines
+
+
 def report(args) -> None:
     lines = ["# Image-to-video, video-to-video and sync (lesson 10)", "",
              "Made by `benchmarks/bench_i2v.py` (one torch thread, at most one such job per core); every number below is read from "
              "the JSON files beside this page.", ""]
-    path = RESULTS / "i2v_control.json"
-    if path.is_file():
-        c = json.loads(path.read_text())
+    controls = _controls()
+    for stem, c in controls.items():
+        plot_control(c, stem)  # from the JSON: no sampling
         offsets = all("frame0_offset_px" in r for r in c["buckets"]["rows"] + c["noise_aug"]["rows"])  # runs since the offset was added
-        lines += [f"## i2v-cpu: the knobs ({c['clips']} held-out images, {c['sampler']} x {c['steps']} steps, seed 0)", "",
+        lines += [f"## {stem}: the knobs ({c['clips']} held-out images, {c['sampler']} x {c['steps']} steps, seed 0)", "",
                   f"Spearman rho, bucket vs mean measured speed over {len(c['buckets']['rows'])} buckets: "
                   f"**{c['buckets']['spearman_bucket_vs_mean_speed']:.3f}** (target >= 0.9); per clip: "
                   f"{c['buckets']['spearman_bucket_vs_clip_speed']:.3f}.", "",
@@ -549,12 +1004,19 @@ def report(args) -> None:
         for r in c["noise_aug"]["rows"]:
             lines.append(f"| {r['noise_aug_strength']:g} | {_mean(r['psnr_frame0']):.1f} | {_mean(r['psnr_all_frames_vs_image']):.1f} | "
                          f"{_mean(r['identity']):.2f} | {_mean(r['px_per_frame']):.2f} |" + (f" {_mean(r['frame0_offset_px']):.2f} |" if offsets else ""))
+        if "decode_chunks" in c:
+            lines += ["", "decode_chunk_size (the same clips, sampled again with the same seed; pixels in [0, 1]): "
+                      + "; ".join(f"{r['decode_chunk_size'] or 'all'}: max abs diff {r['max_abs_diff_vs_whole']:.1e}, {r['seconds']:.1f} s"
+                                  for r in c["decode_chunks"]) + "."]
         if "psnr_yardsticks" in c:
             lines += ["", "PSNR yardsticks against the same images: "
                       + ", ".join(f"{k} {v:.1f} dB" for k, v in c["psnr_yardsticks"].items()) + "."]
         lines += ["", f"Identity of real held-out clips (the evaluator's floor): {c['real_identity']:.2f}. "
-                  f"Load average during the run: {c['load_average']}.", "", "![knobs](i2v_control.png)", ""]
+                  f"Load average during the run: {c['load_average']}.", "", f"![knobs](i2v_control_{stem}.png)", ""]
+    lines += _noise_aug(controls)
+    lines += _identity(controls)
     lines += _knob_sweeps()
+    lines += _calibration()
     lines += _attempts()
     path = RESULTS / "i2v_v2v.json"
     if path.is_file():
@@ -567,6 +1029,7 @@ def report(args) -> None:
                          f"{_mean(r['old_digit_share']):.2f} | {r['seconds']:.1f} |")
         lines += ["", f"Trajectory error between unrelated clips: {v['unrelated_clips_trajectory_error_px']:.2f} px; "
                   f"the input clips show their own digit in {v['input_old_digit_share']:.2f} of frames.", "", "![v2v](i2v_v2v.png)", ""]
+    lines += _v2v_conditions_report()
     path = RESULTS / "i2v_sync.json"
     if path.is_file():
         s = json.loads(path.read_text())
@@ -575,6 +1038,7 @@ def report(args) -> None:
                   f"mean per signal: {s['mean_per_signal_pearson']:.3f}.", "", "| signal | r |", "|---|---|"]
         lines += [f"| {r['signal']} | {r['pearson']:.3f} |" for r in s["rows"]]
         lines += ["", "![sync](i2v_sync.png)", ""]
+    lines += _sync_scale_report()
     path = RESULTS / "i2v_chunks.json"
     if path.is_file():
         k = json.loads(path.read_text())
@@ -591,8 +1055,10 @@ def report(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report", "pilot", "knobs"])
+    parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report", "pilot", "knobs", "calibrate", "calibration_check"])
     parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--drive", choices=["brightness", "scale"], default="brightness", help="sync: what the signal drives")
+    parser.add_argument("--condition", choices=["digit", "caption", "signal"], default="digit", help="v2v: the new condition (digit: video-cpu labels)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--fps-bucket", type=int, default=120, help="the bucket of the fps and noise_aug sweeps")
     parser.add_argument("--max-guidance", type=float, default=None, help="knobs: max_guidance_scale (1: guidance off)")
@@ -602,6 +1068,7 @@ def main() -> None:
     parser.add_argument("--name", default="pilot", help="pilot: the run's name")
     parser.add_argument("--minutes", type=float, default=5.0, help="pilot: training minutes")
     parser.add_argument("--set", nargs="*", default=[], help="pilot: recipe overrides KEY=VALUE")
+    parser.add_argument("--table", default="i2v_knobs_long_knobguidance3_all.json", help="calibrate: the knobs sweep to fit")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: data/checkpoints/i2v-cpu (control) or sync-cpu (sync)")
     args = parser.parse_args()
     if args.checkpoint is None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vdmcourse.course import CHECKPOINT_DIR
-from vdmcourse.diffusion import sample
+from vdmcourse.diffusion import model_evaluations, sample
 from vdmcourse.diffusion.distillation import GuidedUNet3D, GuidedUNet3DConfig, distillation_target, guidance_distillation_loss
 from vdmcourse.diffusion.guidance import guided_output
 from vdmcourse.nn.unet2d import UNet2DConfig
@@ -148,14 +148,54 @@ def test_the_distilled_preset_learns_from_video_cpu():
     assert loss.ndim == 0 and 0 < loss < 0.1  # the student starts at the teacher's conditional output: close
 
 
-@pytest.mark.skipif(not (CHECKPOINT_DIR / "video-distilled-cpu.safetensors").is_file(), reason="video-distilled-cpu is not shipped")
-def test_the_shipped_student_is_closer_to_the_guided_teacher_than_the_teacher_alone():
+def test_the_8_step_preset_continues_the_shipped_student_and_records_dpm_8():
+    from vdmcourse.presets import get_preset
+    from vdmcourse.pretrained import load_pretrained
+
+    preset, first = get_preset("video-distilled-8-cpu"), get_preset("video-distilled-cpu")
+    assert preset.teacher == "video-cpu" and preset.init_from == "video-distilled-cpu"
+    assert preset.model_config == first.model_config and preset.train.seed != first.train.seed  # fresh batches
+    assert (preset.metadata()["sampler"], preset.metadata()["sample_steps"]) == ("dpm++2m", 8)
+    if not (CHECKPOINT_DIR / "video-distilled-cpu.safetensors").is_file():
+        pytest.skip("video-distilled-cpu is not shipped")
+    model, shipped = preset.build_model(), load_pretrained("video-distilled-cpu")
+    assert model.training  # fine-tuned: every weight is the shipped student's
+    for (name, value), (_, expected) in zip(model.state_dict().items(), shipped.state_dict().items(), strict=True):
+        torch.testing.assert_close(value, expected, rtol=0, atol=0, msg=name)
+
+
+STUDENTS = ["video-distilled-cpu", "video-distilled-8-cpu"]
+
+
+@pytest.mark.parametrize("name", STUDENTS)
+def test_a_shipped_student_samples_with_its_recorded_sampler(name):
+    """The checkpoint's metadata, which `sample` in the CLI reads, names its preset's sampler;
+    at those settings a student is called once per step with the clips alone."""
+    from vdmcourse.pretrained import load_checkpoint, load_pretrained
+    from vdmcourse.presets import get_preset
+
+    path = CHECKPOINT_DIR / f"{name}.safetensors"
+    if not path.is_file():
+        pytest.skip(f"{name} is not shipped")
+    info, preset = load_checkpoint(path).metadata, get_preset(name)
+    assert (info["sampler"], info["sample_steps"], info["teacher"]) == (preset.sampler, preset.sample_steps, "video-cpu")
+    student, batches = load_pretrained(name).eval(), []
+    student.register_forward_hook(lambda module, args, kwargs, output: batches.append(args[0].shape[0]), with_kwargs=True)
+    clips = sample(student, (2, *preset.sample_shape), sampler=info["sampler"], steps=info["sample_steps"], cond=torch.tensor([3, 7]),
+                   guidance_scale=info["guidance_scale"], generator=seeded(0), progress=False)
+    assert batches == [2] * model_evaluations(info["sampler"], info["sample_steps"]) and clips.isfinite().all()
+
+
+@pytest.mark.parametrize("name", STUDENTS)
+def test_the_shipped_student_is_closer_to_the_guided_teacher_than_the_teacher_alone(name):
     """At noisy training clips, the shipped student's one call at w = 2 is nearer video-cpu's
     guided output than video-cpu's conditional output is: distillation learned something."""
     from vdmcourse.data import MovingMNISTConfig, generate_clips
     from vdmcourse.pretrained import load_pretrained
 
-    source, student = load_pretrained("video-cpu").eval(), load_pretrained("video-distilled-cpu").eval()
+    if not (CHECKPOINT_DIR / f"{name}.safetensors").is_file():
+        pytest.skip(f"{name} is not shipped")
+    source, student = load_pretrained("video-cpu").eval(), load_pretrained(name).eval()
     clips = generate_clips(4, MovingMNISTConfig.cpu(), generator=seeded(5))
     x0, labels = clips.video * 2 - 1, clips.labels
     t = torch.tensor([0.2, 0.4, 0.6, 0.8])

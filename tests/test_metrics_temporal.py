@@ -9,10 +9,13 @@ from vdmcourse.metrics.temporal import (
     digit_count_consistency,
     dynamic_degree,
     flicker,
+    frame_classes,
+    identity_left_out,
     identity_persistence,
     ink_mass_variation,
     shape_change,
 )
+from vdmcourse.metrics.physics import track_digits
 
 CPU = MovingMNISTConfig.cpu(split="test")
 
@@ -115,3 +118,59 @@ def test_shape_change_needs_a_shift_as_large_as_the_motion(clips):
         shape_change(clips.video, max_shift=-1)
     with pytest.raises(ValueError, match="at least 2 frames"):
         shape_change(clips.video[:, :1])
+
+
+def _crossing_pair() -> torch.Tensor:
+    """Two-digit clips (24 of them) on 32x32, where digits often touch: frames the tracker
+    cannot split cleanly."""
+    config = MovingMNISTConfig.cpu(digits=2, digit_size=12, split="test")
+    return generate_clips(24, config, generator=torch.Generator().manual_seed(5)).video
+
+
+def test_identity_left_out_is_zero_for_one_digit_and_positive_when_digits_touch(clips):
+    # one digit: nothing can touch it, so identity counts every frame
+    assert identity_left_out(clips.video, 1).max().item() == 0.0
+    pair = _crossing_pair()
+    left_out = identity_left_out(pair, 2)
+    assert left_out.shape == (24,) and 0 < left_out.mean() < 1
+    tracks = track_digits(pair, 2)
+    seen = torch.isfinite(tracks.centres).all(-1)
+    torch.testing.assert_close(left_out, (seen & ~tracks.clean).float().mean(1).mean(1))
+
+
+def test_identity_left_out_counts_a_clip_with_no_clean_digit_as_all_left_out(clips):
+    blank = torch.zeros(2, CPU.frames, 1, 32, 32)
+    torch.testing.assert_close(identity_left_out(blank, 1), torch.ones(2))
+
+
+def test_identity_counted_as_miss_equals_skip_when_nothing_is_left_out(clips, evaluator):
+    swapped = corrupt(clips, "swap", 4, CPU, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(identity_persistence(swapped, evaluator, 1, left_out="miss"), identity_persistence(swapped, evaluator, 1))
+
+
+def test_identity_counted_as_miss_charges_the_frames_skip_leaves_out(evaluator):
+    pair = _crossing_pair()
+    tracks = track_digits(pair, 2)
+    skip = identity_persistence(pair, evaluator, 2, tracks=tracks)
+    miss = identity_persistence(pair, evaluator, 2, tracks=tracks, left_out="miss")
+    left_out = identity_left_out(pair, 2, tracks=tracks)
+    scored = skip.isfinite()
+    assert (miss[scored] <= skip[scored] + 1e-6).all()
+    assert (miss[~scored] == 0).all() and (left_out[~scored] == 1).all()  # "skip" dropped these clips altogether
+    assert (miss[left_out > 0] < skip[left_out > 0]).any()  # leaving frames out is what raised "skip"
+    torch.testing.assert_close(miss[left_out == 0], skip[left_out == 0])
+
+
+def test_identity_counted_as_miss_scores_a_never_seen_digit_zero_not_nan(evaluator):
+    blank = torch.zeros(3, CPU.frames, 1, 32, 32)
+    assert identity_persistence(blank, evaluator, 1).isnan().all()
+    torch.testing.assert_close(identity_persistence(blank, evaluator, 1, left_out="miss"), torch.zeros(3))
+    with pytest.raises(ValueError, match="left_out must be 'skip' or 'miss'"):
+        identity_persistence(blank, evaluator, 1, left_out="drop")
+
+
+def test_frame_classes_reads_each_digit_of_a_real_clip_as_its_label(clips, evaluator):
+    tracks = track_digits(clips.video, 1)
+    classes = frame_classes(clips.video, evaluator, tracks)
+    assert classes.shape == (48, CPU.frames, 1) and classes.dtype == torch.int64
+    assert (classes == clips.labels[:, None]).float().mean() > 0.9

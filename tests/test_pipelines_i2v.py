@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from vdmcourse.conditioned_training import image_to_video_loss
 from vdmcourse.course import to_unit_range
 from vdmcourse.data import MovingMNISTConfig
 from vdmcourse.data.conditions import (
@@ -27,13 +28,14 @@ from vdmcourse.nn.conditioning import (
 from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
 from vdmcourse.pipelines import (
     ImageToVideoPipeline,
+    MotionCalibration,
     SignalToVideoPipeline,
     VideoToVideoPipeline,
     frame_guidance,
     guidance_ramp,
 )
 from vdmcourse.presets import load_latent_vae
-from vdmcourse.pretrained import build_model, save_checkpoint
+from vdmcourse.pretrained import build_model, file_sha256, save_checkpoint
 
 TINY = dict(image_size=8, base_channels=8, channel_mults=(1, 2), blocks_per_level=1, heads=2, groups=4, frames=4)
 
@@ -374,6 +376,121 @@ def test_decode_chunk_size_gives_the_frames_of_full_decoding():
     for chunk in (1, 3):
         chunked = pipe(image, num_inference_steps=2, decode_chunk_size=chunk, generator=torch.Generator().manual_seed(0)).frames
         torch.testing.assert_close(chunked, full, atol=1e-5, rtol=0)
+
+
+# --- calibration: a requested speed -> the bucket that gave it ---
+
+
+def test_a_calibration_inverts_the_monotone_table_it_was_fitted_on():
+    table = MotionCalibration((40, 80, 120, 160, 200, 240), (3.9, 5.2, 8.1, 12.3, 19.2, 21.0), fps=6, knob_guidance_scale=3)
+    for bucket, speed in zip(table.buckets, table.speeds):
+        assert table.bucket(speed) == pytest.approx(bucket)
+        assert table.speed(bucket) == pytest.approx(speed)
+    for speed in (4.0, 6.5, 10.0, 17.0):  # between the rows: the two directions are each other's inverse
+        assert table.speed(table.bucket(speed)) == pytest.approx(speed)
+    assert table.bucket(10.0) == pytest.approx(120 + 40 * (10.0 - 8.1) / (12.3 - 8.1))  # linear between rows
+    assert table.reachable == (3.9, 21.0)
+    assert (table.bucket(1.0), table.bucket(99.0)) == (40, 240)  # clamped to the table's ends
+
+
+def test_a_calibration_pools_a_bucket_that_came_out_slower_and_stays_monotone():
+    table = MotionCalibration((40, 80, 120, 160, 200, 240), (3.9, 5.2, 8.1, 12.3, 19.2, 18.7))  # i2v-long-cpu's 200 -> 240
+    assert table.knots[-1] == pytest.approx((220.0, 18.95))  # the two pooled at their mean bucket and mean speed
+    grid = [3.0 + 0.25 * k for k in range(80)]
+    buckets = [table.bucket(v) for v in grid]
+    assert all(a <= b for a, b in zip(buckets, buckets[1:]))
+    low, high = table.reachable
+    inside = [v for v in grid if low < v < high]
+    assert all(a < b for a, b in zip([table.bucket(v) for v in inside], [table.bucket(v) for v in inside][1:]))
+    for speed in inside:
+        assert table.speed(table.bucket(speed)) == pytest.approx(speed)
+    # the least-squares non-decreasing fit: an inversion in the middle pools those two rows
+    assert sum(MotionCalibration((0, 10, 20, 30), (1.0, 3.0, 2.0, 4.0)).knots, ()) == pytest.approx((0, 1.0, 15, 2.5, 30, 4.0))
+    assert sum(MotionCalibration((0, 10, 20), (1.0, 3.0, 1.0)).knots, ()) == pytest.approx((0, 1.0, 15, 2.0))
+
+
+@pytest.mark.parametrize(
+    "buckets, speeds, words",
+    [
+        ((40, 80), (1.0,), "equally long"),
+        ((40,), (1.0,), "equally long"),
+        ((80, 40), (1.0, 2.0), "increase"),
+        ((40, 40), (1.0, 2.0), "increase"),
+        ((40, 300), (1.0, 2.0), "buckets"),
+        ((40, 80), (1.0, float("nan")), "speeds"),
+        ((40, 80, 120), (3.0, 2.0, 1.0), "never grow"),
+    ],
+)
+def test_a_calibration_refuses_a_table_it_cannot_fit(buckets, speeds, words):
+    with pytest.raises(ValueError, match=words):
+        MotionCalibration(buckets, speeds)
+
+
+def test_from_pretrained_loads_the_calibration_beside_the_checkpoint_and_refuses_one_of_other_weights(tmp_path):
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(path, _tiny_i2v())
+    assert ImageToVideoPipeline.from_pretrained(str(path), device="cpu", evaluator=_tiny_evaluator()).calibration is None
+    table = MotionCalibration((40, 120, 240), (3.0, 6.0, 12.0), fps=6, knob_guidance_scale=3, source="a test")
+    table.save(tmp_path / "tiny.calibration.json", checkpoint_sha256=file_sha256(path))
+    pipe = ImageToVideoPipeline.from_pretrained(str(path), device="cpu", evaluator=_tiny_evaluator())
+    assert pipe.calibration == table and pipe.calibration.bucket(6.0) == 120
+    save_checkpoint(path, _tiny_i2v(seed=1))  # other weights under the same name: the table no longer holds
+    with pytest.raises(ValueError, match="SHA-256"):
+        ImageToVideoPipeline.from_pretrained(str(path), device="cpu", evaluator=_tiny_evaluator())
+    with pytest.raises(TypeError, match="calibration"):
+        ImageToVideoPipeline(_tiny_i2v(), evaluator=_tiny_evaluator(), calibration={"buckets": (40, 80)})
+
+
+def test_the_shipped_calibration_matches_its_checkpoint_and_inverts_its_table():
+    pipe = ImageToVideoPipeline.from_pretrained("i2v-long-cpu", device="cpu")
+    table = pipe.calibration
+    assert table is not None and table.knob_guidance_scale > 0 and table.fps == 6
+    pooled = {b for b, _ in table.knots} ^ set(table.buckets)  # rows merged by the monotone fit, and their mean buckets
+    for bucket, speed in zip(table.buckets, table.speeds):
+        if bucket not in pooled:
+            assert table.bucket(speed) == pytest.approx(bucket)
+
+
+# --- latent image-to-video ---
+
+
+def test_the_latent_loss_conditions_on_the_latent_of_the_noised_image():
+    vae = load_latent_vae("vae-cpu")
+    channels = vae.config.latent_channels
+    config = ConditionedUNet3DConfig(**{**TINY, "channels": channels}, condition_channels=channels, image_embed_dim=16, micro_conditioning=True)
+    model, seen = _randomise(ConditionedUNet3D(config)), []
+
+    def recording(x, t, **conditions):
+        seen.append(x)
+        return model(x, t, **conditions)
+
+    video = torch.rand(2, 4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    batch = {"video": video, "fps": torch.tensor([6.0, 12.0]), "motion_bucket": torch.tensor([40.0, 200.0]),
+             "noise_aug_strength": torch.tensor([0.0, 0.3]), "image_embedding": torch.randn(2, 16)}
+    loss = image_to_video_loss(recording, batch, torch.Generator().manual_seed(1), p_uncond=0.0, vae="vae-cpu")
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    x = seen[0]
+    assert x.shape == (2, 4, 2 * channels, 8, 8)  # latents + the latent frame, concatenated on channels
+    frame = augment_frame(video[:, 0] * 2 - 1, batch["noise_aug_strength"], torch.Generator().manual_seed(1))  # noised BEFORE encoding
+    expected = vae.encode_latents(frame[:, None], sample=False)[:, 0]
+    torch.testing.assert_close(x[:, :, channels:], expected[:, None].expand(-1, 4, -1, -1, -1))
+    clean = vae.encode_latents((video[:, :1] * 2 - 1), sample=False)[:, 0]
+    assert not torch.allclose(x[1, 0, channels:], clean[1], atol=1e-3)  # the second clip's image was noised (0.3)
+
+
+def test_the_latent_i2v_preset_starts_as_latent_video_cpu_on_its_latents():
+    from vdmcourse.pretrained import load_pretrained
+    from vdmcourse.presets import get_preset
+
+    preset = get_preset("i2v-latent-cpu")
+    vae = load_latent_vae(preset.vae)
+    assert preset.model_config.channels == preset.model_config.condition_channels == vae.config.latent_channels
+    model, source = preset.build_model().eval(), load_pretrained("latent-video-cpu", device="cpu")
+    x, t = torch.randn(1, 10, 4, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0.4])
+    out = model(concat_condition(x, torch.randn(1, 4, 8, 8)), t, added_time_ids=added_time_ids(6.0, 200.0, 0.1),
+                image_embedding=torch.randn(1, 64))
+    torch.testing.assert_close(out, source(x, t), atol=1e-5, rtol=1e-4)
+    assert preset.metadata()["vae"]["name"] == "vae-cpu"
 
 
 # --- video-to-video (SDEdit) ---

@@ -9,8 +9,8 @@ Both train :class:`~vdmcourse.nn.conditioning.ConditionedUNet3D` with the flow o
   (:func:`vdmcourse.data.conditions.clips_at_strides`); ``noise_aug_strength`` is drawn
   per clip and the image is noised by it *before* encoding; with probability
   ``p_uncond`` the image and its embedding become zeros (the unconditional branch).
-* **sync** (:func:`signal_batch`, :func:`signal_loss`): the digit's brightness follows
-  a random per-frame signal that the model is given.
+* **sync** (:func:`signal_batch`, :func:`signal_loss`): the digit's brightness (or, with
+  ``drive="scale"``, its size) follows a random per-frame signal that the model is given.
 
 The image embedding is the metrics' evaluator's feature vector of the image shown as a
 still clip (:func:`image_embedding`): the course's stand-in for CLIP.
@@ -25,7 +25,7 @@ from torch import nn
 
 from vdmcourse.course import to_model_range
 from vdmcourse.data import MovingMNISTConfig, generate_clips
-from vdmcourse.data.conditions import apply_brightness, clips_at_strides, random_signals
+from vdmcourse.data.conditions import apply_brightness, apply_scale, clips_at_strides, random_signals
 from vdmcourse.diffusion import training_loss
 from vdmcourse.metrics.features import EVALUATOR_NAME, Evaluator, load_evaluator
 from vdmcourse.nn.conditioning import added_time_ids, augment_frame, concat_condition
@@ -84,15 +84,28 @@ def image_to_video_loss(
     p_uncond: float = 0.1,
     t_distribution: str = "logit_normal",
     t_mean: float = 0.0,
+    vae: str | None = None,
 ) -> torch.Tensor:
     """The flow loss of ``model`` (a ConditionedUNet3D) generating ``batch["video"]`` from its
     first frame: the frame noised by ``noise_aug_strength`` and concatenated on channels, the
     image embedding and ``[fps - 1, motion_bucket_id, noise_aug_strength]`` added to the time
     embedding; both image conditions zeroed together with probability ``p_uncond``. ``t_mean > 0``
-    trains more at high noise, where the conditions decide what the clip becomes."""
+    trains more at high noise, where the conditions decide what the clip becomes.
+
+    ``vae`` (a shipped VAE's name, e.g. ``"vae-cpu"``): latent image-to-video, SVD's own setting.
+    The model generates the frozen VAE's scaled latents of the clip (a posterior sample, as latent
+    diffusion trains), and the conditioning frame is the latent mean of the *noised* image, as
+    :class:`~vdmcourse.pipelines.ImageToVideoPipeline` encodes it."""
     x0 = to_model_range(batch["video"])  # (B, T, 1, H, W)
     batch_size = x0.shape[0]
     frame = augment_frame(x0[:, 0], batch["noise_aug_strength"], generator)  # noised before encoding
+    if vae is not None:
+        from vdmcourse.presets import load_latent_vae  # presets imports this module
+
+        encoder = load_latent_vae(vae, device=x0.device)
+        with torch.no_grad():  # the VAE is frozen; fp32 latents, as the presets' latent loss
+            x0 = encoder.encode_latents(x0.float(), generator).float()  # (B, T, C_z, h, w)
+            frame = encoder.encode_latents(frame[:, None].float(), sample=False)[:, 0].float()  # (B, C_z, h, w)
     draw_device = generator.device if generator is not None else x0.device
     keep = (torch.rand(batch_size, generator=generator, device=draw_device) >= p_uncond).to(x0)  # (B,)
     frame = frame * keep[:, None, None, None]  # dropped: zeros, the unconditional branch
@@ -105,12 +118,24 @@ def image_to_video_loss(
     return training_loss(conditioned, x0, objective="flow", generator=generator, t_distribution=t_distribution, t_mean=t_mean)
 
 
-def signal_batch(generator: torch.Generator, *, batch_size: int, data: MovingMNISTConfig) -> dict:
-    """``{"video", "labels", "signal" (B, T) in [0, 1]}``: clips whose ink brightness follows
-    an independent random value per frame."""
+SIGNAL_DRIVES = ("brightness", "scale")
+
+
+def signal_batch(generator: torch.Generator, *, batch_size: int, data: MovingMNISTConfig, drive: str = "brightness") -> dict:
+    """``{"video", "labels", "signal" (B, T) in [0, 1]}``: clips whose ink brightness
+    (``drive="brightness"``) or digit size (``"scale"``, one-digit clips) follows an
+    independent random value per frame."""
+    if drive not in SIGNAL_DRIVES:
+        raise ValueError(f"signal_batch: drive must be one of {SIGNAL_DRIVES}; got {drive!r}")
+    if drive == "scale" and data.digits != 1:
+        raise ValueError(f"signal_batch: drive='scale' needs one-digit clips; got digits={data.digits}")
     clips = generate_clips(batch_size, data, generator=generator)
     signal = random_signals(batch_size, data.frames, generator=generator)
-    return {"video": apply_brightness(clips.video, signal), "labels": clips.labels, "signal": signal}
+    if drive == "scale":
+        video = apply_scale(clips.video, signal, clips.positions[:, :, 0] + data.digit_size / 2)
+    else:
+        video = apply_brightness(clips.video, signal)
+    return {"video": video, "labels": clips.labels, "signal": signal}
 
 
 def signal_loss(

@@ -9,31 +9,45 @@ The batch sources below make each data condition from Moving MNIST ground truth:
 * :func:`speed_labelled` -- speeds from a range, each clip labelled with its speed;
 * :func:`stride_labelled` -- clips at several frame strides, labelled with the stride;
 * :func:`noisy_labels` -- a share of the digit labels replaced by a wrong digit;
-* :func:`limited_digits` -- clips drawn from only ``per_class`` distinct digits per class.
+* :func:`limited_digits` -- clips drawn from only ``per_class`` distinct digits per class;
+* :func:`i2v_batches` -- image-to-video batches (lesson 10's knobs: fps and motion bucket,
+  measured on each clip) from a speed range and a set of frame strides, for
+  :func:`tiny_i2v_model`: experiments 2 and 3 through the motion conditioning.
 
 Speed and stride labels go through the model's label table: the clip's labels are
 ``(digit, AUX + value)``, and the two embeddings are summed (see
 :class:`~vdmcourse.nn.embeddings.LabelEmbedding`). ``benchmarks/bench_data.py`` runs the
 experiments at full budget; lesson 13 runs them at quick-mode budgets with the same code.
+
+The image-to-video arms are sampled with :class:`~vdmcourse.pipelines.ImageToVideoPipeline`
+(:func:`i2v_pipeline`) and measured with the digit tracker (:func:`per_frame_speed`); their
+intervals come from :func:`~vdmcourse.metrics.bootstrap` over the held-out images
+(:func:`mean_interval`, :func:`knob_slope`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from vdmcourse.conditioned_training import MAX_NOISE_AUG, image_embedding, image_to_video_loss
 from vdmcourse.course import to_model_range, to_unit_range
 from vdmcourse.data import MovingMNISTConfig, digit_pool, render_clips, simulate_trajectories
+from vdmcourse.data.conditions import clips_at_strides
 from vdmcourse.data.curation import StaticClipFilter, motion_score, nearest_neighbours, stride_clips
 from vdmcourse.data.moving_mnist import Clips
 from vdmcourse.diffusion import sample, training_loss
-from vdmcourse.metrics.features import Evaluator, crop_digits
+from vdmcourse.metrics.distances import bootstrap
+from vdmcourse.metrics.features import Evaluator, crop_digits, load_evaluator
 from vdmcourse.metrics.physics import track_digits
 from vdmcourse.metrics.temporal import dynamic_degree
+from vdmcourse.nn.conditioning import ConditionedUNet3D, ConditionedUNet3DConfig
 from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
 from vdmcourse.train import TrainConfig, Trainer
 
@@ -54,6 +68,15 @@ __all__ = [
     "classify_clips",
     "denoising_loss",
     "memorisation",
+    "I2V_GAIN",
+    "tiny_i2v_model",
+    "ResizedEvaluator",
+    "i2v_batches",
+    "i2v_loss",
+    "i2v_pipeline",
+    "per_frame_speed",
+    "mean_interval",
+    "knob_slope",
 ]
 
 # 24x24 frames, 8 frames, one 12 px digit moving 1.5 px/frame: a 12 px free range, a bounce or two.
@@ -202,14 +225,18 @@ def _loss(model, batch, generator):
     )
 
 
-def train_arm(batches: Batches, steps: int, *, seed: int = 0, out_dir=None, progress: bool = False, num_classes: int = 16):
+def train_arm(
+    batches: Batches, steps: int, *, seed: int = 0, out_dir=None, progress: bool = False, num_classes: int = 16,
+    model: Callable[[], nn.Module] | None = None, loss: Callable | None = None,
+):
     """Train :func:`tiny_model` on ``batches`` for ``steps`` steps from ``seed``; returns
     ``(ema_model, info)`` with info ``{"steps", "cpu_s", "wall_s", "final_loss"}``. With
-    ``out_dir`` it checkpoints and resumes an interrupted run there."""
+    ``out_dir`` it checkpoints and resumes an interrupted run there. ``model`` (a factory)
+    and ``loss`` replace the label-conditioned pair, e.g. ``model=tiny_i2v_model, loss=i2v_loss``."""
     torch.manual_seed(seed)
-    model = tiny_model(num_classes)
+    network = tiny_model(num_classes) if model is None else model()
     config = TrainConfig(lr=2e-3, warmup_steps=20, ema_decay=0.99, seed=seed, checkpoint_every=100)
-    trainer = Trainer(model, _loss, batches, config, out_dir=out_dir, device="cpu", progress=progress)
+    trainer = Trainer(network, _loss if loss is None else loss, batches, config, out_dir=out_dir, device="cpu", progress=progress)
     if out_dir is not None and trainer.checkpoint_path.is_file():
         trainer.resume()
     cpu, wall = time.process_time(), time.perf_counter()
@@ -295,3 +322,128 @@ def memorisation(samples: torch.Tensor, train_images: torch.Tensor, test_images:
     samples_to_train, _ = nearest_neighbours(_centre_crops(samples, size), train, max_shift=1)
     test_to_train, _ = nearest_neighbours(_centre_crops(on_canvas(test_images), size), train, max_shift=1)
     return {"samples_to_train": samples_to_train.median().item(), "test_to_train": test_to_train.median().item()}
+
+
+
+# --- experiments 2 and 3 through the image-to-video conditioning (lesson 10's knobs) -----------------
+
+I2V_GAIN = 4.0  # condition_gain: the recipe attempt that moved i2v-cpu's knobs most (benchmarks/results/i2v.md)
+
+
+def tiny_i2v_model() -> ConditionedUNet3D:
+    """:func:`tiny_model` with SVD's conditioning (:class:`~vdmcourse.nn.conditioning.ConditionedUNet3D`):
+    the first frame concatenated on channels, the evaluator's image embedding and
+    ``[fps - 1, motion_bucket_id, noise_aug_strength]`` added to the time embedding; no digit labels."""
+    fields = {**tiny_model().config.__dict__, "num_classes": None}
+    return ConditionedUNet3D(
+        ConditionedUNet3DConfig(**fields, condition_channels=1, image_embed_dim=64, micro_conditioning=True, condition_gain=I2V_GAIN)
+    )
+
+
+class ResizedEvaluator(nn.Module):
+    """The course's evaluator for clips of another frame size: each clip is resampled
+    (bilinear) to the evaluator's canvas first, so :data:`SMALL`'s 24x24 frames get the
+    32x32 evaluator's features. ``model(video (B, T, 1, H, W) in [0, 1]) -> (B, feature_dim)``."""
+
+    def __init__(self, evaluator: Evaluator | None = None):
+        super().__init__()
+        self.evaluator = (evaluator or load_evaluator()).requires_grad_(False)
+        self.config = self.evaluator.config
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.evaluator(_upsample(video, self.config.canvas))
+
+
+@functools.lru_cache(maxsize=1)
+def _resized_evaluator() -> ResizedEvaluator:
+    return ResizedEvaluator().eval()
+
+
+def i2v_batches(
+    speed: tuple[float, float], strides: tuple[int, ...], *, batch_size: int = 8, group: int = 4,
+    max_noise_aug: float = MAX_NOISE_AUG, config: MovingMNISTConfig = SMALL,
+) -> Batches:
+    """Image-to-video batches (the keys of :func:`~vdmcourse.conditioned_training.image_to_video_batch`)
+    of ``config`` clips whose speed is drawn from ``speed`` (px per base frame at 12 fps) and whose
+    frame stride is drawn from ``strides`` (fps = 12 / stride); fps and motion bucket are measured on
+    each clip (:func:`~vdmcourse.data.conditions.clips_at_strides`). Runs of ``group`` clips share
+    their first frame and direction and differ in speed and stride only (the paired design)."""
+    data = dataclasses.replace(config, speed=speed)
+
+    def batches(generator: torch.Generator) -> dict:
+        clips = clips_at_strides(batch_size, data, strides=strides, generator=generator, group=group)
+        return {
+            "video": clips.video,
+            "fps": clips.fps,
+            "motion_bucket": clips.motion_bucket.float(),
+            "noise_aug_strength": max_noise_aug * torch.rand(batch_size, generator=generator) ** 2,
+            "image_embedding": image_embedding(clips.video[:, 0], _resized_evaluator()),
+        }
+
+    return batches
+
+
+i2v_loss = functools.partial(image_to_video_loss, t_mean=0.5)  # i2v-cpu's loss: times lean to high noise, where the knobs act
+
+
+def i2v_pipeline(model: ConditionedUNet3D, sampler: str = "euler"):
+    """An :class:`~vdmcourse.pipelines.ImageToVideoPipeline` for a :func:`tiny_i2v_model` (its
+    image embedding from :class:`ResizedEvaluator`)."""
+    from vdmcourse.pipelines import ImageToVideoPipeline  # the pipelines module imports much; only this needs it
+
+    return ImageToVideoPipeline(model, evaluator=_resized_evaluator(), sampler=sampler)
+
+
+def per_frame_speed(video: torch.Tensor) -> torch.Tensor:
+    """The tracked digit's mean displacement per frame in px: ``video`` ``(B, T, 1, H, W)`` in
+    ``[0, 1]`` -> ``(B,)`` (steps where the tracker lost the digit are skipped; NaN if all are)."""
+    centres = track_digits(video, 1).centres[:, :, 0]  # (B, T, 2)
+    steps = (centres[:, 1:] - centres[:, :-1]).norm(dim=-1)  # (B, T-1)
+    return steps.nanmean(dim=1)
+
+
+def mean_interval(values, *, level: float = 0.95, resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """The mean of ``values`` (NaN dropped) and a basic bootstrap interval for it
+    (:func:`~vdmcourse.metrics.bootstrap`, resampling the values): ``(mean, low, high)``."""
+    x = torch.as_tensor(values, dtype=torch.float64).flatten()
+    x = x[~x.isnan()][:, None]  # (N, 1)
+    result = bootstrap(lambda a, _: a.mean().item(), x, x, name="mean", level=level, resamples=resamples,
+                       generator=torch.Generator().manual_seed(seed))
+    return result.value, result.low, result.high
+
+
+def knob_slope(measured: torch.Tensor, asked, *, level: float = 0.95, resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """How much of a requested change the clips show: the least-squares slope of ``measured``
+    ``(N, K)`` (one row per image, one column per requested value) on ``asked`` ``(K,)``, in the
+    same unit (1: follows the knob exactly; 0: ignores it), with a basic bootstrap interval over the
+    images (rows resampled, pairing kept): ``(slope, low, high)``. Rows with a NaN are dropped."""
+    measured = torch.as_tensor(measured, dtype=torch.float64)
+    asked = torch.as_tensor(asked, dtype=torch.float64)
+    if measured.ndim != 2 or measured.shape[1] != len(asked) or len(asked) < 2:
+        raise ValueError(f"knob_slope: measured must be (N, K) with K = len(asked) >= 2; got {tuple(measured.shape)} and {len(asked)} values")
+    rows = measured[~measured.isnan().any(1)]
+    centred = asked - asked.mean()
+
+    def slope(m: torch.Tensor, _) -> float:
+        return float(((m - m.mean()) * centred).sum() / (len(m) * (centred**2).sum()))
+
+    result = bootstrap(slope, rows, rows, name="slope", level=level, resamples=resamples,
+                       generator=torch.Generator().manual_seed(seed))
+    return result.value, result.low, result.high
+
+
+@torch.no_grad()
+def i2v_speeds(
+    model: ConditionedUNet3D, images: torch.Tensor, requests, *, knob_guidance_scale: float = 0.0, steps: int = 10, seed: int = 0,
+) -> torch.Tensor:
+    """Generate a clip from each image ``(N, 1, H, W)`` in ``[0, 1]`` for each ``(fps, motion_bucket_id)``
+    in ``requests`` through :func:`i2v_pipeline` (Euler, ``steps`` steps, SVD's frame-wise guidance
+    1 -> 3, knob guidance ``knob_guidance_scale``; the same noise for every request) and measure
+    each clip's tracked motion: ``(N, len(requests))`` px/frame (:func:`per_frame_speed`)."""
+    pipe = i2v_pipeline(model)
+    columns = []
+    for fps, bucket in requests:
+        frames = pipe(images, num_inference_steps=steps, fps=fps, motion_bucket_id=bucket, knob_guidance_scale=knob_guidance_scale,
+                      generator=torch.Generator().manual_seed(seed)).frames
+        columns.append(per_frame_speed(frames))
+    return torch.stack(columns, 1)  # (N, K)

@@ -6,6 +6,7 @@ Each pipeline keeps to its own section below.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from vdmcourse.diffusion import resolve_schedule, sample
 from vdmcourse.diffusion.context import sample_with_context
 from vdmcourse.metrics.features import load_evaluator
 from vdmcourse.nn.conditioning import added_time_ids, augment_frame, concat_condition
+from vdmcourse.nn.text import TextVideoUNet
 from vdmcourse.presets import load_latent_vae
-from vdmcourse.pretrained import build_model, load_checkpoint
+from vdmcourse.pretrained import build_model, file_sha256, load_checkpoint
 
 __all__ = [
     "LONG_VIDEO_STRATEGIES",
@@ -34,6 +36,7 @@ __all__ = [
     "sliding_windows",
     "VideoPipelineOutput",
     "ImageToVideoPipeline",
+    "MotionCalibration",
     "VideoToVideoPipeline",
     "SignalToVideoPipeline",
     "guidance_ramp",
@@ -363,9 +366,11 @@ class LongVideoPipeline:
 #   With a VAE the image is encoded after its noise augmentation, and the latents are decoded
 #   decode_chunk_size frames at a time.
 # * VideoToVideoPipeline: SDEdit (Meng et al. 2022), the mechanism behind restyling an input clip
-#   (Pika): noise the clip to time `strength`, then denoise it under new conditions (another
-#   digit). strength 1 is plain sampling; strength -> 0 returns the input.
-# * SignalToVideoPipeline: a per-frame signal drives the digit's brightness (lip-sync in miniature).
+#   (Pika): noise the clip to time `strength`, then denoise it under new conditions: another
+#   digit (a label model), a caption (a text model) or a per-frame signal (a sync model: the
+#   clip re-synced to new "audio"). strength 1 is plain sampling; strength -> 0 returns the input.
+# * SignalToVideoPipeline: a per-frame signal drives the digit's brightness (lip-sync in miniature),
+#   or its size (sync-scale-cpu).
 #
 # All three sample the flow objective the course trains, with the course's samplers.
 
@@ -416,6 +421,97 @@ def _check_steps(value, who: str) -> int:
     return value
 
 
+def _pool_adjacent_violators(values: list[float]) -> list[tuple[int, int, float]]:
+    """The least-squares non-decreasing fit of ``values`` as blocks ``(first, last, value)``
+    of equal fitted value (isotonic regression); the blocks' values strictly increase."""
+    blocks: list[list] = []  # [first, last, total, count]
+    for i, v in enumerate(values):
+        blocks.append([i, i, float(v), 1])
+        while len(blocks) > 1 and blocks[-2][2] / blocks[-2][3] >= blocks[-1][2] / blocks[-1][3]:
+            last = blocks.pop()
+            blocks[-1][1], blocks[-1][2], blocks[-1][3] = last[1], blocks[-1][2] + last[2], blocks[-1][3] + last[3]
+    return [(first, last, total / count) for first, last, total, count in blocks]
+
+
+def _interpolate(x: float, xs: list[float], ys: list[float]) -> float:
+    """Piecewise-linear interpolation through ``(xs, ys)`` (``xs`` increasing), clamped at the ends."""
+    if x <= xs[0]:
+        return ys[0]
+    if x >= xs[-1]:
+        return ys[-1]
+    i = next(k for k in range(1, len(xs)) if x <= xs[k])
+    return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+
+
+@dataclass(frozen=True)
+class MotionCalibration:
+    """Which ``motion_bucket_id`` gives a requested speed, read off a measured table.
+
+    A bucket *stands for* a speed (16 px/s x bucket / 255 in the course's data), but a model
+    does not deliver exactly that speed: i2v-long-cpu with knob guidance 3 moves at 19 px/s at
+    bucket 200, which stands for 12.5. This fits the measured mean speeds of generated clips
+    (``speeds``, px/s, at ``buckets``; sampled at ``fps`` with ``knob_guidance_scale``) by a
+    non-decreasing curve (isotonic regression: a bucket that came out slower than a lower one
+    is pooled with it, at their mean bucket), and reads it both ways by linear interpolation.
+    :meth:`bucket` is the inverse of :meth:`speed` between the slowest and fastest fitted speeds;
+    outside them it clamps to the table's end buckets (``reachable`` gives the range).
+    Valid for the checkpoint, ``fps`` and ``knob_guidance_scale`` it was measured with.
+    """
+
+    buckets: tuple[float, ...]
+    speeds: tuple[float, ...]
+    fps: float = 6.0
+    knob_guidance_scale: float = 0.0
+    source: str = ""
+
+    def __post_init__(self):
+        who = "MotionCalibration"
+        if len(self.buckets) != len(self.speeds) or len(self.buckets) < 2:
+            raise ValueError(f"{who}: buckets and speeds must be two equally long sequences of >= 2 numbers; got {len(self.buckets)} and {len(self.speeds)}")
+        for b in self.buckets:
+            _check_number(b, "buckets", who, 0.0, 255.0)
+        for v in self.speeds:
+            _check_number(v, "speeds", who, 0.0, 1e6, hint=" (measured px/s)")
+        if any(b >= a for a, b in zip(self.buckets[1:], self.buckets)):
+            raise ValueError(f"{who}: buckets must increase strictly; got {tuple(self.buckets)}")
+        blocks = _pool_adjacent_violators(list(self.speeds))
+        knots = [(sum(self.buckets[first : last + 1]) / (last - first + 1), value) for first, last, value in blocks]
+        if len(knots) < 2:
+            raise ValueError(f"{who}: the measured speeds never grow with the bucket ({tuple(self.speeds)}): nothing to calibrate")
+        object.__setattr__(self, "_knots", knots)
+
+    @property
+    def knots(self) -> list[tuple[float, float]]:
+        """The fitted curve's ``(bucket, px/s)`` points, both strictly increasing."""
+        return list(self._knots)
+
+    @property
+    def reachable(self) -> tuple[float, float]:
+        """The slowest and fastest speed (px/s) the fitted table spans."""
+        return self._knots[0][1], self._knots[-1][1]
+
+    def speed(self, bucket: float) -> float:
+        """The fitted speed (px/s) at ``bucket``."""
+        bucket = _check_number(bucket, "bucket", "MotionCalibration.speed", 0.0, 255.0)
+        return _interpolate(bucket, [b for b, _ in self._knots], [v for _, v in self._knots])
+
+    def bucket(self, speed: float) -> float:
+        """The bucket whose fitted speed is ``speed`` (px/s), clamped to the table's range."""
+        speed = _check_number(speed, "speed", "MotionCalibration.bucket", 0.0, 1e6, hint=" (px/s)")
+        return _interpolate(speed, [v for _, v in self._knots], [b for b, _ in self._knots])
+
+    @classmethod
+    def load(cls, path: str | Path) -> MotionCalibration:
+        """Read a calibration written by :meth:`save` (extra keys, e.g. the checkpoint's SHA-256, are ignored)."""
+        data = json.loads(Path(path).read_text())
+        return cls(tuple(data["buckets"]), tuple(data["speeds"]), data["fps"], data["knob_guidance_scale"], data.get("source", ""))
+
+    def save(self, path: str | Path, **extra) -> None:
+        table = {"buckets": list(self.buckets), "speeds": list(self.speeds), "fps": self.fps,
+                 "knob_guidance_scale": self.knob_guidance_scale, "source": self.source, **extra}
+        Path(path).write_text(json.dumps(table, indent=1) + "\n")
+
+
 class ImageToVideoPipeline:
     """A clip that starts from a given image, with SVD's knobs.
 
@@ -431,11 +527,15 @@ class ImageToVideoPipeline:
             model generates (latent space; the image is encoded, the clip decoded).
         evaluator: the network whose features are the image embedding (name or model).
         sampler: the course sampler to integrate with (default ``"heun"``).
+        calibration: None, or a :class:`MotionCalibration` measured on this model:
+            ``pipe.calibration.bucket(px_per_s)`` is the bucket that gave that speed (at the
+            calibration's fps and knob guidance). ``from_pretrained`` loads the one shipped
+            beside a checkpoint (``NAME.calibration.json``), if any.
     """
 
     NEUTRAL_KNOBS = {"fps": 6, "motion_bucket_id": 127}  # knob guidance's reference: the call's defaults
 
-    def __init__(self, model, *, vae=None, evaluator="evaluator-cpu", sampler: str = "heun"):
+    def __init__(self, model, *, vae=None, evaluator="evaluator-cpu", sampler: str = "heun", calibration=None):
         config = model.config
         if not (getattr(config, "condition_channels", 0) and getattr(config, "micro_conditioning", False)):
             raise ValueError("ImageToVideoPipeline needs a ConditionedUNet3D with condition_channels > 0 and micro_conditioning (e.g. i2v-cpu)")
@@ -444,6 +544,9 @@ class ImageToVideoPipeline:
         self.device = next(model.parameters()).device
         self.evaluator = evaluator if not isinstance(evaluator, str) else load_evaluator(evaluator, device=self.device)
         self.sampler = sampler
+        if calibration is not None and not isinstance(calibration, MotionCalibration):
+            raise TypeError(f"ImageToVideoPipeline: calibration must be None or a MotionCalibration; got {type(calibration).__name__}")
+        self.calibration = calibration
         self.max_frames = config.frames
         if self.vae is None:
             self.image_shape = (config.channels, config.image_size, config.image_size)
@@ -454,8 +557,18 @@ class ImageToVideoPipeline:
     @classmethod
     def from_pretrained(cls, name_or_path: str = "i2v-cpu", *, device=None, **settings) -> ImageToVideoPipeline:
         """Load a shipped checkpoint by name (or a ``.safetensors`` path); a latent model
-        brings the VAE its metadata names (refused if its fingerprint differs)."""
-        checkpoint = load_checkpoint(_checkpoint_file(name_or_path))
+        brings the VAE its metadata names (refused if its fingerprint differs), and a
+        ``NAME.calibration.json`` beside the checkpoint becomes ``pipe.calibration`` (refused
+        if it was measured on a checkpoint with other bytes)."""
+        path = _checkpoint_file(name_or_path)
+        checkpoint = load_checkpoint(path)
+        table = path.with_name(path.stem + ".calibration.json")
+        if "calibration" not in settings and table.is_file():
+            recorded = json.loads(table.read_text()).get("checkpoint_sha256")
+            if recorded != file_sha256(path):
+                raise ValueError(f"{table} was measured on a checkpoint with SHA-256 {str(recorded)[:12]}..., not {path.name} "
+                                 f"({file_sha256(path)[:12]}...): remeasure it (benchmarks/bench_i2v.py calibrate) or remove it")
+            settings["calibration"] = MotionCalibration.load(table)
         device = pick_device(None if device is None else str(device))
         model = build_model(checkpoint).to(device)
         vae = None
@@ -589,26 +702,43 @@ def _check_clip_labels(labels, batch: int, who: str):
 
 
 class VideoToVideoPipeline:
-    """Restyle a clip by SDEdit: keep its motion, change its condition (e.g. the digit).
+    """Restyle a clip by SDEdit: keep its motion, change its condition.
 
     ``pipe = VideoToVideoPipeline.from_pretrained("video-cpu")``, then
     ``pipe(video, strength=0.6, labels=torch.tensor([7]), generator=g).frames``.
+    The new condition is whatever the model takes:
+
+    * a label model (``video-cpu``): ``labels=`` the new digits;
+    * a text model (``text-video-cpu``): ``captions=`` the new captions, guided as
+      :class:`TextToVideoPipeline` guides them (``guidance_scale`` is its text scale);
+    * a sync model (``sync-cpu``): ``signal=`` a new per-frame signal ``(T,)`` or ``(B, T)``,
+      with ``labels=`` optional (the clip re-synced: Pika's lip-sync on an existing video).
 
     The clip is noised to time ``t0 = strength`` (``x_t0 = (1 - t0) x + t0 eps`` on the flow
     path) and the last ``round(strength * num_inference_steps)`` steps of the sampler run from
-    there under the new labels. Low strength keeps the input (and its motion); high strength
+    there under the new condition. Low strength keeps the input (and its motion); high strength
     follows the new condition; 1 is plain sampling from noise.
 
     Args:
-        model: a label-conditioned video model ``model(x, t, cond)`` (e.g. ``video-cpu``).
-        sampler, guidance_scale: sampling settings (default: the checkpoint's).
+        model: a label-conditioned video model ``model(x, t, cond)`` (e.g. ``video-cpu``), a
+            :class:`~vdmcourse.nn.text.TextVideoUNet` or a ConditionedUNet3D with ``signal=True``.
+        sampler, guidance_scale: sampling settings (default: the checkpoint's; a text model's
+            guidance defaults to :class:`TextToVideoPipeline`'s text scale, 4).
+        tokenizer: a text model's tokenizer (default: the closed caption vocabulary).
     """
 
-    def __init__(self, model, *, objective: str = "flow", sampler: str = "heun", guidance_scale: float = 2.0):
+    def __init__(self, model, *, objective: str = "flow", sampler: str = "heun", guidance_scale: float | None = None, tokenizer=None):
         self.model = model.eval()
-        self.objective, self.sampler, self.guidance_scale = objective, sampler, guidance_scale
+        self.condition = "captions" if isinstance(model, TextVideoUNet) else "signal" if getattr(model.config, "signal", False) else "labels"
+        default_scale = 4.0 if self.condition == "captions" else 2.0
+        self.objective, self.sampler = objective, sampler
+        self.guidance_scale = default_scale if guidance_scale is None else guidance_scale
         self.device = next(model.parameters()).device
-        self.frame_shape = (model.config.channels, model.config.image_size, model.config.image_size)
+        unet = model.config.unet if self.condition == "captions" else model.config
+        self.frame_shape = (unet.channels, unet.image_size, unet.image_size)
+        self.tokenizer = None
+        if self.condition == "captions":
+            self.tokenizer = tokenizer or CaptionTokenizer(max_length=model.config.text.max_length)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = "video-cpu", *, device=None, **settings) -> VideoToVideoPipeline:
@@ -618,6 +748,8 @@ class VideoToVideoPipeline:
         if checkpoint.metadata.get("objective"):
             defaults["objective"] = checkpoint.metadata["objective"]
         model = build_model(checkpoint).to(pick_device(None if device is None else str(device)))
+        if isinstance(model, TextVideoUNet):  # its preset's guidance_scale is not the text scale TextToVideoPipeline samples with
+            defaults.pop("guidance_scale", None)
         return cls(model, **{**defaults, **settings})
 
     @staticmethod
@@ -627,6 +759,66 @@ class VideoToVideoPipeline:
         sampler's steps that remain, ``max(1, round(strength * num_inference_steps))``."""
         return float(strength), max(1, round(strength * num_inference_steps))
 
+    def _conditioned(self, video: torch.Tensor, labels, captions, signal, scale: float, who: str):
+        """The model as the sampler calls it, the sampler's ``cond`` and guidance scale, for this model's condition."""
+        batch, frames = video.shape[:2]
+        if self.condition != "captions" and captions is not None:
+            raise ValueError(f"{who}: captions need a text model (e.g. text-video-cpu); this model takes {self.condition}")
+        if self.condition != "signal" and signal is not None:
+            raise ValueError(f"{who}: signal needs a sync model (e.g. sync-cpu); this model takes {self.condition}")
+        if self.condition == "captions":
+            if labels is not None:
+                raise ValueError(f"{who}: labels are not read by a text model; name the digit in the captions")
+            if captions is None:
+                return self._unconditional_text(batch), None, 1.0
+            captions = [captions] if isinstance(captions, str) else captions
+            if not isinstance(captions, (list, tuple)) or len(captions) != batch or not all(isinstance(c, str) for c in captions):
+                raise ValueError(f"{who}: captions must be {batch} strings, one per clip; got {captions!r}")
+            ids, mask = (part.to(self.device) for part in self.tokenizer(list(captions)))
+            null_ids, null_mask = self._null_caption(ids)
+
+            def guided(x, t, cond=None):  # TextToVideoPipeline's text guidance without image or motion
+                t = t[:, None].expand(-1, frames) if t.ndim == 1 else t
+                out = self.model(x.repeat(2, 1, 1, 1, 1), t.repeat(2, 1), torch.cat([null_ids, ids]), torch.cat([null_mask, mask])).chunk(2)
+                return out[0] + scale * (out[1] - out[0])
+
+            return guided, None, 1.0
+        labels = _check_clip_labels(labels, batch, who)
+        scale = scale if labels is not None else 1.0
+        cond = None if labels is None else labels.to(self.device)
+        if self.condition == "labels":
+            return self.model, cond, scale
+        if signal is None:
+            raise ValueError(f"{who}: a sync model needs signal, (T,) or (B, T) in [0, 1] with T = {frames} (the clip's frames)")
+        if not isinstance(signal, torch.Tensor) or not signal.is_floating_point() or signal.ndim not in (1, 2):
+            got = tuple(signal.shape) if isinstance(signal, torch.Tensor) else type(signal).__name__
+            raise ValueError(f"{who}: signal must be a float tensor (T,) or (B, T) in [0, 1]; got {got}")
+        signal = (signal[None] if signal.ndim == 1 else signal).float().to(self.device)
+        if signal.shape[0] not in (1, batch) or signal.shape[1] != frames or not (signal.min() >= 0 and signal.max() <= 1):
+            raise ValueError(f"{who}: signal must be (T,) or (B, T) = (1 or {batch}, {frames}) (the clip's frames) in [0, 1]; "
+                             f"got shape {tuple(signal.shape)}, values in [{signal.min().item():.3g}, {signal.max().item():.3g}]")
+        signal = signal.expand(batch, -1)
+
+        def synced(x, t, cond=None):
+            return self.model(x, t, cond, signal=signal.repeat(x.shape[0] // batch, 1))  # 2 copies under guidance
+
+        return synced, cond, scale
+
+    def _null_caption(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        null_ids = torch.zeros_like(ids)
+        null_ids[:, 0] = self.tokenizer.start_id
+        return null_ids, null_ids != self.tokenizer.pad_id
+
+    def _unconditional_text(self, batch: int):
+        """A text model under the null caption (no captions given)."""
+        null_ids, null_mask = self._null_caption(torch.zeros(batch, 1, dtype=torch.long, device=self.device))
+
+        def unconditional(x, t, cond=None):
+            t = t[:, None].expand(-1, x.shape[1]) if t.ndim == 1 else t
+            return self.model(x, t, null_ids, null_mask)
+
+        return unconditional
+
     @torch.no_grad()
     def __call__(
         self,
@@ -634,13 +826,16 @@ class VideoToVideoPipeline:
         *,
         strength: float = 0.6,
         labels: torch.Tensor | None = None,
+        captions: list[str] | str | None = None,
+        signal: torch.Tensor | None = None,
         num_inference_steps: int = 10,
         guidance_scale: float | None = None,
         generator: torch.Generator | None = None,
         progress: bool = False,
     ) -> VideoPipelineOutput:
-        """Restyle ``video`` ``(B, T, C, H, W)`` in ``[0, 1]`` under ``labels`` (new digits,
-        ``(B,)`` or ``(B, K)``; None: unconditional). ``strength`` in ``(0, 1]``.
+        """Restyle ``video`` ``(B, T, C, H, W)`` in ``[0, 1]`` under the new condition: ``labels``
+        (new digits, ``(B,)`` or ``(B, K)``), ``captions`` (B strings) or ``signal``; none of
+        them: unconditional. ``strength`` in ``(0, 1]``.
         Returns :class:`VideoPipelineOutput` with ``frames`` of ``video``'s shape in ``[0, 1]``."""
         started = time.perf_counter()
         who = "VideoToVideoPipeline"
@@ -651,17 +846,16 @@ class VideoToVideoPipeline:
             raise ValueError(f"{who}: video must be a float tensor in [0, 1]")
         strength = _check_number(strength, "strength", who, 0.0, 1.0, low_open=True, hint=" (1: plain sampling; -> 0: the input back)")
         steps = _check_steps(num_inference_steps, who)
-        labels = _check_clip_labels(labels, video.shape[0], who)
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
-        scale = scale if labels is not None else 1.0
+        model, cond, scale = self._conditioned(video, labels, captions, signal, scale, who)
         t0, remaining = self.start(strength, steps)
         x0 = to_model_range(video.float().to(self.device))
         draw_device = generator.device if generator is not None else self.device
         eps = torch.randn(x0.shape, generator=generator, device=draw_device).to(self.device)  # sample()'s first draw
         noisy = resolve_schedule(None, self.objective).q_sample(x0, torch.full((x0.shape[0],), t0, device=self.device), eps)
         clips = sample(
-            self.model, tuple(x0.shape), objective=self.objective, sampler=self.sampler, steps=remaining,
-            cond=None if labels is None else labels.to(self.device), guidance_scale=scale, noise=noisy,
+            model, tuple(x0.shape), objective=self.objective, sampler=self.sampler, steps=remaining,
+            cond=cond, guidance_scale=scale, noise=noisy,
             t_start=t0, generator=generator, progress=progress, device=self.device,
         )
         return VideoPipelineOutput(to_unit_range(clips), time.perf_counter() - started)
@@ -673,6 +867,8 @@ class SignalToVideoPipeline:
     ``pipe = SignalToVideoPipeline.from_pretrained("sync-cpu")``, then
     ``pipe(signal, labels=torch.tensor([3]), generator=g).frames`` with ``signal`` ``(T,)`` or
     ``(B, T)`` in ``[0, 1]`` (:func:`vdmcourse.data.conditions.frame_brightness` measures it back).
+    The signal drives what the model was trained on: ``sync-scale-cpu``'s drives the digit's size
+    (:func:`vdmcourse.data.conditions.frame_scale` measures it back).
     """
 
     def __init__(self, model, *, sampler: str = "heun", guidance_scale: float = 2.0):

@@ -13,7 +13,8 @@ The knobs of image-to-video (Stable Video Diffusion, Blattmann et al. 2023) are
   what SVD's two knobs mean.
 * **signal** -- the lip-sync analogue (Pika): a per-frame 1-D "audio envelope" in
   ``[0, 1]`` drives the digit's brightness (:func:`apply_brightness`), and
-  :func:`frame_brightness` measures it back from pixels.
+  :func:`frame_brightness` measures it back from pixels; or its scale
+  (:func:`apply_scale`), measured back by :func:`frame_scale`.
 """
 
 from __future__ import annotations
@@ -38,12 +39,16 @@ __all__ = [
     "random_signals",
     "apply_brightness",
     "frame_brightness",
+    "SCALE_FLOOR",
+    "apply_scale",
+    "frame_scale",
 ]
 
 BASE_FPS = 12.0  # the frame rate of a stride-1 clip
 FRAME_STRIDES = (1, 2, 3)  # fps 12, 6 and 4
 MAX_BUCKET_SPEED = 16.0  # px/s that maps to bucket 255 (faster clips are clamped there)
 BRIGHTNESS_FLOOR = 0.3  # ink brightness at signal 0 (1 at signal 1), so a silent frame still shows its digit
+SCALE_FLOOR = 0.5  # the digit's size at signal 0 (1 at signal 1): a 16 px digit shrinks to 8 px, still readable
 
 
 def measured_speed(positions: torch.Tensor, fps: torch.Tensor | float | None = None) -> torch.Tensor:
@@ -182,3 +187,41 @@ def frame_brightness(video: torch.Tensor, top: int = 16) -> torch.Tensor:
     the stroke centres, which :func:`apply_brightness` scales by its gain."""
     flat = video.flatten(2)  # (N, T, C*H*W)
     return flat.topk(min(top, flat.shape[-1]), dim=-1).values.mean(-1)
+
+
+def apply_scale(video: torch.Tensor, signal: torch.Tensor, centres: torch.Tensor, floor: float = SCALE_FLOOR) -> torch.Tensor:
+    """Shrink the digit of frame t of ``video`` ``(N, T, 1, H, W)`` about its centre by the factor
+    ``floor + (1 - floor) * signal[:, t]`` (``signal`` ``(N, T)`` in [0, 1]; 1 leaves the frame as
+    it is). ``centres`` ``(N, T, 2)``: the digit's centre (row, col) in pixels from the top-left
+    corner of the frame (a one-digit clip's ``positions[:, :, 0] + digit_size / 2``). Bilinear."""
+    if signal.shape != video.shape[:2]:
+        raise ValueError(f"apply_scale: signal must have shape (N, T) = {tuple(video.shape[:2])}; got {tuple(signal.shape)}")
+    if centres.shape != (*video.shape[:2], 2):
+        raise ValueError(f"apply_scale: centres must have shape (N, T, 2) = {(*video.shape[:2], 2)}; got {tuple(centres.shape)}")
+    n, t, c, h, w = video.shape
+    gain = (floor + (1 - floor) * signal.clamp(0, 1)).reshape(-1)  # (N*T,)
+    size = torch.tensor([h, w], dtype=video.dtype)
+    centre = (2 * centres.reshape(-1, 2).to(video.dtype) / size - 1).flip(-1)  # (N*T, 2) as (x, y) in [-1, 1]
+    theta = torch.zeros(n * t, 2, 3, dtype=video.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / gain  # output pixel u reads the input at centre + (u - centre) / gain
+    theta[:, :, 2] = centre * (1 - 1 / gain[:, None])
+    frames = video.reshape(n * t, c, h, w)
+    grid = torch.nn.functional.affine_grid(theta, list(frames.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False).reshape(video.shape)
+
+
+def frame_scale(video: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
+    """The digit's size in every frame: the radius of gyration, in px, of the ink about its
+    centroid (it grows in proportion to :func:`apply_scale`'s factor). Each frame is first
+    divided by its brightest pixel and ink below ``threshold`` of it dropped, so dimmer ink
+    alone does not read as a smaller digit. ``video`` ``(N, T, 1, H, W)`` in [0, 1] -> ``(N, T)``;
+    NaN for a black frame."""
+    n, t, _, h, w = video.shape
+    video = video / video.flatten(2).amax(-1)[:, :, None, None, None]  # NaN for a black frame
+    ink = (video * (video > threshold)).reshape(n, t, h * w)  # (N, T, HW)
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=video.dtype), torch.arange(w, dtype=video.dtype), indexing="ij")
+    coords = torch.stack([rows.flatten(), cols.flatten()], -1)  # (HW, 2)
+    mass = ink.sum(-1, keepdim=True)  # (N, T, 1)
+    centroid = ink @ coords / mass  # (N, T, 2)
+    spread = (ink * ((coords[None, None] - centroid[:, :, None]) ** 2).sum(-1)).sum(-1) / mass[..., 0]  # (N, T)
+    return spread.sqrt()

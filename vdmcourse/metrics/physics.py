@@ -12,7 +12,7 @@ matched to the tracks by their distance to the tracks' constant-velocity
 predictions.
 
 The fit: a digit's box (its S×S square, top-left corner ``b``) moves inside
-``[0, canvas - S]`` by the generator's rule (:func:`vdmcourse.data.simulate_trajectories`),
+``[0, H - S] x [0, W - S]`` (frames of any shape) by the generator's rule (:func:`vdmcourse.data.simulate_trajectories`),
 and the ink centroid sits at a fixed offset ``g`` inside the box. Per axis, a grid
 search over the start ``b0`` and velocity ``v`` (coarse, then fine) with ``g`` in
 closed form -- constrained to the offsets the digit's ink extent allows, so a
@@ -279,18 +279,21 @@ def fit_bounces(
     centres      (M, T, 2) tracked ink centroids (row, col), NaN allowed where unused
     used         (M, T) bool, the frames to fit
     offset_low   (M, 2), offset_high (M, 2): the allowed centroid offsets inside the box
-    free_range   ``canvas - digit_size``, the box corner's range on each axis
-    max_speed    largest speed per axis searched (default ``free_range / 3``)
+    free_range   ``canvas - digit_size``, the box corner's range on each axis; a pair
+                 ``(rows, cols)`` for a frame that is not square
+    max_speed    largest speed per axis searched (default ``free_range / 3``, per axis)
     offset_prior (M, 2) optional: the offset to prefer among equally good fits (MNIST
                  digits are centred by their centre of mass, so ``(S - 1) / 2``)
     """
     if centres.dim() != 3 or centres.shape[-1] != 2 or used.shape != centres.shape[:2]:
         raise ValueError(f"fit_bounces: centres must be (M, T, 2) and used (M, T); got {tuple(centres.shape)} and {tuple(used.shape)}")
-    max_speed = free_range / 3 if max_speed is None else max_speed
+    ranges = tuple(free_range) if isinstance(free_range, (tuple, list)) else (free_range, free_range)
+    if len(ranges) != 2:
+        raise ValueError(f"fit_bounces: free_range must be a number or a (rows, cols) pair; got {free_range!r}")
     used = used & torch.isfinite(centres).all(-1)
     fits = [
-        _fit_axis(centres[..., axis], used, offset_low[:, axis], offset_high[:, axis], float(free_range), float(max_speed),
-                  None if offset_prior is None else offset_prior[:, axis])
+        _fit_axis(centres[..., axis], used, offset_low[:, axis], offset_high[:, axis], float(ranges[axis]),
+                  float(ranges[axis] / 3 if max_speed is None else max_speed), None if offset_prior is None else offset_prior[:, axis])
         for axis in (0, 1)
     ]
     start, velocity, offset, fitted = (torch.stack(parts, -1) for parts in zip(*fits))
@@ -359,10 +362,8 @@ def physics_scores(
     fit the motion law to each track's clean frames and score the clip (see :class:`PhysicsScores`)."""
     video = check_video(video, caller="physics_scores")
     b, t, _, h, w = video.shape
-    if h != w:
-        raise ValueError(f"physics_scores: frames must be square; got {h}x{w}")
-    if not isinstance(digit_size, int) or not 1 <= digit_size < h:
-        raise ValueError(f"physics_scores: digit_size must be an int in [1, {h - 1}] for {h} px frames; got {digit_size!r}")
+    if not isinstance(digit_size, int) or not 1 <= digit_size < min(h, w):
+        raise ValueError(f"physics_scores: digit_size must be an int in [1, {min(h, w) - 1}] for {h}x{w} px frames; got {digit_size!r}")
     tracks = tracks if tracks is not None else track_digits(video, digits)
     low, high = _offset_bounds(tracks, digit_size)
     centres = rearrange(tracks.centres, "b t k c -> (b k) t c")
@@ -370,7 +371,7 @@ def physics_scores(
     low, high = low.flatten(0, 1), high.flatten(0, 1)
     # MNIST centres each digit by its centre of mass: the box's middle is the best guess.
     prior = torch.full_like(low, (digit_size - 1) / 2).clamp(low, high)
-    fit = fit_bounces(centres, used, low, high, h - digit_size, max_speed=max_speed, offset_prior=prior)
+    fit = fit_bounces(centres, used, low, high, (h - digit_size, w - digit_size), max_speed=max_speed, offset_prior=prior)
     residual = rearrange(fit.residual, "(b k) -> b k", b=b).nanmean(1)
     matched, total = torch.zeros(b), torch.zeros(b)
     for track in range(b * digits):

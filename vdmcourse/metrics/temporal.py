@@ -39,6 +39,8 @@ from vdmcourse.metrics.physics import Tracks, check_video, track_digits
 __all__ = [
     "flicker",
     "identity_persistence",
+    "identity_left_out",
+    "frame_classes",
     "dynamic_degree",
     "ink_mass_variation",
     "digit_count_consistency",
@@ -72,29 +74,59 @@ def flicker(video: torch.Tensor, *, threshold: float = 0.2, margin: int = 2) -> 
     return (change * background).sum(dim=(1, 2, 3)) / background.sum(dim=(1, 2, 3))
 
 
-def identity_persistence(
-    video: torch.Tensor, model: Evaluator, digits: int, *, tracks: Tracks | None = None
-) -> torch.Tensor:
-    """Share of frames in which each tracked digit keeps the class it had in its first
-    clean frame, averaged over the clip's digits: ``(B,)`` in [0, 1] (NaN when no digit
-    was ever seen clearly). Uses ``model.classify`` on crops of ``model.config.digit_size``."""
-    video = _need_frames(video, "identity_persistence")
-    tracks = tracks if tracks is not None else track_digits(video, digits)
+def frame_classes(video: torch.Tensor, model: Evaluator, tracks: Tracks) -> torch.Tensor:
+    """The evaluator's digit class of each tracked digit in each frame: ``(B, T, K)`` int64,
+    from ``model.classify`` on crops of ``model.config.digit_size`` around the track's centres
+    (an empty crop where the digit is not seen)."""
     crops = crop_digits(video, tracks.centres, model.config.digit_size)  # (B, T, K, S, S)
     model.eval()
     device = next(model.parameters()).device
     with torch.no_grad():
         logits = torch.cat([model.classify(part.to(device)).cpu() for part in crops.flatten(0, 2).split(4096)])
-    classes = logits.argmax(1).view(tracks.clean.shape)  # (B, T, K)
+    return logits.argmax(1).view(tracks.clean.shape)  # (B, T, K)
+
+
+def identity_persistence(
+    video: torch.Tensor, model: Evaluator, digits: int, *, tracks: Tracks | None = None, left_out: str = "skip"
+) -> torch.Tensor:
+    """Share of frames in which each tracked digit keeps the class it had in its first
+    clean frame, averaged over the clip's digits: ``(B,)`` in [0, 1]. Uses
+    ``model.classify`` on crops of ``model.config.digit_size``.
+
+    Frames where a digit is seen but not clean (its ink touches another digit's) are
+    left out with ``left_out="skip"`` (the default, and every shipped number), and a
+    clip with no digit ever seen clearly is NaN. ``left_out="miss"`` counts both as
+    failures instead: every frame of every digit is counted, so a never-clean digit
+    scores 0. :func:`identity_left_out` measures how much "skip" leaves out."""
+    video = _need_frames(video, "identity_persistence")
+    if left_out not in ("skip", "miss"):
+        raise ValueError(f"identity_persistence: left_out must be 'skip' or 'miss'; got {left_out!r}")
+    tracks = tracks if tracks is not None else track_digits(video, digits)
+    classes = frame_classes(video, model, tracks)  # (B, T, K)
     seen = torch.isfinite(tracks.centres).all(-1)
     first_clean = tracks.clean.float().argmax(1)  # (B, K): argmax returns the first True
     first_class = classes.gather(1, first_clean[:, None]).expand_as(classes)
+    keeps = (classes == first_class) & tracks.clean
+    if left_out == "miss":
+        return (keeps.sum(1) / video.shape[1]).mean(1)  # a never-clean digit keeps nothing: 0
     # Counted: clean frames (match or not) and frames where the digit has vanished (a miss).
     counted = tracks.clean | ~seen
-    keeps = (classes == first_class) & tracks.clean
     per_digit = keeps.sum(1) / counted.sum(1).clamp_min(1)  # (B, K)
     per_digit = per_digit.masked_fill(~tracks.clean.any(1), float("nan"))
     return per_digit.nanmean(1)
+
+
+def identity_left_out(video: torch.Tensor, digits: int, *, tracks: Tracks | None = None) -> torch.Tensor:
+    """Share of a clip's frames that :func:`identity_persistence` (``left_out="skip"``)
+    does not count, averaged over the clip's digits: ``(B,)`` in [0, 1]. A frame is left
+    out where the digit is seen but not clean; a digit never seen clearly leaves out all
+    its frames (its clip is NaN there). With one digit nothing can touch it, so only
+    such clips add to it."""
+    video = _need_frames(video, "identity_left_out")
+    tracks = tracks if tracks is not None else track_digits(video, digits)
+    seen = torch.isfinite(tracks.centres).all(-1)
+    skipped = (seen & ~tracks.clean).float().mean(1)  # (B, K)
+    return torch.where(tracks.clean.any(1), skipped, torch.ones_like(skipped)).mean(1)
 
 
 def dynamic_degree(video: torch.Tensor, *, threshold: float = 0.1, min_pixels: int = 4) -> torch.Tensor:

@@ -1,0 +1,120 @@
+import pytest
+import torch
+
+from vdmcourse.course import CHECKPOINT_DIR
+from vdmcourse.data import MovingMNISTConfig, generate_clips
+from vdmcourse.metrics.physics import fit_bounces, physics_scores, track_digits
+from vdmcourse.multisize import bucketed_batch, evaluator_window, generate_sized_clips
+from vdmcourse.nn.dit import token_grid
+from vdmcourse.presets import MULTISIZE_BUCKETS, get_preset
+
+CPU = MovingMNISTConfig.cpu()
+
+
+def _seeded(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_sized_clips_on_the_config_canvas_are_generate_clips_draw_for_draw():
+    ours = generate_sized_clips(6, CPU, frames=10, height=32, width=32, generator=_seeded(3))
+    theirs = generate_clips(6, CPU, generator=_seeded(3))
+    assert torch.equal(ours.video, theirs.video) and torch.equal(ours.positions, theirs.positions)
+
+
+@pytest.mark.parametrize("height, width", [(24, 48), (48, 24), (40, 40)])
+def test_sized_clips_bounce_on_their_own_walls_and_keep_the_whole_digit(height, width):
+    clips = generate_sized_clips(16, CPU, frames=24, height=height, width=width, generator=_seeded(1))
+    assert clips.video.shape == (16, 24, 1, height, width)
+    free = torch.tensor([height - 16, width - 16], dtype=torch.float32)
+    assert (clips.positions >= 0).all() and (clips.positions <= free).all()
+    # a velocity component flips only where that axis meets one of its walls, and each axis meets its own
+    flips = (clips.velocities[:, 1:] * clips.velocities[:, :-1] < 0)[..., 0, :]  # (N, T-1, 2)
+    at_wall = ((clips.positions[:, 1:, 0] <= 0) | (clips.positions[:, 1:, 0] >= free))  # (N, T-1, 2)
+    assert flips.any(0).any(0).all() and not (flips & ~at_wall).any()
+    assert (clips.positions[..., 0, 0] == free[0]).any() and (clips.positions[..., 0, 1] == free[1]).any()
+    # nothing cut off: every frame holds all of the digit's ink
+    ink = clips.video.sum((-1, -2, -3))  # (N, T)
+    torch.testing.assert_close(ink, clips.digits.sum((-1, -2, -3))[:, None].expand_as(ink))
+
+
+def test_sized_clips_refuse_what_they_cannot_draw():
+    with pytest.raises(ValueError, match="cannot hold a digit of 16 px"):
+        generate_sized_clips(1, CPU, frames=4, height=12, width=32)
+    with pytest.raises(ValueError, match="needs bounce='deterministic'"):
+        generate_sized_clips(1, MovingMNISTConfig.cpu(bounce="stochastic"), frames=4, height=24, width=48)
+    with pytest.raises(ValueError, match="frames must be a positive int"):
+        generate_sized_clips(1, CPU, frames=0, height=32, width=32)
+
+
+def test_bucketed_batches_are_one_size_each_with_about_the_reference_tokens():
+    sizes = [(6, 24, 24), (12, 32, 32), (10, 24, 48)]
+    target = 8 * 320  # 8 clips of 10x32x32 under 2x4x4 patches
+    draw = _seeded(0)
+    seen = set()
+    for _ in range(30):
+        batch = bucketed_batch(draw, batch_size=8, data=CPU, sizes=sizes, patch=(2, 4, 4))
+        b, t, c, h, w = batch["video"].shape
+        seen.add((t, h, w))
+        assert (t, h, w) in sizes and c == 1 and batch["labels"].shape == (b, 1)
+        tokens = b * torch.tensor(token_grid((t, 1, h, w), (2, 4, 4))).prod().item()
+        assert 0.85 * target <= tokens <= 1.15 * target
+    assert seen == set(sizes)
+    again = bucketed_batch(_seeded(4), batch_size=8, data=CPU, sizes=sizes, patch=(2, 4, 4))
+    assert torch.equal(again["video"], bucketed_batch(_seeded(4), batch_size=8, data=CPU, sizes=sizes, patch=(2, 4, 4))["video"])
+
+
+def test_the_multisize_preset_trains_a_step_on_its_buckets():
+    preset = get_preset("dit-multisize-cpu")
+    batch = preset.batches()(_seeded(2))
+    assert tuple(batch["video"].shape[1:2] + batch["video"].shape[3:]) in MULTISIZE_BUCKETS
+    torch.manual_seed(0)
+    model = preset.build_model()
+    loss = preset.loss_fn()(model, batch, _seeded(0))
+    loss.backward()
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("frames, height, width", [(12, 40, 40), (10, 32, 64), (10, 24, 24), (16, 24, 48)])
+def test_evaluator_window_keeps_the_digit_whole_at_the_evaluator_size(frames, height, width):
+    clips = generate_sized_clips(8, CPU, frames=frames, height=height, width=width, generator=_seeded(5))
+    window = evaluator_window(clips.video)
+    assert window.shape == (8, 10, 1, 32, 32)
+    # a 16 px digit moving 2 px a frame spans up to 34 px in 10 frames: a window centred on its
+    # path keeps nearly all of its ink (a corner of the canvas would lose most of it)
+    kept = window.sum((-1, -2, -3)) / clips.video[:, :10].sum((-1, -2, -3))  # (8, 10)
+    assert kept.min() > 0.95 and kept.mean() > 0.995
+
+
+def test_evaluator_window_is_the_clip_itself_at_the_evaluator_size():
+    clips = generate_clips(4, CPU, generator=_seeded(6))
+    assert torch.equal(evaluator_window(clips.video), clips.video)
+    with pytest.raises(ValueError, match="first 10 frames; got clips of T=8"):
+        evaluator_window(clips.video[:, :8])
+
+
+def test_physics_fits_the_bounce_law_on_a_two_to_one_canvas():
+    clips = generate_sized_clips(24, CPU, frames=12, height=24, width=48, generator=_seeded(7))
+    scores = physics_scores(clips.video, 1, 16)
+    assert scores.residual_px.nanmean() < 0.6 and scores.bounce_accuracy > 0.9
+    # the same tracks fitted with the walls swapped between the axes do not fit
+    tracks = track_digits(clips.video, 1)
+    low, high = torch.zeros(24, 2), torch.full((24, 2), 16.0)
+    right = fit_bounces(tracks.centres[:, :, 0], tracks.clean[:, :, 0], low, high, (8, 32))
+    swapped = fit_bounces(tracks.centres[:, :, 0], tracks.clean[:, :, 0], low, high, (32, 8))
+    assert swapped.residual.mean() > 2 * right.residual.mean()
+
+
+def test_fit_bounces_takes_a_square_range_as_a_number_or_a_pair():
+    clips = generate_clips(6, CPU, generator=_seeded(8))
+    tracks = track_digits(clips.video, 1)
+    args = (tracks.centres[:, :, 0], tracks.clean[:, :, 0], torch.zeros(6, 2), torch.full((6, 2), 16.0))
+    torch.testing.assert_close(fit_bounces(*args, 16).centres, fit_bounces(*args, (16, 16)).centres)
+
+
+def test_the_shipped_multisize_checkpoint_is_what_its_preset_trains():
+    from vdmcourse.pretrained import load_checkpoint, load_pretrained, read_manifest
+
+    preset = get_preset("dit-multisize-cpu")
+    assert load_pretrained("dit-multisize-cpu", device="cpu").config == preset.model_config
+    entry = next(e for e in read_manifest()["checkpoints"] if e["name"] == "dit-multisize-cpu")
+    assert entry["steps"] == preset.steps == load_checkpoint(CHECKPOINT_DIR / "dit-multisize-cpu.safetensors").step
