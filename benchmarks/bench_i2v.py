@@ -922,8 +922,9 @@ def _v2v_conditions_report() -> list[str]:
             lines.append(f"| {r['strength']:g} | {_mean(r['trajectory_error_px']):.2f} | {_mean(r['pearson_per_clip']):.2f} | "
                          f"{r['pooled_pearson']:.2f} | {_mean(r['size_error']):.2f} | {_mean(r['old_digit_share']):.2f} | {r['seconds']:.1f} |")
         works = [r["strength"] for r in result["rows"]
-                 if _mean(r["pearson_per_clip"]) >= 0.9 and _mean(r["trajectory_error_px"]) < v["unrelated_clips_trajectory_error_px"] / 3]
-        lines += ["", "r per clip >= 0.9 with the trajectory error under a third of the unrelated clips' at strength "
+                 if _mean(r["size_error"]) < _mean(i["size_error"]) / 2 and _mean(r["trajectory_error_px"]) < v["unrelated_clips_trajectory_error_px"] / 3]
+        lines += ["", "Size error under half the input's (the shape per clip follows from low strength, the level does not) with the "
+                  "trajectory error under a third of the unrelated clips' at strength "
                   + (", ".join(f"{w:g}" for w in works) or "none") + f". CPU {v['cpu_s']:.0f} s; load average "
                   f"{v['load_average_start']} -> {v['load_average_end']}.", ""]
     if lines:
