@@ -858,6 +858,15 @@ def _noise_aug(controls: dict[str, dict]) -> list[str]:
     return lines + ["", "![noise_aug](i2v_noise_aug.png)", ""]
 
 
+def _resync_rows(given: dict, rows: list[dict], error: str, digits: int) -> list[str]:
+    """Table rows of a re-sync run (``v2v --condition signal|scale``): the input clips, then one row per strength."""
+    def row(name, r, seconds):
+        return (f"| {name} | {_mean(r['trajectory_error_px']) if name != 'input' else 0:.2f} | {_mean(r['pearson_per_clip']):.2f} | "
+                f"{r['pooled_pearson']:.2f} | {_mean(r[error]):.{digits}f} | {_mean(r['old_digit_share']):.2f} | {seconds} |")
+
+    return [row("input", given, "-")] + [row(f"{r['strength']:g}", r, f"{r['seconds']:.1f}") for r in rows]
+
+
 def _v2v_conditions_report() -> list[str]:
     """The ``v2v --condition caption|signal`` tables, from their JSON files."""
     lines = []
@@ -894,12 +903,7 @@ def _v2v_conditions_report() -> list[str]:
                   f"Asked ink per frame: ({v['floor']} + {1 - v['floor']:.1f} s_t) x the input frame's brightness. r: Pearson, signal vs "
                   "measured ink brightness, per clip (mean) and pooled over all frames; trajectory tracked on frames scaled to their brightest pixel.", "",
                   "| strength | trajectory error, px | r per clip | r pooled | brightness error | old digit | seconds |", "|---|---|---|---|---|---|---|"]
-        i = v["input"]
-        lines.append(f"| input | 0.00 | {_mean(i['pearson_per_clip']):.2f} | {i['pooled_pearson']:.2f} | {_mean(i['brightness_error']):.3f} | "
-                     f"{_mean(i['old_digit_share']):.2f} | - |")
-        for r in result["rows"]:
-            lines.append(f"| {r['strength']:g} | {_mean(r['trajectory_error_px']):.2f} | {_mean(r['pearson_per_clip']):.2f} | "
-                         f"{r['pooled_pearson']:.2f} | {_mean(r['brightness_error']):.3f} | {_mean(r['old_digit_share']):.2f} | {r['seconds']:.1f} |")
+        lines += _resync_rows(v["input"], result["rows"], "brightness_error", 3)
         works = [r["strength"] for r in result["rows"]
                  if r["pooled_pearson"] >= 0.9 and _mean(r["trajectory_error_px"]) < v["unrelated_clips_trajectory_error_px"] / 3]
         lines += ["", "Pooled r >= 0.9 with the trajectory error under a third of the unrelated clips' at strength "
@@ -916,11 +920,7 @@ def _v2v_conditions_report() -> list[str]:
                   "r: Pearson, signal vs measured size.", "",
                   "| strength | trajectory error, px | r per clip | r pooled | size error, px | old digit | seconds |", "|---|---|---|---|---|---|---|"]
         i = v["input"]
-        lines.append(f"| input | 0.00 | {_mean(i['pearson_per_clip']):.2f} | {i['pooled_pearson']:.2f} | {_mean(i['size_error']):.2f} | "
-                     f"{_mean(i['old_digit_share']):.2f} | - |")
-        for r in result["rows"]:
-            lines.append(f"| {r['strength']:g} | {_mean(r['trajectory_error_px']):.2f} | {_mean(r['pearson_per_clip']):.2f} | "
-                         f"{r['pooled_pearson']:.2f} | {_mean(r['size_error']):.2f} | {_mean(r['old_digit_share']):.2f} | {r['seconds']:.1f} |")
+        lines += _resync_rows(i, result["rows"], "size_error", 2)
         works = [r["strength"] for r in result["rows"]
                  if _mean(r["size_error"]) < _mean(i["size_error"]) / 2 and _mean(r["trajectory_error_px"]) < v["unrelated_clips_trajectory_error_px"] / 3]
         lines += ["", "Size error under half the input's (the shape per clip follows from low strength, the level does not) with the "
