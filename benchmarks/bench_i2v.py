@@ -4,6 +4,7 @@
     python benchmarks/bench_i2v.py v2v       # video-cpu through SDEdit: motion kept vs new digit, across strengths
     python benchmarks/bench_i2v.py v2v --condition caption   # text-video-cpu: restyled under a caption (and video-cpu on the same clips)
     python benchmarks/bench_i2v.py v2v --condition signal    # sync-cpu: an existing clip re-synced to new signals (ink brightness)
+    python benchmarks/bench_i2v.py v2v --condition scale     # sync-scale-cpu: the same, the signal driving the digit's size
     python benchmarks/bench_i2v.py sync      # sync-cpu: driving signal vs generated brightness
     python benchmarks/bench_i2v.py sync --drive scale --checkpoint data/checkpoints/sync-scale-cpu   # signal vs generated digit size
     python benchmarks/bench_i2v.py chunks    # decode_chunk_size: time, largest activation, equality (vae-cpu)
@@ -388,9 +389,9 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def v2v_conditions(args) -> dict:
-    """``v2v --condition caption|signal``: motion kept against the new condition's adherence, across strengths."""
+    """``v2v --condition caption|signal|scale``: motion kept against the new condition's adherence, across strengths."""
     from vdmcourse.data.captions import caption, clip_facts
-    from vdmcourse.data.conditions import BRIGHTNESS_FLOOR
+    from vdmcourse.data.conditions import BRIGHTNESS_FLOOR, SCALE_FLOOR, frame_scale
 
     evaluator = load_evaluator()
     seed = torch.Generator().manual_seed
@@ -409,9 +410,10 @@ def v2v_conditions(args) -> dict:
         signals = drawn_signals(clips.video.shape[1])
         names = [list(signals)[i % len(signals)] for i in range(args.clips)]
         signal = torch.stack([signals[n] for n in names])  # (B, T)
-        arms = {"signal (sync-cpu)": (VideoToVideoPipeline.from_pretrained("sync-cpu", device="cpu"), {"signal": signal, "labels": source})}
-        input_bright = frame_brightness(clips.video)  # (B, T)
-        asked = (BRIGHTNESS_FLOOR + (1 - BRIGHTNESS_FLOOR) * signal) * input_bright  # the ink each frame should show
+        name = "sync-cpu" if args.condition == "signal" else "sync-scale-cpu"
+        arms = {f"{args.condition} ({name})": (VideoToVideoPipeline.from_pretrained(name, device="cpu"), {"signal": signal, "labels": source})}
+        floor, read = (BRIGHTNESS_FLOOR, frame_brightness) if args.condition == "signal" else (SCALE_FLOOR, frame_scale)
+        asked = (floor + (1 - floor) * signal) * read(clips.video)  # the ink (signal) or the size (scale) each frame should show
     input_tracks = track_digits(_normalised(clips.video), 1).centres[:, :, 0]
 
     def measure(video) -> dict:
@@ -420,11 +422,12 @@ def v2v_conditions(args) -> dict:
         if args.condition == "caption":
             row["new_digit_accuracy"] = digit_share(_normalised(video), target, evaluator).tolist()
         else:
-            bright = frame_brightness(video)
+            bright = read(video)  # brightness (signal) or size in px (scale)
             row["pearson_per_clip"] = [_pearson(signal[i], bright[i]) for i in range(len(bright))]
             row["pooled_pearson"] = _pearson(signal.flatten(), bright.flatten())
-            row["brightness_error"] = (bright - asked).abs().mean(1).tolist()
-            row["brightness"] = bright.tolist()
+            key = "brightness" if args.condition == "signal" else "size"
+            row[f"{key}_error"] = (bright - asked).abs().nanmean(1).tolist()
+            row[key] = bright.tolist()
         return row
 
     out = {"condition": args.condition, "clips": args.clips, "steps": args.steps, "arms": {},
@@ -432,7 +435,7 @@ def v2v_conditions(args) -> dict:
     if args.condition == "caption":
         out["captions"], out["source"], out["target"] = captions, source.tolist(), target.tolist()
     else:
-        out["signals"], out["floor"] = names, BRIGHTNESS_FLOOR
+        out["signals"], out["floor"] = names, floor
     cpu_start = time.process_time()
     for arm, (pipe, condition) in arms.items():
         rows = []
@@ -455,7 +458,7 @@ def plot_v2v_conditions() -> None:
     """One panel per new condition: trajectory error (motion kept) against adherence, one point per strength."""
     import matplotlib.pyplot as plt
 
-    found = [(c, json.loads((RESULTS / f"i2v_v2v_{c}.json").read_text())) for c in ("caption", "signal") if (RESULTS / f"i2v_v2v_{c}.json").is_file()]
+    found = [(c, json.loads((RESULTS / f"i2v_v2v_{c}.json").read_text())) for c in ("caption", "signal", "scale") if (RESULTS / f"i2v_v2v_{c}.json").is_file()]
     if not found:
         return
     figure, axes = plt.subplots(1, len(found), figsize=(5.5 * len(found), 4), squeeze=False)
@@ -468,7 +471,8 @@ def plot_v2v_conditions() -> None:
                 axis.annotate(f"{r['strength']:g}", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
         axis.axvline(out["unrelated_clips_trajectory_error_px"], color="k", ls="--", lw=0.8, label="unrelated clips")
         axis.set(xlabel="trajectory error vs input, px (lower: motion kept)",
-                 ylabel="frames showing the new digit" if condition == "caption" else "Pearson r, new signal vs ink brightness (pooled)",
+                 ylabel={"caption": "frames showing the new digit", "signal": "Pearson r, new signal vs ink brightness (pooled)",
+                         "scale": "Pearson r, new signal vs digit size (pooled)"}[condition],
                  title=f"video-to-video under a new {condition}, by strength")
         axis.legend(fontsize=8)
     figure.tight_layout()
@@ -894,6 +898,15 @@ def _noise_aug(controls: dict[str, dict]) -> list[str]:
     return lines + ["", "![noise_aug](i2v_noise_aug.png)", ""]
 
 
+def _resync_rows(given: dict, rows: list[dict], error: str, digits: int) -> list[str]:
+    """Table rows of a re-sync run (``v2v --condition signal|scale``): the input clips, then one row per strength."""
+    def row(name, r, seconds):
+        return (f"| {name} | {_mean(r['trajectory_error_px']) if name != 'input' else 0:.2f} | {_mean(r['pearson_per_clip']):.2f} | "
+                f"{r['pooled_pearson']:.2f} | {_mean(r[error]):.{digits}f} | {_mean(r['old_digit_share']):.2f} | {seconds} |")
+
+    return [row("input", given, "-")] + [row(f"{r['strength']:g}", r, f"{r['seconds']:.1f}") for r in rows]
+
+
 def _v2v_conditions_report() -> list[str]:
     """The ``v2v --condition caption|signal`` tables, from their JSON files."""
     lines = []
@@ -930,18 +943,30 @@ def _v2v_conditions_report() -> list[str]:
                   f"Asked ink per frame: ({v['floor']} + {1 - v['floor']:.1f} s_t) x the input frame's brightness. r: Pearson, signal vs "
                   "measured ink brightness, per clip (mean) and pooled over all frames; trajectory tracked on frames scaled to their brightest pixel.", "",
                   "| strength | trajectory error, px | r per clip | r pooled | brightness error | old digit | seconds |", "|---|---|---|---|---|---|---|"]
-        i = v["input"]
-        lines.append(f"| input | 0.00 | {_mean(i['pearson_per_clip']):.2f} | {i['pooled_pearson']:.2f} | {_mean(i['brightness_error']):.3f} | "
-                     f"{_mean(i['old_digit_share']):.2f} | - |")
-        for r in result["rows"]:
-            lines.append(f"| {r['strength']:g} | {_mean(r['trajectory_error_px']):.2f} | {_mean(r['pearson_per_clip']):.2f} | "
-                         f"{r['pooled_pearson']:.2f} | {_mean(r['brightness_error']):.3f} | {_mean(r['old_digit_share']):.2f} | {r['seconds']:.1f} |")
+        lines += _resync_rows(v["input"], result["rows"], "brightness_error", 3)
         works = [r["strength"] for r in result["rows"]
                  if r["pooled_pearson"] >= 0.9 and _mean(r["trajectory_error_px"]) < v["unrelated_clips_trajectory_error_px"] / 3]
         lines += ["", "Pooled r >= 0.9 with the trajectory error under a third of the unrelated clips' at strength "
                   + (", ".join(f"{w:g}" for w in works) or "none") + "."]
         lines += ["", f"Trajectory error between unrelated clips: {v['unrelated_clips_trajectory_error_px']:.2f} px. "
                   f"CPU {v['cpu_s']:.0f} s; load average {v['load_average_start']} -> {v['load_average_end']}.", ""]
+    path = RESULTS / "i2v_v2v_scale.json"
+    if path.is_file():
+        v = json.loads(path.read_text())
+        (arm, result), = v["arms"].items()
+        lines += [f"## Video-to-video under a new signal driving the size ({arm}; {v['clips']} held-out clips at full size, each to one of the "
+                  f"drawn signals, digit kept; {result['sampler']}, {v['steps']} steps at strength 1)", "",
+                  f"Asked size per frame: ({v['floor']} + {1 - v['floor']:.1f} s_t) x the input frame's size (`frame_scale`, px). "
+                  "r: Pearson, signal vs measured size.", "",
+                  "| strength | trajectory error, px | r per clip | r pooled | size error, px | old digit | seconds |", "|---|---|---|---|---|---|---|"]
+        i = v["input"]
+        lines += _resync_rows(i, result["rows"], "size_error", 2)
+        works = [r["strength"] for r in result["rows"]
+                 if _mean(r["size_error"]) < _mean(i["size_error"]) / 2 and _mean(r["trajectory_error_px"]) < v["unrelated_clips_trajectory_error_px"] / 3]
+        lines += ["", "Size error under half the input's (the shape per clip follows from low strength, the level does not) with the "
+                  "trajectory error under a third of the unrelated clips' at strength "
+                  + (", ".join(f"{w:g}" for w in works) or "none") + f". CPU {v['cpu_s']:.0f} s; load average "
+                  f"{v['load_average_start']} -> {v['load_average_end']}.", ""]
     if lines:
         lines += ["Stroke thickness and ink polarity: no shipped model was trained on either (the caption vocabulary has no word "
                   "for them), so SDEdit cannot restyle to them; inverting the ink (1 - x) is a pixel transform, not a learned restyle.",
@@ -1058,7 +1083,7 @@ def main() -> None:
     parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report", "pilot", "knobs", "calibrate", "calibration_check"])
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--drive", choices=["brightness", "scale"], default="brightness", help="sync: what the signal drives")
-    parser.add_argument("--condition", choices=["digit", "caption", "signal"], default="digit", help="v2v: the new condition (digit: video-cpu labels)")
+    parser.add_argument("--condition", choices=["digit", "caption", "signal", "scale"], default="digit", help="v2v: the new condition (digit: video-cpu labels)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--fps-bucket", type=int, default=120, help="the bucket of the fps and noise_aug sweeps")
     parser.add_argument("--max-guidance", type=float, default=None, help="knobs: max_guidance_scale (1: guidance off)")

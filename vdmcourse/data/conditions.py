@@ -200,9 +200,9 @@ def apply_scale(video: torch.Tensor, signal: torch.Tensor, centres: torch.Tensor
         raise ValueError(f"apply_scale: centres must have shape (N, T, 2) = {(*video.shape[:2], 2)}; got {tuple(centres.shape)}")
     n, t, c, h, w = video.shape
     gain = (floor + (1 - floor) * signal.clamp(0, 1)).reshape(-1)  # (N*T,)
-    size = torch.tensor([h, w], dtype=video.dtype)
+    size = torch.tensor([h, w], dtype=video.dtype, device=video.device)
     centre = (2 * centres.reshape(-1, 2).to(video.dtype) / size - 1).flip(-1)  # (N*T, 2) as (x, y) in [-1, 1]
-    theta = torch.zeros(n * t, 2, 3, dtype=video.dtype)
+    theta = torch.zeros(n * t, 2, 3, dtype=video.dtype, device=video.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / gain  # output pixel u reads the input at centre + (u - centre) / gain
     theta[:, :, 2] = centre * (1 - 1 / gain[:, None])
     frames = video.reshape(n * t, c, h, w)
