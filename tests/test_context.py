@@ -15,24 +15,14 @@ from vdmcourse.diffusion.context import (
     sample_forcing,
     sample_with_context,
 )
-from vdmcourse.nn.unet2d import UNet2DConfig
-from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
+from vdmcourse.nn.unet3d import UNet3D
 
-IMAGE = UNet2DConfig(image_size=16, base_channels=8, channel_mults=(1, 2), blocks_per_level=1, heads=2, groups=4)
-VIDEO = UNet3DConfig.from_image_config(IMAGE, frames=4, temporal_attention_levels=(1,))
-
-
-def seeded(seed=0):
-    return torch.Generator().manual_seed(seed)
+from helpers import VIDEO, seeded
+from helpers import wake_up as _wake_up
 
 
 def wake_up(model, seed=2):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if not parameter.any():
-                parameter.normal_(std=0.1)
-    return model.eval()
+    return _wake_up(model, seed).eval()
 
 
 class Spy(torch.nn.Module):

@@ -10,26 +10,10 @@ from vdmcourse.course import CHECKPOINT_DIR
 from vdmcourse.diffusion import model_evaluations, sample
 from vdmcourse.diffusion.distillation import GuidedUNet3D, GuidedUNet3DConfig, distillation_target, guidance_distillation_loss
 from vdmcourse.diffusion.guidance import guided_output
-from vdmcourse.nn.unet2d import UNet2DConfig
-from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
+from vdmcourse.nn.unet3d import UNet3D
 from vdmcourse.pretrained import build_model, save_checkpoint
 
-IMAGE = UNet2DConfig(image_size=16, base_channels=8, channel_mults=(1, 2), blocks_per_level=1, heads=2, groups=4)
-VIDEO = UNet3DConfig.from_image_config(IMAGE, frames=4, temporal_attention_levels=(1,))
-
-
-def seeded(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def wake_up(model, seed=2):
-    """Give every zero-initialised weight random values, as training would (a fresh U-Net predicts 0)."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if not parameter.any():
-                parameter.normal_(std=0.1)
-    return model
+from helpers import VIDEO, seeded, wake_up
 
 
 def teacher():

@@ -19,11 +19,9 @@ from vdmcourse.nn.dit import (
 from vdmcourse.nn.embeddings import apply_rope
 from vdmcourse.pretrained import build_model, save_checkpoint
 
+from helpers import seeded, wake_up
+
 SMALL = VideoDiTConfig(patch=(1, 4, 4), dim=48, depth=2, heads=4, frames=4, image_size=16)
-
-
-def seeded(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def clips(batch=2, frames=4, channels=1, height=16, width=16, seed=0):
@@ -32,16 +30,6 @@ def clips(batch=2, frames=4, channels=1, height=16, width=16, seed=0):
 
 def times(batch=2, seed=1):
     return torch.rand(batch, generator=seeded(seed))
-
-
-def wake_up(model, seed=2):
-    """Give every zero-initialised weight random values, as training would."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if not parameter.any():
-                parameter.normal_(std=0.1)
-    return model
 
 
 def dit(**changes):

@@ -37,16 +37,9 @@ from vdmcourse.pipelines import (
 from vdmcourse.presets import load_latent_vae
 from vdmcourse.pretrained import build_model, file_sha256, save_checkpoint
 
+from helpers import randomise as _randomise
+
 TINY = dict(image_size=8, base_channels=8, channel_mults=(1, 2), blocks_per_level=1, heads=2, groups=4, frames=4)
-
-
-def _randomise(model, seed=0):
-    """Give every weight (the zero-initialised ones too) a small random value, so outputs depend on everything."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(0.2 * torch.randn(parameter.shape, generator=generator))
-    return model.eval()
 
 
 def _tiny_evaluator(canvas=8, frames=4, feature_dim=16):

@@ -8,21 +8,14 @@ from vdmcourse.nn.text import TextEncoderConfig, TextVideoConfig, TextVideoUNet
 from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig
 from vdmcourse.pipelines import SignalToVideoPipeline, TextToVideoPipeline, VideoToVideoPipeline
 
+from helpers import randomise as _randomise
+
 TINY = dict(image_size=8, base_channels=8, channel_mults=(1, 2), blocks_per_level=1, heads=2, groups=4, frames=4)
 TINY_TEXT = TextVideoConfig(
     unet=UNet3DConfig(**TINY, temporal_attention_levels=(1,), context_dim=16, cross_attention_levels=(1,), pooled_context=True),
     text=TextEncoderConfig(dim=16, depth=1, heads=2, max_length=48),
 )
 CAPTIONS = ["a 3 moves quickly up", "the digit 7 drifts slowly to the left"]
-
-
-def _randomise(model, seed=0):
-    """Give every weight (the zero-initialised ones too) a small random value, so outputs depend on everything."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(0.2 * torch.randn(parameter.shape, generator=generator))
-    return model.eval()
 
 
 def _text_model():

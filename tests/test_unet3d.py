@@ -5,15 +5,10 @@ import torch
 
 from vdmcourse.diffusion import training_loss
 from vdmcourse.nn.unet2d import UNet2D, UNet2DConfig
-from vdmcourse.nn.unet3d import ResBlock3D, TemporalConv, UNet3D, UNet3DConfig
+from vdmcourse.nn.unet3d import ResBlock3D, TemporalConv, UNet3D
 from vdmcourse.pretrained import build_model, save_checkpoint
 
-IMAGE = UNet2DConfig(image_size=16, base_channels=8, channel_mults=(1, 2), blocks_per_level=1, heads=2, groups=4)
-VIDEO = UNet3DConfig.from_image_config(IMAGE, frames=4, temporal_attention_levels=(1,))
-
-
-def seeded(seed=0):
-    return torch.Generator().manual_seed(seed)
+from helpers import IMAGE, VIDEO, seeded, wake_up
 
 
 def clips(batch=2, frames=4, size=16, seed=0):
@@ -22,16 +17,6 @@ def clips(batch=2, frames=4, size=16, seed=0):
 
 def times(batch=2, seed=1):
     return torch.rand(batch, generator=seeded(seed))
-
-
-def wake_up(model, seed=2):
-    """Give every zero-initialised weight random values, as training would."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if not parameter.any():
-                parameter.normal_(std=0.1)
-    return model
 
 
 def temporal_parameters(model):
