@@ -52,6 +52,7 @@ import torch
 from vdmcourse.course import CHECKPOINT_DIR, to_model_range
 from vdmcourse.data import MovingMNISTConfig, generate_clips
 from vdmcourse.data.conditions import frame_brightness
+from vdmcourse.datalab import per_frame_speed
 from vdmcourse.metrics import psnr, spearman
 from vdmcourse.metrics.features import crop_digits, load_evaluator
 from vdmcourse.metrics.physics import track_digits
@@ -73,13 +74,6 @@ def held_out(count: int, seed: int = 7, **overrides):
     """Held-out clips (test digits) with their ground truth."""
     config = MovingMNISTConfig.cpu(split="test", **overrides)
     return generate_clips(count, config, generator=torch.Generator().manual_seed(seed))
-
-
-def per_frame_speed(video: torch.Tensor) -> torch.Tensor:
-    """Mean tracked centroid displacement per frame of each clip, px/frame: ``(B,)`` (NaN steps skipped)."""
-    centres = track_digits(video, 1).centres[:, :, 0]  # (B, T, 2)
-    steps = (centres[:, 1:] - centres[:, :-1]).norm(dim=-1)  # (B, T-1)
-    return steps.nanmean(dim=1)
 
 
 def frame0_offset(video: torch.Tensor, image: torch.Tensor) -> torch.Tensor:

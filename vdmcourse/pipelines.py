@@ -24,7 +24,7 @@ from vdmcourse.metrics.features import load_evaluator
 from vdmcourse.nn.conditioning import added_time_ids, augment_frame, concat_condition
 from vdmcourse.nn.text import TextVideoUNet
 from vdmcourse.presets import load_latent_vae
-from vdmcourse.pretrained import build_model, file_sha256, load_checkpoint
+from vdmcourse.pretrained import atomic_path, build_model, file_sha256, load_checkpoint
 
 __all__ = [
     "LONG_VIDEO_STRATEGIES",
@@ -509,7 +509,8 @@ class MotionCalibration:
     def save(self, path: str | Path, **extra) -> None:
         table = {"buckets": list(self.buckets), "speeds": list(self.speeds), "fps": self.fps,
                  "knob_guidance_scale": self.knob_guidance_scale, "source": self.source, **extra}
-        Path(path).write_text(json.dumps(table, indent=1) + "\n")
+        with atomic_path(path) as tmp:  # a table half-written beside a checkpoint would be refused or, worse, misread
+            tmp.write_text(json.dumps(table, indent=1) + "\n")
 
 
 class ImageToVideoPipeline:
