@@ -332,13 +332,15 @@ def pilot(args) -> dict:
     preset = _override(get_preset(args.base), args.set)
     result = _train_for(preset, args.seconds, cpu=args.cpu)
     trainer = result.pop("trainer")
-    video = _draw(trainer.ema, preset.metadata())
+    video = _draw(trainer.ema, preset.metadata())  # digits 0-9, PER_DIGIT times
+    evaluator = _evaluator()
     strip = RESULTS / f"dit_pilot_{args.name}.png"
     with atomic_path(strip) as tmp:
         frame_strip(video[:5], titles=[str(i) for i in range(5)]).savefig(tmp, format="png", dpi=120)
     row = {"name": args.name, "base": args.base, "changes": list(args.set), "seconds": args.seconds,
            "clock": "CPU seconds of the process" if args.cpu else "wall seconds", **result,
-           **_scores(video, _evaluator(), preset.data.digit_size), "tokens_per_clip": trainer.model.tokens_per_clip(*preset.sample_shape[:1], *preset.sample_shape[2:]),
+           **_scores(video, evaluator, preset.data.digit_size),
+           "asked_digit": _asked_digit(video, evaluator, torch.arange(10).repeat(PER_DIGIT)), "tokens_per_clip": trainer.model.tokens_per_clip(*preset.sample_shape[:1], *preset.sample_shape[2:]),
            "load_average": load_average(), "strip": str(strip.relative_to(RESULTS.parent.parent))}
     print({k: v for k, v in row.items() if k != "loss_curve"}, flush=True)
     with atomic_path(RESULTS / f"dit_pilot_{args.name}.json") as tmp:
@@ -444,6 +446,15 @@ def multisize(args) -> dict:
             "load_average": load_average(), "rows": rows, "strip": "benchmarks/results/dit_multisize.png"}
 
 
+def _asked_digit(video, evaluator, asked) -> float:
+    """The share of frames of one-digit clips ``video`` whose evaluator class is the label
+    ``asked`` ``(N,)`` the clip was drawn for (a vanished digit counts as a miss)."""
+    tracks = track_digits(video, 1)
+    seen = torch.isfinite(tracks.centres).all(-1)[..., 0]  # (N, T)
+    classes = frame_classes(video, evaluator, tracks)[..., 0]  # (N, T)
+    return ((classes == asked[:, None]) & seen).float().mean().item()
+
+
 def identity(args) -> dict:
     """Identity persistence split into what it counts: frames left out ("skip"), the same
     score with left-out frames and never-clean clips as failures ("miss"), the share of
@@ -463,12 +474,11 @@ def identity(args) -> dict:
         tracks = track_digits(video, 1)
         skip = identity_persistence(video, evaluator, 1, tracks=tracks)
         seen = torch.isfinite(tracks.centres).all(-1)[..., 0]  # (N, T)
-        classes = frame_classes(video, evaluator, tracks)[..., 0]  # (N, T)
         rows.append({"source": name, "clips": len(video), "identity_skip": skip.nanmean().item(),
                      "identity_miss": identity_persistence(video, evaluator, 1, tracks=tracks, left_out="miss").mean().item(),
                      "left_out": identity_left_out(video, 1, tracks=tracks).mean().item(), "nan_clips": int(skip.isnan().sum()),
                      "vanished_frames": (~seen).float().mean().item(),
-                     "asked_digit_frames": ((classes == asked[:, None]) & seen).float().mean().item()})
+                     "asked_digit_frames": _asked_digit(video, evaluator, asked)})
         print(rows[-1], flush=True)
     frames = real.video.shape[1]
     return {"rows": rows, "load_average": load_average(), "frames": frames,
@@ -555,13 +565,15 @@ def write_report(results: dict) -> None:
         lines += ["## Recipe pilots", "",
                   "Short runs of the dit-cpu preset with the changes shown (`bench_dit.py pilot`), one torch thread each "
                   "(s/step and train min on the clock named by the pilot: wall, or CPU with `--cpu`), "
-                  f"scored on the EMA weights exactly as the budget table ({CLIPS} draws, seed 0, the preset's sampler).", "",
-                  "| pilot | changes | tokens/clip | params | s/step | steps | train min | load avg | loss (last 50) | identity | shape change | physics (px) | flicker | strip |",
-                  "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+                  f"scored on the EMA weights exactly as the budget table ({CLIPS} draws, seed 0, the preset's sampler); 'asked digit': "
+                  "the share of frames the evaluator reads as the digit the clip was drawn for (chance 0.10; n/a: not measured).", "",
+                  "| pilot | changes | tokens/clip | params | s/step | steps | train min | load avg | loss (last 50) | identity | asked digit | shape change | physics (px) | flicker | strip |",
+                  "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
         for r in pilots:
             lines.append(f"| {r['name']}{' (CPU clock)' if r.get('clock', '').startswith('CPU') else ''} | {', '.join([*r['changes'], *([] if r.get('base', 'dit-cpu') == 'dit-cpu' else ['preset ' + r['base']])]) or '(none)'} | {r['tokens_per_clip']} | {r['params']:,} | "
                          f"{r['s_per_step']:.3f} | {r['steps']} | {r['train_s'] / 60:.1f} | {r['load_average']} | {r['loss_last_50']:.4f} | "
                          f"{'n/a' if r['identity_persistence'] is None else format(r['identity_persistence'], '.2f')} | "
+                         f"{format(r['asked_digit'], '.2f') if 'asked_digit' in r else 'n/a'} | "
                          f"{r['shape_change']:.2f} | {r['physics_px']:.2f} | {r['flicker']:.4f} | [{Path(r['strip']).name}]({Path(r['strip']).name}) |")
         lines.append("")
     if "sampling" in stored:

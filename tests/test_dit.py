@@ -331,6 +331,23 @@ def test_labels_and_the_null_row_change_the_output():
     assert not torch.allclose(model(x, t, torch.tensor([3, 3])), model(x, t, torch.tensor([10, 10])))
 
 
+def test_label_std_scales_only_the_label_table_at_init():
+    # DiT draws its label rows with std 0.02; label_std=1 (ADM's) makes them 50x louder and
+    # leaves every other weight, and the random stream, as it was.
+    def build(std):
+        torch.manual_seed(0)
+        return VideoDiT(dataclasses.replace(SMALL, label_std=std))
+
+    quiet, loud = build(0.02), build(1.0)
+    torch.testing.assert_close(loud.label_embed.table.weight, 50 * quiet.label_embed.table.weight)
+    assert 0.9 < loud.label_embed.table.weight.std().item() < 1.1
+    for (name, a), (_, b) in zip(quiet.named_parameters(), loud.named_parameters()):
+        if name != "label_embed.table.weight":
+            assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="label_std must be a number > 0"):
+        VideoDiTConfig(label_std=0)
+
+
 def test_caption_context_goes_through_cross_attention_and_starts_as_nothing():
     model = dit(context_dim=8)
     wake_up(model)

@@ -560,6 +560,24 @@ _PRESETS.extend(
     for name, extra, batch_size, steps in (("dit-wide-cpu", "", 8, 1600), ("dit-wide-b16-cpu", ", batch 16", 16, 900))
 )
 
+# Joint image-video training (Latte, Open-Sora) in its cheapest form for 2-frame tubelets:
+# half the steps are bucketed batches of 2-frame snippets (one token frame: 64 tokens a clip,
+# so 40 clips at dit-cpu's 2560 tokens a batch), which show five times the digits a 10-frame
+# batch shows for about the same linear-layer work; the other half are dit-cpu's clips. The
+# label table starts at ADM's std 1 (label_std) instead of DiT's 0.02: after 3300 steps the
+# shipped dit-cpu's label rows have norm 0.3-1.1 against a time embedding of 7-28, and its
+# samples ignore the label (benchmarks/results/dit.md, "What identity persistence counts").
+_PRESETS.append(
+    dataclasses.replace(
+        _DIT_CPU,
+        name="dit-joint-cpu",
+        description="dit-cpu trained jointly on 2-frame snippets (40 a batch) and 10-frame clips, label table at std 1 (CPU; a trial recipe)",
+        model_config=dataclasses.replace(_DIT_CPU.model_config, label_std=1.0),
+        batch_source=functools.partial(bucketed_batch, data=MovingMNISTConfig.cpu(), sizes=((2, 32, 32), (10, 32, 32)),
+                                       patch=_DIT_CPU.model_config.patch),
+    )
+)
+
 # One DiT for many sizes (lesson 07, benchmarks/results/dit.md "Many sizes"): dit-cpu's model
 # with sin-cos + RoPE positions (the walls of each canvas at known rows and columns), trained on
 # Open-Sora's bucketed batches -- 24 and 32 px squares and a 24x48 (2:1) canvas, 6 to 12 frames,

@@ -96,6 +96,9 @@ class VideoDiTConfig:
         rope_base: RoPE's slowest wavelength (frequencies ``base ** (-i / (d/2))`` per axis).
             10,000 (RoFormer) suits long sequences; a grid of 8 rows reaches only the first
             one or two frequencies of a small head, so a small grid may want a smaller base.
+        label_std: std of the label table's initial rows. 0.02 is DiT's, made for 400k steps;
+            1.0 is ADM's (``nn.Embedding``'s default): the label starts about as loud in the
+            conditioning vector as the time embedding, which a short run needs (lesson 07).
     """
 
     channels: int = 1
@@ -114,6 +117,7 @@ class VideoDiTConfig:
     frames: int = 10
     image_size: int = 32
     rope_base: float = 10000.0
+    label_std: float = 0.02
 
     def __post_init__(self):
         _positive_ints(self, ("channels", "dim", "depth", "heads", "frames", "image_size"))
@@ -139,6 +143,8 @@ class VideoDiTConfig:
             raise ValueError(f"VideoDiTConfig: max_grid must be None or a tuple (t, h, w) of positive ints; got {self.max_grid!r}")
         if isinstance(self.rope_base, bool) or not isinstance(self.rope_base, (int, float)) or not self.rope_base > 1:
             raise ValueError(f"VideoDiTConfig: rope_base must be a number > 1 (the slowest RoPE wavelength); got {self.rope_base!r}")
+        if isinstance(self.label_std, bool) or not isinstance(self.label_std, (int, float)) or not self.label_std > 0:
+            raise ValueError(f"VideoDiTConfig: label_std must be a number > 0 (the label table's init std); got {self.label_std!r}")
         if not self.mlp_ratio > 0:
             raise ValueError(f"VideoDiTConfig: mlp_ratio must be positive; got {self.mlp_ratio!r}")
 
@@ -502,7 +508,12 @@ class VideoDiT(nn.Module):
     def initialize_weights(self) -> None:
         """All of the model's initialisation, in one place (as DiT's ``initialize_weights``)."""
         # Xavier-uniform for the transformer's Linears, zero biases (DiT's _basic_init);
-        # the time and label embeddings keep their own std-0.02 init.
+        # the time embedding keeps its own std-0.02 init, the label table config.label_std's.
+        if self.label_embed is not None:
+            # LabelEmbedding drew its rows with std 0.02; rescaling (not redrawing) keeps the
+            # random stream, so label_std=0.02 gives bit for bit the weights it always gave.
+            with torch.no_grad():
+                self.label_embed.table.weight.mul_(self.config.label_std / 0.02)
         for module in [self.patch_embed, *self.blocks.modules(), self.final.linear]:
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
