@@ -348,6 +348,86 @@ def test_label_std_scales_only_the_label_table_at_init():
         VideoDiTConfig(label_std=0)
 
 
+# U-ViT's long skips and final convolution (opt-in).
+
+
+def test_uvit_options_off_build_the_plain_dit_bit_for_bit():
+    def build(**changes):
+        torch.manual_seed(0)
+        return dit(**changes)
+
+    plain, default = build(), build(long_skips=False, final_conv=False)
+    assert plain.skip_fuse is None and plain.out_conv is None
+    for (name, a), (_, b) in zip(plain.state_dict().items(), default.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_uvit_options_start_as_nothing(depth):
+    # The untrained model still outputs exactly 0; with every zero layer woken except the new
+    # ones, the skips ([I | 0]) and the zero residual convolution change nothing.
+    model = dit(depth=depth, long_skips=True, final_conv=True)
+    out = model(clips(), times(), torch.tensor([1, 2]))
+    assert torch.equal(out, torch.zeros_like(out))
+    assert len(model.skip_fuse) == depth // 2
+    plain = dit(depth=depth)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith(("skip_fuse", "out_conv"))})
+    wake_up(plain)
+    model.load_state_dict(plain.state_dict(), strict=False)
+    torch.testing.assert_close(model(clips(), times(), torch.tensor([1, 2])), plain(clips(), times(), torch.tensor([1, 2])),
+                               rtol=0, atol=0)
+
+
+def test_long_skips_join_block_i_to_block_depth_minus_one_minus_i():
+    model = wake_up(dit(depth=4, long_skips=True)).eval()
+    seen = []
+    for i, block in enumerate(model.blocks):
+        block.register_forward_hook(lambda module, args, out, i=i: seen.append(("block", i, out)))
+    for j, fuse in enumerate(model.skip_fuse):
+        fuse.register_forward_hook(lambda module, args, out, j=j: seen.append(("fuse", j, args[0])))
+    model(clips(), times())
+    order = [(kind, i) for kind, i, _ in seen]
+    assert order == [("block", 0), ("block", 1), ("fuse", 0), ("block", 2), ("fuse", 1), ("block", 3)]
+    outputs = {i: out for kind, i, out in seen if kind == "block"}
+    fused = {j: arg for kind, j, arg in seen if kind == "fuse"}
+    assert torch.equal(fused[0][..., 48:], outputs[1])  # block 2 hears block 1
+    assert torch.equal(fused[1][..., 48:], outputs[0])  # block 3 hears block 0
+
+
+def test_final_conv_acts_on_each_frame_alone():
+    model = wake_up(dit(final_conv=True)).eval()
+    video = clips()
+    changed = video.clone()
+    changed[:, 2] += 1.0
+    torch.testing.assert_close(model.smooth(changed)[:, [0, 1, 3]], model.smooth(video)[:, [0, 1, 3]], rtol=0, atol=0)
+    assert not torch.allclose(model.smooth(changed)[:, 2], model.smooth(video)[:, 2] + 1.0)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_uvit_options_learn_and_keep_packing_exact(layout):
+    model = dit(layout=layout, depth=3, long_skips=True, final_conv=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        optimizer.zero_grad()
+        (model(clips(), times(), torch.tensor([1, 2])) - clips(seed=5)).pow(2).mean().backward()
+        optimizer.step()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert missing == []
+    model.eval()
+    videos = [torch.randn(t, 1, h, w, generator=seeded(i)) for i, (t, h, w) in enumerate(SIZES)]
+    packed = model.forward_packed(videos, times(3), torch.tensor([4, 10, 7]))
+    for i, video in enumerate(videos):
+        torch.testing.assert_close(packed[i], model(video[None], times(3)[i : i + 1], torch.tensor([[4], [10], [7]][i]))[0],
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_uvit_options_are_refused_when_malformed():
+    with pytest.raises(ValueError, match="long_skips must be True or False"):
+        VideoDiTConfig(long_skips=1)
+    with pytest.raises(ValueError, match="need depth >= 2; got depth=1"):
+        VideoDiTConfig(depth=1, long_skips=True)
+
+
 def test_caption_context_goes_through_cross_attention_and_starts_as_nothing():
     model = dit(context_dim=8)
     wake_up(model)

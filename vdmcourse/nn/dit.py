@@ -26,6 +26,13 @@ sizes (buckets and packing).
   classifier-free guidance), summed into one vector per clip; with ``context_dim``,
   a cross-attention branch per block (zero-initialised output, PixArt-alpha) takes
   caption tokens ``(B, L, context_dim)``.
+* **U-ViT's pixel-space fixes**, opt-in (Bao et al. 2023, "All are Worth Words"):
+  ``long_skips`` joins the output of each block of the first half to the input of
+  its mirror in the second half (concatenate, then a Linear), as a U-Net's skips
+  carry fine detail to the output; ``final_conv`` adds a 3x3 convolution on each
+  output frame after :func:`unpatchify`, which smooths the seams between patches.
+  Both start as nothing (the Linear as ``[I | 0]``, the convolution as a
+  zero-initialised residual), so the untrained model still outputs exactly zero.
 * **Variable size**, both ways the field does it: a batch of one size (a *bucket*,
   Open-Sora; :func:`bucket_batch_sizes` keeps tokens per batch about constant), or
   clips of different sizes *packed* into one token sequence with a block-diagonal
@@ -99,6 +106,10 @@ class VideoDiTConfig:
         label_std: std of the label table's initial rows. 0.02 is DiT's, made for 400k steps;
             1.0 is ADM's (``nn.Embedding``'s default): the label starts about as loud in the
             conditioning vector as the time embedding, which a short run needs (lesson 07).
+        long_skips: U-ViT's long skip connections: block ``depth - 1 - i`` takes
+            ``Linear(cat(x, output of block i))`` for each ``i < depth // 2`` (needs depth >= 2).
+        final_conv: U-ViT's 3x3 convolution on each output frame after unpatchify, as a
+            zero-initialised residual (against the blocky seams of patch-wise outputs).
     """
 
     channels: int = 1
@@ -118,6 +129,8 @@ class VideoDiTConfig:
     image_size: int = 32
     rope_base: float = 10000.0
     label_std: float = 0.02
+    long_skips: bool = False
+    final_conv: bool = False
 
     def __post_init__(self):
         _positive_ints(self, ("channels", "dim", "depth", "heads", "frames", "image_size"))
@@ -147,6 +160,11 @@ class VideoDiTConfig:
             raise ValueError(f"VideoDiTConfig: label_std must be a number > 0 (the label table's init std); got {self.label_std!r}")
         if not self.mlp_ratio > 0:
             raise ValueError(f"VideoDiTConfig: mlp_ratio must be positive; got {self.mlp_ratio!r}")
+        for name in ("long_skips", "final_conv"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"VideoDiTConfig: {name} must be True or False; got {getattr(self, name)!r}")
+        if self.long_skips and self.depth < 2:
+            raise ValueError(f"VideoDiTConfig: long_skips join block i to block depth - 1 - i and need depth >= 2; got depth={self.depth}")
 
     @property
     def head_dim(self) -> int:
@@ -503,6 +521,9 @@ class VideoDiT(nn.Module):
             for kinds in config.block_kinds()
         )
         self.final = FinalLayer(dim, dim, config.patch_dim)
+        # U-ViT (opt-in; built only when asked, so a plain DiT draws the weights it always drew).
+        self.skip_fuse = nn.ModuleList(nn.Linear(2 * dim, dim) for _ in range(config.depth // 2)) if config.long_skips else None
+        self.out_conv = nn.Conv2d(config.channels, config.channels, 3, padding=1) if config.final_conv else None
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -530,6 +551,15 @@ class VideoDiT(nn.Module):
         for layer in (self.final.adaLN_modulation[-1], self.final.linear):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        with torch.no_grad():
+            for fuse in self.skip_fuse or ():
+                # [I | 0]: the skip starts unheard and every block stays the identity at init.
+                fuse.weight.zero_()
+                fuse.weight[:, : self.config.dim] = torch.eye(self.config.dim)
+                fuse.bias.zero_()
+        if self.out_conv is not None:
+            nn.init.zeros_(self.out_conv.weight)  # a zero residual: out = y + conv(y) = y at init
+            nn.init.zeros_(self.out_conv.bias)
 
     def embed(self, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         """One conditioning vector per clip: time + label embedding, ``(B, D)``."""
@@ -549,7 +579,15 @@ class VideoDiT(nn.Module):
         layout = TokenLayout.build([grid], packed=False, causal=self.config.causal, device=x.device)
         out = self.forward_tokens(tokens, self.embed(t, cond), layout, context, context_mask)  # (B, L, patch_dim)
         out = rearrange(out, "b (t h w) p -> b t h w p", t=grid[0], h=grid[1], w=grid[2])
-        return unpatchify(out, self.config.patch, self.config.channels)  # (B, T, C, H, W)
+        return self.smooth(unpatchify(out, self.config.patch, self.config.channels))  # (B, T, C, H, W)
+
+    def smooth(self, video: torch.Tensor) -> torch.Tensor:
+        """U-ViT's last layer (``config.final_conv``): ``video + conv3x3(video)`` on each frame
+        of ``(B, T, C, H, W)``, same shape out; without it, ``video`` unchanged."""
+        if self.out_conv is None:
+            return video
+        frames = rearrange(video, "b t c h w -> (b t) c h w")  # per frame: no frame mixing here
+        return video + rearrange(self.out_conv(frames), "(b t) c h w -> b t c h w", b=video.shape[0])
 
     def forward_tokens(self, tokens, cond_emb, layout: TokenLayout, context=None, context_mask=None) -> torch.Tensor:
         """The transformer on embedded tokens: ``(B, L, D)`` + per-clip conditioning
@@ -561,8 +599,13 @@ class VideoDiT(nn.Module):
         if self.config.position and "sincos" in self.config.position:
             table = torch.cat([sincos_table_3d(*g, self.config.dim, device=tokens.device).reshape(-1, self.config.dim) for g in layout.grids])
             tokens = tokens + table.to(tokens.dtype)  # (B, L, D)
-        for block in self.blocks:
+        skips, first_out = [], self.config.depth - self.config.depth // 2  # U-ViT: blocks >= first_out take a skip
+        for i, block in enumerate(self.blocks):
+            if self.skip_fuse is not None and i >= first_out:
+                tokens = self.skip_fuse[i - first_out](torch.cat([tokens, skips.pop()], dim=-1))
             tokens = block(tokens, cond_emb, layout, context, context_mask)
+            if self.skip_fuse is not None and i < self.config.depth // 2:
+                skips.append(tokens)
         return self.final(tokens, cond_emb, layout)
 
     def forward_packed(self, clips, t, cond=None) -> list[torch.Tensor]:
@@ -588,7 +631,7 @@ class VideoDiT(nn.Module):
         out = self.forward_tokens(self.patch_embed(tokens), self.embed(t, cond), layout)[0]  # (L, patch_dim)
         pieces = out.split([math.prod(g) for g in grids])
         return [
-            unpatchify(rearrange(p, "(t h w) q -> 1 t h w q", t=g[0], h=g[1], w=g[2]), self.config.patch, self.config.channels)[0]
+            self.smooth(unpatchify(rearrange(p, "(t h w) q -> 1 t h w q", t=g[0], h=g[1], w=g[2]), self.config.patch, self.config.channels))[0]
             for p, g in zip(pieces, grids)
         ]
 
