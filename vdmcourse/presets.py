@@ -567,6 +567,9 @@ _PRESETS.extend(
 # label table starts at ADM's std 1 (label_std) instead of DiT's 0.02: after 3300 steps the
 # shipped dit-cpu's label rows have norm 0.3-1.1 against a time embedding of 7-28, and its
 # samples ignore the label (benchmarks/results/dit.md, "What identity persistence counts").
+# Trial (dit5, not trained further): a 270 CPU-s pilot (`bench_dit.py pilot P2_joint --base
+# dit-joint-cpu --seconds 270 --cpu`) scored identity 0.34, asked digit 0.15, physics 2.80 px
+# against dit-cpu's 0.36, 0.10, 3.04 in the same pilot (P0_base): no measurable gain.
 _PRESETS.append(
     dataclasses.replace(
         _DIT_CPU,

@@ -105,11 +105,13 @@ class VideoDiTConfig:
             one or two frequencies of a small head, so a small grid may want a smaller base.
         label_std: std of the label table's initial rows. 0.02 is DiT's, made for 400k steps;
             1.0 is ADM's (``nn.Embedding``'s default): the label starts about as loud in the
-            conditioning vector as the time embedding, which a short run needs (lesson 07).
+            conditioning vector as the time embedding.
         long_skips: U-ViT's long skip connections: block ``depth - 1 - i`` takes
             ``Linear(cat(x, output of block i))`` for each ``i < depth // 2`` (needs depth >= 2).
         final_conv: U-ViT's 3x3 convolution on each output frame after unpatchify, as a
             zero-initialised residual (against the blocky seams of patch-wise outputs).
+            These three were tried on dit-cpu in 270 CPU-second pilots and gained nothing
+            measurable there (benchmarks/results/dit.md, "Recipe pilots" and "What we see").
     """
 
     channels: int = 1
