@@ -46,6 +46,7 @@ from torch import nn
 
 from vdmcourse.nn.attention import attention, causal_mask
 from vdmcourse.nn.blocks import FeedForward
+from vdmcourse.nn.conditioning import MicroConditioning
 from vdmcourse.nn.embeddings import LabelEmbedding, TimestepEmbedding, apply_rope, sincos_table_3d
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "DiTBlock",
     "DiTAttention",
     "FinalLayer",
+    "SizeEmbedding",
     "TokenLayout",
     "patchify",
     "unpatchify",
@@ -96,6 +98,9 @@ class VideoDiTConfig:
         rope_base: RoPE's slowest wavelength (frequencies ``base ** (-i / (d/2))`` per axis).
             10,000 (RoFormer) suits long sequences; a grid of 8 rows reaches only the first
             one or two frequencies of a small head, so a small grid may want a smaller base.
+        size_conditioning: add an embedding of each clip's (frames, height, width) to its
+            conditioning vector (:class:`SizeEmbedding`, as SDXL and PixArt-alpha do with image
+            size and aspect ratio): the model is told its canvas. Zero at init.
     """
 
     channels: int = 1
@@ -114,6 +119,7 @@ class VideoDiTConfig:
     frames: int = 10
     image_size: int = 32
     rope_base: float = 10000.0
+    size_conditioning: bool = False
 
     def __post_init__(self):
         _positive_ints(self, ("channels", "dim", "depth", "heads", "frames", "image_size"))
@@ -139,6 +145,8 @@ class VideoDiTConfig:
             raise ValueError(f"VideoDiTConfig: max_grid must be None or a tuple (t, h, w) of positive ints; got {self.max_grid!r}")
         if isinstance(self.rope_base, bool) or not isinstance(self.rope_base, (int, float)) or not self.rope_base > 1:
             raise ValueError(f"VideoDiTConfig: rope_base must be a number > 1 (the slowest RoPE wavelength); got {self.rope_base!r}")
+        if not isinstance(self.size_conditioning, bool):
+            raise ValueError(f"VideoDiTConfig: size_conditioning must be True or False; got {self.size_conditioning!r}")
         if not self.mlp_ratio > 0:
             raise ValueError(f"VideoDiTConfig: mlp_ratio must be positive; got {self.mlp_ratio!r}")
 
@@ -463,6 +471,16 @@ class FinalLayer(nn.Module):
 # ------------------------------------------------------------------------------ model
 
 
+class SizeEmbedding(MicroConditioning):
+    """A clip's ``(frames, height, width)`` ``(B, 3)`` -> ``(B, D)``, added to its conditioning
+    vector: SDXL's size micro-conditioning, PixArt-alpha's resolution and aspect-ratio
+    embedding. SVD's micro-conditioning MLP (a sinusoid per number, Linear -> SiLU -> Linear)
+    on the raw sizes; its last Linear starts at zero, so a model with it equals the model
+    without it until training moves it."""
+
+    scales = (1.0, 1.0, 1.0)
+
+
 class VideoDiT(nn.Module):
     """A diffusion transformer over spacetime patches.
 
@@ -490,6 +508,7 @@ class VideoDiT(nn.Module):
         self.patch_embed = nn.Linear(config.patch_dim, dim)  # = a Conv3d with stride = kernel = patch
         self.time_embed = TimestepEmbedding(dim)
         self.label_embed = LabelEmbedding(config.num_classes, dim) if config.num_classes else None
+        self.size_embed = SizeEmbedding(dim) if config.size_conditioning else None
         rope = bool(config.position) and "rope" in config.position
         self.blocks = nn.ModuleList(
             DiTBlock(dim, config.heads, kinds, cond_dim=dim, mlp_ratio=config.mlp_ratio, qk_norm=config.qk_norm,
@@ -542,7 +561,8 @@ class VideoDiT(nn.Module):
 
     def forward_tokens(self, tokens, cond_emb, layout: TokenLayout, context=None, context_mask=None) -> torch.Tensor:
         """The transformer on embedded tokens: ``(B, L, D)`` + per-clip conditioning
-        ``(clips, D)`` -> ``(B, L, pt*ph*pw*C)``. Adds the sin-cos table if configured."""
+        ``(clips, D)`` -> ``(B, L, pt*ph*pw*C)``. Adds the sin-cos table and the size
+        embedding if configured."""
         expected = layout.length
         if tokens.shape[1] != expected:
             sizes = " + ".join(f"{t}*{h}*{w}" for t, h, w in layout.grids)
@@ -550,6 +570,9 @@ class VideoDiT(nn.Module):
         if self.config.position and "sincos" in self.config.position:
             table = torch.cat([sincos_table_3d(*g, self.config.dim, device=tokens.device).reshape(-1, self.config.dim) for g in layout.grids])
             tokens = tokens + table.to(tokens.dtype)  # (B, L, D)
+        if self.size_embed is not None:  # each clip's (frames, height, width) = its token grid times the patch
+            sizes = torch.tensor([[g * p for g, p in zip(grid, self.config.patch)] for grid in layout.grids], device=tokens.device)
+            cond_emb = cond_emb + self.size_embed(sizes)  # (clips, D)
         for block in self.blocks:
             tokens = block(tokens, cond_emb, layout, context, context_mask)
         return self.final(tokens, cond_emb, layout)
