@@ -10,8 +10,8 @@ time, and sample quality at fixed training budgets against the U-Net.
     python benchmarks/bench_dit.py budgets runs/dit-cpu      # strips + metrics at 5/10/15/30 min
     python benchmarks/bench_dit.py pilot NAME --seconds 210 --set layout=alternate position=sincos+rope
                                                              # a short run of dit-cpu with changes, scored as budgets
-    python benchmarks/bench_dit.py multisize --checkpoint runs/dit-multisize-cpu/model.safetensors
-                                                             # one model at sizes it saw and never saw
+    python benchmarks/bench_dit.py multisize --models dit-multisize-cpu dit-multisize-sizecond-cpu
+                                                             # models at sizes they saw and never saw, 100 clips each
     python benchmarks/bench_dit.py identity --clips 60       # what identity persistence counts, on dit-cpu and video-cpu
 
 ``flops`` counts one training step's FLOPs with ``torch.utils.flop_counter.FlopCounterMode``
@@ -25,12 +25,15 @@ for the backward pass, and the loss; ``scaling`` also plots loss against trainin
 and draws a strip per width. ``budgets`` scores the snapshots of a ``dit-cpu`` run exactly
 as ``bench_unet3d.py budgets`` scores ``video-cpu`` (same clips, seeds, metrics).
 
-``multisize`` samples one checkpoint at clip sizes its bucketed training saw and at sizes it
+``multisize`` samples checkpoints at clip sizes their bucketed training saw and at sizes they
 never saw, and scores each size against real clips of that size: the per-clip metrics work on
-any size (the tracker, identity on 16-px crops, physics with each axis's own walls); KID needs
-the evaluator's 32x32x10 input, so generated and real clips alike go through
+any size (the tracker, identity on 16-px crops, physics with each axis's own walls); KID and the
+Fréchet distance need the evaluator's 32x32x10 input, so generated and real clips alike go through
 ``vdmcourse.multisize.evaluator_window`` (first 10 frames, the square around the digit's path,
-zero-padded below 32 px), and the real-vs-real KID at the same size is the floor.
+zero-padded below 32 px), and the real-vs-real distance at the same size is the floor. The
+Fréchet distance needs more clips than the evaluator's 64 feature dimensions (100 by default).
+``vdmcourse.multisize.background_level`` measures what a model paints behind the digit, before
+and after the longest clips it trained on.
 ``identity`` splits identity persistence into what it counts and what it leaves out.
 
 Everything goes to ``benchmarks/results/dit.md`` (and ``.json``) with the machine and the
@@ -73,8 +76,8 @@ RESULTS = Path(__file__).parent / "results"
 BUDGETS_MIN = (5, 10, 15, 30)
 # (T, H, W): sizes dit-multisize-cpu trained on (MULTISIZE_BUCKETS), then sizes it never saw:
 # larger squares, a larger 2:1 canvas, the 2:1 canvas turned upright, longer clips.
-MULTISIZE_SEEN = [(10, 32, 32), (6, 24, 24), (12, 24, 48), (12, 32, 32)]
-MULTISIZE_UNSEEN = [(10, 40, 40), (10, 32, 64), (10, 48, 24), (16, 32, 32), (20, 32, 32)]
+MULTISIZE_SEEN = [(10, 32, 32), (6, 24, 24), (12, 24, 48)]
+MULTISIZE_UNSEEN = [(10, 40, 40), (10, 32, 64), (10, 48, 24), (20, 32, 32)]
 
 
 def _batch(preset, seed=0):
@@ -430,7 +433,7 @@ def multisize(args) -> dict:
 
     evaluator = _evaluator()
     real_data = MovingMNISTConfig.cpu(split="test")
-    window = dict(frames=evaluator.config.frames, size=evaluator.config.canvas)
+    window = {"frames": evaluator.config.frames, "size": evaluator.config.canvas}
     references = {}  # (T, H, W) -> (real clips, real-window features or None, the floor's scores)
     rows, shown, paths = [], {}, {}
     for entry in args.models:
@@ -615,8 +618,8 @@ def write_report(results: dict) -> None:
                   f"Background: the mean brightness of each frame's background (`vdmcourse.multisize.background_level`; real clips about 0), "
                   f"over the first {max(b[0] for b in ms['buckets'])} frames (the longest clips trained) and after them. "
                   f"Strip: [{Path(ms['strip']).name}]({Path(ms['strip']).name}) (digit 3 at each size, every other frame).", "",
-                  "| model | T x H x W | in training | tokens | clips | identity | physics px | digit count | flicker | shape change | "
-                  "background | background late | KID | Fréchet | sample CPU s | load avg |",
+                  ("| model | T x H x W | in training | tokens | clips | identity | physics px | digit count | flicker | shape change | "
+                   "background | background late | KID | Fréchet | sample CPU s | load avg |"),
                   "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
 
         def both(row, key, spec):

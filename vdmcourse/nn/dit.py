@@ -146,7 +146,7 @@ class VideoDiTConfig:
         if isinstance(self.rope_base, bool) or not isinstance(self.rope_base, (int, float)) or not self.rope_base > 1:
             raise ValueError(f"VideoDiTConfig: rope_base must be a number > 1 (the slowest RoPE wavelength); got {self.rope_base!r}")
         if not isinstance(self.size_conditioning, bool):
-            raise ValueError(f"VideoDiTConfig: size_conditioning must be True or False; got {self.size_conditioning!r}")
+            raise TypeError(f"VideoDiTConfig: size_conditioning must be True or False; got {self.size_conditioning!r}")
         if not self.mlp_ratio > 0:
             raise ValueError(f"VideoDiTConfig: mlp_ratio must be positive; got {self.mlp_ratio!r}")
 
