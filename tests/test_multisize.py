@@ -116,13 +116,14 @@ def test_fit_bounces_takes_a_square_range_as_a_number_or_a_pair():
     torch.testing.assert_close(fit_bounces(*args, 16).centres, fit_bounces(*args, (16, 16)).centres)
 
 
-def test_the_shipped_multisize_checkpoint_is_what_its_preset_trains():
+@pytest.mark.parametrize("name", ["dit-multisize-cpu", "dit-multisize-sizecond-cpu"])
+def test_the_shipped_multisize_checkpoint_is_what_its_preset_trains(name):
     from vdmcourse.pretrained import read_manifest
 
-    preset = get_preset("dit-multisize-cpu")
-    assert load_pretrained("dit-multisize-cpu", device="cpu").config == preset.model_config
-    entry = next(e for e in read_manifest()["checkpoints"] if e["name"] == "dit-multisize-cpu")
-    assert entry["steps"] == preset.steps == load_checkpoint(CHECKPOINT_DIR / "dit-multisize-cpu.safetensors").step
+    preset = get_preset(name)
+    assert load_pretrained(name, device="cpu").config == preset.model_config
+    entry = next(e for e in read_manifest()["checkpoints"] if e["name"] == name)
+    assert entry["steps"] == preset.steps == load_checkpoint(CHECKPOINT_DIR / f"{name}.safetensors").step
 
 
 # Size conditioning (VideoDiTConfig.size_conditioning): the model is told each clip's (frames, height, width).
