@@ -614,7 +614,7 @@ def write_report(results: dict) -> None:
                   "At each size the row's clips (digits 0-9 in turn, seed 0, the checkpoint's sampler) against as many real clips of "
                   "that size (test digits); a second real set gives the floor in brackets. KID and Fréchet: generated and real clips "
                   "through the evaluator window (first 10 frames, the 32x32 square around the digit's path, zero-padded below 32 px), "
-                  "n/a for clips under 10 frames; Fréchet needs more clips than the evaluator's 64 feature dimensions (n/a at 40). "
+                  "n/a for clips under 10 frames; Fréchet needs more clips than the evaluator's 64 feature dimensions (n/a with 64 clips or fewer). "
                   f"Background: the mean brightness of each frame's background (`vdmcourse.multisize.background_level`; real clips about 0), "
                   f"over the first {max(b[0] for b in ms['buckets'])} frames (the longest clips trained) and after them. "
                   f"Strip: [{Path(ms['strip']).name}]({Path(ms['strip']).name}) (digit 3 at each size, every other frame).", "",
