@@ -10,8 +10,8 @@ time, and sample quality at fixed training budgets against the U-Net.
     python benchmarks/bench_dit.py budgets runs/dit-cpu      # strips + metrics at 5/10/15/30 min
     python benchmarks/bench_dit.py pilot NAME --seconds 210 --set layout=alternate position=sincos+rope
                                                              # a short run of dit-cpu with changes, scored as budgets
-    python benchmarks/bench_dit.py multisize --checkpoint runs/dit-multisize-cpu/model.safetensors
-                                                             # one model at sizes it saw and never saw
+    python benchmarks/bench_dit.py multisize --models dit-multisize-cpu dit-multisize-sizecond-cpu
+                                                             # models at sizes they saw and never saw, 100 clips each
     python benchmarks/bench_dit.py identity --clips 60       # what identity persistence counts, on dit-cpu and video-cpu
 
 ``flops`` counts one training step's FLOPs with ``torch.utils.flop_counter.FlopCounterMode``
@@ -25,12 +25,15 @@ for the backward pass, and the loss; ``scaling`` also plots loss against trainin
 and draws a strip per width. ``budgets`` scores the snapshots of a ``dit-cpu`` run exactly
 as ``bench_unet3d.py budgets`` scores ``video-cpu`` (same clips, seeds, metrics).
 
-``multisize`` samples one checkpoint at clip sizes its bucketed training saw and at sizes it
+``multisize`` samples checkpoints at clip sizes their bucketed training saw and at sizes they
 never saw, and scores each size against real clips of that size: the per-clip metrics work on
-any size (the tracker, identity on 16-px crops, physics with each axis's own walls); KID needs
-the evaluator's 32x32x10 input, so generated and real clips alike go through
+any size (the tracker, identity on 16-px crops, physics with each axis's own walls); KID and the
+Fréchet distance need the evaluator's 32x32x10 input, so generated and real clips alike go through
 ``vdmcourse.multisize.evaluator_window`` (first 10 frames, the square around the digit's path,
-zero-padded below 32 px), and the real-vs-real KID at the same size is the floor.
+zero-padded below 32 px), and the real-vs-real distance at the same size is the floor. The
+Fréchet distance needs more clips than the evaluator's 64 feature dimensions (100 by default).
+``vdmcourse.multisize.background_level`` measures what a model paints behind the digit, before
+and after the longest clips it trained on.
 ``identity`` splits identity persistence into what it counts and what it leaves out.
 
 Everything goes to ``benchmarks/results/dit.md`` (and ``.json``) with the machine and the
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -55,16 +59,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_unet3d import CLIPS, PER_DIGIT, _draw, _evaluator, _scores, load_average, saved_for_backward_mb  # noqa: E402
 
 from vdmcourse.course import CHECKPOINT_DIR, seed_everything, to_unit_range  # noqa: E402
-from vdmcourse.metrics import clip_metrics, frame_classes, identity_left_out, identity_persistence, kid, track_digits, video_features  # noqa: E402
+from vdmcourse.metrics import clip_metrics, frame_classes, frechet_distance, identity_left_out, identity_persistence, kid, track_digits, video_features  # noqa: E402
 from vdmcourse.metrics.temporal import shape_change  # noqa: E402
-from vdmcourse.multisize import evaluator_window, generate_sized_clips  # noqa: E402
+from vdmcourse.multisize import background_level, bucketed_batch, evaluator_window, generate_sized_clips  # noqa: E402
 from vdmcourse.data import MovingMNISTConfig, generate_clips  # noqa: E402
 from vdmcourse.diffusion import sample  # noqa: E402
 import vdmcourse.nn.dit as dit_module  # noqa: E402
 from vdmcourse.nn.attention import naive_attention  # noqa: E402
 from vdmcourse.nn.dit import bucket_batch_sizes  # noqa: E402
 from vdmcourse.presets import MULTISIZE_BUCKETS, get_preset  # noqa: E402
-from vdmcourse.pretrained import atomic_path, build_model, load_checkpoint, load_pretrained  # noqa: E402
+from vdmcourse.pretrained import atomic_path, build_model, load_checkpoint, load_pretrained, save_checkpoint  # noqa: E402
 from vdmcourse.train import Trainer, machine_info  # noqa: E402
 from vdmcourse.viz import frame_strip  # noqa: E402
 
@@ -72,8 +76,8 @@ RESULTS = Path(__file__).parent / "results"
 BUDGETS_MIN = (5, 10, 15, 30)
 # (T, H, W): sizes dit-multisize-cpu trained on (MULTISIZE_BUCKETS), then sizes it never saw:
 # larger squares, a larger 2:1 canvas, the 2:1 canvas turned upright, longer clips.
-MULTISIZE_SEEN = [(10, 32, 32), (6, 24, 24), (12, 24, 48), (12, 32, 32)]
-MULTISIZE_UNSEEN = [(10, 40, 40), (10, 32, 64), (10, 48, 24), (16, 32, 32), (20, 32, 32)]
+MULTISIZE_SEEN = [(10, 32, 32), (6, 24, 24), (12, 24, 48)]
+MULTISIZE_UNSEEN = [(10, 40, 40), (10, 32, 64), (10, 48, 24), (20, 32, 32)]
 
 
 def _batch(preset, seed=0):
@@ -343,6 +347,8 @@ def pilot(args) -> dict:
            "asked_digit": _asked_digit(video, evaluator, torch.arange(10).repeat(PER_DIGIT)), "tokens_per_clip": trainer.model.tokens_per_clip(*preset.sample_shape[:1], *preset.sample_shape[2:]),
            "load_average": load_average(), "strip": str(strip.relative_to(RESULTS.parent.parent))}
     print({k: v for k, v in row.items() if k != "loss_curve"}, flush=True)
+    if args.save:  # the EMA model, for `multisize --models NAME=PATH`
+        save_checkpoint(args.save, trainer.ema, step=trainer.step, metadata={**preset.metadata(), "weights": "EMA"})
     with atomic_path(RESULTS / f"dit_pilot_{args.name}.json") as tmp:
         tmp.write_text(json.dumps(row, indent=1) + "\n")
     return row
@@ -394,56 +400,83 @@ def _draw_sized(model, info: dict, size, n: int, seed: int = 0) -> torch.Tensor:
     return to_unit_range(clips)
 
 
-def _size_scores(video, real, floor, evaluator) -> dict:
-    """Per-clip metrics of ``video`` and of ``floor`` (a second real set), and the KID of each
-    to ``real`` through the evaluator window (None for clips shorter than its 10 frames)."""
-    scores = {"videos": {**clip_metrics(video, evaluator, 1), "shape_change": shape_change(video).mean().item()},
-              "real": {**clip_metrics(floor, evaluator, 1), "shape_change": shape_change(floor).mean().item()}}
-    frames = evaluator.config.frames
-    for name, clips in (("videos", video), ("real", floor)):
-        scores[name]["kid"] = None
-        if video.shape[1] >= frames:
-            features = [video_features(evaluator, evaluator_window(c, frames=frames, size=evaluator.config.canvas)) for c in (clips, real)]
-            scores[name]["kid"] = kid(*features, generator=torch.Generator().manual_seed(0))[0]
+def _size_scores(video, real_features, evaluator) -> dict:
+    """Per-clip metrics of ``video`` ``(N, T, 1, H, W)``, its background level before and after
+    the longest training duration, and its KID and Fréchet distance to ``real_features`` (real
+    clips of its size through the evaluator window; both None when there are none -- clips
+    shorter than the window -- and Fréchet None with fewer clips than feature dimensions)."""
+    background = background_level(video)  # (N, T)
+    longest = max(size[0] for size in MULTISIZE_BUCKETS)
+    scores = {**clip_metrics(video, evaluator, 1), "shape_change": shape_change(video).mean().item(),
+              "background": background[:, :longest].nanmean().item(),
+              "background_late": background[:, longest:].nanmean().item() if video.shape[1] > longest else None,
+              "kid": None, "frechet": None}
+    if real_features is not None:
+        features = video_features(evaluator, evaluator_window(video, frames=evaluator.config.frames, size=evaluator.config.canvas))
+        scores["kid"] = kid(features, real_features, generator=torch.Generator().manual_seed(0))[0]
+        if len(features) > features.shape[1]:
+            scores["frechet"] = frechet_distance(features, real_features)
     return scores
 
 
+def _trained_sizes(info: dict) -> list[tuple[int, int, int]]:
+    """The (T, H, W) a checkpoint trained on: its preset's buckets, or its one sample size."""
+    source = get_preset(info["preset"]).batch_source
+    if isinstance(source, functools.partial) and source.func is bucketed_batch:
+        return [tuple(size) for size in source.keywords["sizes"]]
+    return [(info["sample_shape"][0], *info["sample_shape"][2:])]
+
+
 def multisize(args) -> dict:
+    """Each model of ``--models`` at each size of ``--sizes``: ``--clips`` clips against as many
+    real clips of that size (a second real set gives the floor). Rows of models not in this
+    run are kept from the stored table (``--key``), so models can be scored in separate runs."""
     import matplotlib.pyplot as plt
 
     evaluator = _evaluator()
     real_data = MovingMNISTConfig.cpu(split="test")
-    runs = [("dit-multisize-cpu", args.checkpoint, MULTISIZE_SEEN + MULTISIZE_UNSEEN)]
-    if args.baseline:
-        runs.append((args.baseline, str(CHECKPOINT_DIR / f"{args.baseline}.safetensors"), [tuple(s) for s in args.baseline_sizes]))
-    rows, shown = [], []
-    for name, path, sizes in runs:
-        checkpoint = load_checkpoint(path)
+    window = {"frames": evaluator.config.frames, "size": evaluator.config.canvas}
+    references = {}  # (T, H, W) -> (real clips, real-window features or None, the floor's scores)
+    rows, shown, paths = [], {}, {}
+    for entry in args.models:
+        name, _, path = entry.partition("=")
+        checkpoint = load_checkpoint(path or CHECKPOINT_DIR / f"{name}.safetensors")
+        paths[name] = str(Path(checkpoint.path).resolve().relative_to(RESULTS.parent.parent.resolve()))
         model, info = build_model(checkpoint), checkpoint.metadata
-        trained = MULTISIZE_BUCKETS if name == "dit-multisize-cpu" else [(info["sample_shape"][0], *info["sample_shape"][2:])]
-        for size in sizes:
+        trained = _trained_sizes(info)
+        for size in [tuple(s) for s in args.sizes]:
+            if size not in references:
+                real, floor = (generate_sized_clips(args.clips, real_data, frames=size[0], height=size[1], width=size[2],
+                                                    generator=torch.Generator().manual_seed(seed)).video for seed in (0, 1))
+                features = video_features(evaluator, evaluator_window(real, **window)) if size[0] >= window["frames"] else None
+                references[size] = (real, features, _size_scores(floor, features, evaluator))
+            real, features, floor_scores = references[size]
             started = time.process_time()
             video = _draw_sized(model, info, size, args.clips)
             sample_cpu_s = time.process_time() - started
-            real, floor = (generate_sized_clips(args.clips, real_data, frames=size[0], height=size[1], width=size[2],
-                                                generator=torch.Generator().manual_seed(seed)).video for seed in (0, 1))
-            row = {"model": name, "size": list(size), "seen": tuple(size) in trained, "tokens": model.tokens_per_clip(*size),
-                   "sample_cpu_s": sample_cpu_s, **_size_scores(video, real, floor, evaluator)}
+            row = {"model": name, "size": list(size), "seen": size in trained, "tokens": model.tokens_per_clip(*size),
+                   "clips": args.clips, "sample_cpu_s": sample_cpu_s, "load_average": load_average(),
+                   "videos": _size_scores(video, features, evaluator), "real": floor_scores}
             rows.append(row)
-            print({k: v for k, v in row.items()}, flush=True)
-            if name == "dit-multisize-cpu":
-                shown.append((size, row["seen"], video[3], real[3]))
-    # the strip: for each size, digit 3's generated clip above a real clip of that size (every other frame)
-    fig, axes = plt.subplots(len(shown), 1, figsize=(11, 1.9 * len(shown)), layout="constrained",
-                             gridspec_kw={"height_ratios": [2 * s[1] for s, *_ in shown]})
-    for ax, (size, seen, clip, real_clip) in zip(axes, shown):
-        frame_strip(torch.stack([clip, real_clip]), every=2, titles=["model", "real"], ax=ax)
-        ax.set_title(f"{size[0]} frames, {size[1]}x{size[2]} ({'seen' if seen else 'never seen'} in training)", fontsize=9, loc="left")
-    with atomic_path(RESULTS / "dit_multisize.png") as tmp:
+            print(row, flush=True)
+            shown.setdefault(size, [("real", real[3])]).insert(-1, (name + ("" if row["seen"] else " (never seen)"), video[3]))
+    # the strip: for each size, digit 3's clip from each model above a real clip of that size (every other frame)
+    fig, axes = plt.subplots(len(shown), 1, figsize=(11, 0.95 * sum(len(v) for v in shown.values())), layout="constrained",
+                             gridspec_kw={"height_ratios": [len(v) for v in shown.values()]}, squeeze=False)
+    for ax, (size, clips) in zip(axes[:, 0], shown.items()):
+        frame_strip(torch.stack([clip for _, clip in clips]), every=2, titles=[label for label, _ in clips], ax=ax)
+        ax.set_title(f"{size[0]} frames, {size[1]}x{size[2]}", fontsize=9, loc="left")
+    strip = RESULTS / f"dit_{args.key}.png"
+    with atomic_path(strip) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
-    return {"checkpoint": args.checkpoint, "clips": args.clips, "buckets": [list(s) for s in MULTISIZE_BUCKETS],
-            "load_average": load_average(), "rows": rows, "strip": "benchmarks/results/dit_multisize.png"}
+    path = RESULTS / "dit.json"
+    stored = json.loads(path.read_text()).get(args.key, {}) if path.is_file() else {}
+    # rows of an earlier run's table (which gave clips and load once for all rows) keep their own
+    kept = [{"clips": stored.get("clips"), "load_average": stored.get("load_average"), **row}
+            for row in stored.get("rows", []) if row["model"] not in paths]
+    return {"models": {**stored.get("models", {}), **paths}, "buckets": [list(s) for s in MULTISIZE_BUCKETS],
+            "rows": rows + kept, "strip": str(strip.relative_to(RESULTS.parent.parent))}
 
 
 def _asked_digit(video, evaluator, asked) -> float:
@@ -584,27 +617,33 @@ def write_report(results: dict) -> None:
         for r in sm["rows"]:
             lines.append(f"| {r['model']} | {r['sampler']} | {r['steps']} | {r['guidance']} | {r['threads']} | {r['seconds_8_clips']:.2f} |")
         lines.append("")
-    if "multisize" in stored:
-        ms = stored["multisize"]
-        lines += ["## One model, many sizes (dit-multisize-cpu)", "",
-                  f"`{ms['checkpoint']}`, trained on bucketed batches of {len(ms['buckets'])} sizes (T x H x W: "
-                  f"{', '.join('x'.join(map(str, b)) for b in ms['buckets'])}). At each size {ms['clips']} clips (digits 0-9 in turn, "
-                  "seed 0, the checkpoint's sampler) against real clips of that size (test digits; a second real set gives the floor "
-                  "in brackets). KID: generated and real clips through the evaluator window (first 10 frames, the 32x32 square "
-                  "around the digit's path, zero-padded below 32 px); n/a for clips under 10 frames. Fréchet is left out: "
-                  f"{ms['clips']} clips are fewer than the evaluator's 64 feature dimensions. Load average {ms['load_average']}. "
-                  "Strip: [dit_multisize.png](dit_multisize.png).", "",
-                  "| model | T x H x W | in training | tokens | identity | physics px | digit count | flicker | shape change | KID | sample CPU s |",
-                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for key in sorted(k for k in stored if k == "multisize" or k.startswith("multisize_")):
+        ms = stored[key]
+        title = "One model, many sizes" if key == "multisize" else f"Many sizes, pilots ({key.removeprefix('multisize_')})"
+        lines += [f"## {title}", "",
+                  f"Checkpoints: {', '.join(f'{name} (`{path}`)' for name, path in ms.get('models', {}).items())}. The multisize presets "
+                  f"train on bucketed batches of {len(ms['buckets'])} sizes (T x H x W: {', '.join('x'.join(map(str, b)) for b in ms['buckets'])}). "
+                  "At each size the row's clips (digits 0-9 in turn, seed 0, the checkpoint's sampler) against as many real clips of "
+                  "that size (test digits); a second real set gives the floor in brackets. KID and Fréchet: generated and real clips "
+                  "through the evaluator window (first 10 frames, the 32x32 square around the digit's path, zero-padded below 32 px), "
+                  "n/a for clips under 10 frames; Fréchet needs more clips than the evaluator's 64 feature dimensions (n/a with 64 clips or fewer). "
+                  f"Background: the mean brightness of each frame's background (`vdmcourse.multisize.background_level`; real clips about 0), "
+                  f"over the first {max(b[0] for b in ms['buckets'])} frames (the longest clips trained) and after them. "
+                  f"Strip: [{Path(ms['strip']).name}]({Path(ms['strip']).name}) (digit 3 at each size, every other frame).", "",
+                  ("| model | T x H x W | in training | tokens | clips | identity | physics px | digit count | flicker | shape change | "
+                   "background | background late | KID | Fréchet | sample CPU s | load avg |"),
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
 
         def both(row, key, spec):
-            value, floor = row["videos"][key], row["real"][key]
+            value, floor = row["videos"].get(key), row["real"].get(key)
             return "n/a" if value is None else f"{value:{spec}} ({floor:{spec}})"
 
         for r in ms["rows"]:
             lines.append(f"| {r['model']} | {'x'.join(map(str, r['size']))} | {'seen' if r['seen'] else '**never seen**'} | {r['tokens']} | "
-                         f"{both(r, 'identity', '.2f')} | {both(r, 'physics_px', '.2f')} | {both(r, 'digit_count', '.2f')} | "
-                         f"{both(r, 'flicker', '.4f')} | {both(r, 'shape_change', '.2f')} | {both(r, 'kid', '.2f')} | {r['sample_cpu_s']:.0f} |")
+                         f"{r.get('clips', ms.get('clips'))} | {both(r, 'identity', '.2f')} | {both(r, 'physics_px', '.2f')} | {both(r, 'digit_count', '.2f')} | "
+                         f"{both(r, 'flicker', '.4f')} | {both(r, 'shape_change', '.2f')} | {both(r, 'background', '.4f')} | "
+                         f"{both(r, 'background_late', '.4f')} | {both(r, 'kid', '.2f')} | {both(r, 'frechet', '.1f')} | "
+                         f"{r['sample_cpu_s']:.0f} | {r.get('load_average', ms.get('load_average'))} |")
         lines.append("")
     if "identity" in stored:
         ident = stored["identity"]
@@ -650,12 +689,14 @@ def main(argv=None) -> int:
     pilot_parser.add_argument("--seconds", type=float, default=210.0)
     pilot_parser.add_argument("--set", nargs="*", default=[], help="key=value changes to the model config, TrainConfig or preset")
     pilot_parser.add_argument("--cpu", action="store_true", help="--seconds of this process's CPU time, not wall time (shared machines)")
-    multisize_parser = sub.add_parser("multisize", help="one checkpoint at sizes it saw and never saw")
-    multisize_parser.add_argument("--checkpoint", default=str(CHECKPOINT_DIR / "dit-multisize-cpu.safetensors"))
-    multisize_parser.add_argument("--clips", type=int, default=40, help="clips per size")
-    multisize_parser.add_argument("--baseline", default="", help="a shipped single-size model scored at --baseline-sizes too (e.g. dit-cpu)")
-    multisize_parser.add_argument("--baseline-sizes", type=lambda text: tuple(int(v) for v in text.split("x")), nargs="*",
-                                  default=[(10, 32, 32), (10, 40, 40), (16, 32, 32)], help="TxHxW, e.g. 10x40x40")
+    pilot_parser.add_argument("--save", default="", help="also save the pilot's EMA model to this .safetensors path")
+    multisize_parser = sub.add_parser("multisize", help="models at sizes they saw and never saw")
+    multisize_parser.add_argument("--models", nargs="+", default=["dit-multisize-cpu"],
+                                  help="shipped checkpoint names, or NAME=PATH (e.g. a pilot's --save)")
+    multisize_parser.add_argument("--sizes", type=lambda text: tuple(int(v) for v in text.split("x")), nargs="+",
+                                  default=MULTISIZE_SEEN + MULTISIZE_UNSEEN, help="TxHxW, e.g. 10x40x40")
+    multisize_parser.add_argument("--clips", type=int, default=100, help="clips per size (the Fréchet distance needs more than 64)")
+    multisize_parser.add_argument("--key", default="multisize", help="the table: multisize (the models) or multisize_NAME (pilots)")
     identity_parser = sub.add_parser("identity", help="what identity persistence counts, on shipped models' samples")
     identity_parser.add_argument("--clips", type=int, default=60)
     identity_parser.add_argument("--models", nargs="+", default=["dit-cpu", "video-cpu"])
@@ -670,7 +711,7 @@ def main(argv=None) -> int:
         return 0
     run = {"flops": flops, "layouts": layouts, "packing": packing, "scaling": scaling, "sampling": sampling, "budgets": budgets,
            "multisize": multisize, "identity": identity}[args.command]
-    key = f"budgets_{args.label}" if args.command == "budgets" and args.label else args.command
+    key = f"budgets_{args.label}" if args.command == "budgets" and args.label else args.key if args.command == "multisize" else args.command
     write_report({key: run(args)})
     return 0
 

@@ -1,12 +1,17 @@
+import dataclasses
+
 import pytest
 import torch
 
 from vdmcourse.course import CHECKPOINT_DIR
 from vdmcourse.data import MovingMNISTConfig, generate_clips
 from vdmcourse.metrics.physics import fit_bounces, physics_scores, track_digits
-from vdmcourse.multisize import bucketed_batch, evaluator_window, generate_sized_clips
-from vdmcourse.nn.dit import token_grid
+from vdmcourse.multisize import background_level, bucketed_batch, evaluator_window, generate_sized_clips
+from vdmcourse.nn.dit import SizeEmbedding, VideoDiT, VideoDiTConfig, token_grid
 from vdmcourse.presets import MULTISIZE_BUCKETS, get_preset
+from vdmcourse.pretrained import load_checkpoint, load_pretrained
+
+from helpers import wake_up
 
 CPU = MovingMNISTConfig.cpu()
 
@@ -111,10 +116,78 @@ def test_fit_bounces_takes_a_square_range_as_a_number_or_a_pair():
     torch.testing.assert_close(fit_bounces(*args, 16).centres, fit_bounces(*args, (16, 16)).centres)
 
 
-def test_the_shipped_multisize_checkpoint_is_what_its_preset_trains():
-    from vdmcourse.pretrained import load_checkpoint, load_pretrained, read_manifest
+@pytest.mark.parametrize("name", ["dit-multisize-cpu", "dit-multisize-sizecond-cpu"])
+def test_the_shipped_multisize_checkpoint_is_what_its_preset_trains(name):
+    from vdmcourse.pretrained import read_manifest
 
-    preset = get_preset("dit-multisize-cpu")
-    assert load_pretrained("dit-multisize-cpu", device="cpu").config == preset.model_config
-    entry = next(e for e in read_manifest()["checkpoints"] if e["name"] == "dit-multisize-cpu")
-    assert entry["steps"] == preset.steps == load_checkpoint(CHECKPOINT_DIR / "dit-multisize-cpu.safetensors").step
+    preset = get_preset(name)
+    assert load_pretrained(name, device="cpu").config == preset.model_config
+    entry = next(e for e in read_manifest()["checkpoints"] if e["name"] == name)
+    assert entry["steps"] == preset.steps == load_checkpoint(CHECKPOINT_DIR / f"{name}.safetensors").step
+
+
+# Size conditioning (VideoDiTConfig.size_conditioning): the model is told each clip's (frames, height, width).
+
+SIZED = VideoDiTConfig(patch=(2, 4, 4), dim=48, depth=2, heads=4, position="sincos+rope", frames=6, image_size=24, size_conditioning=True)
+
+
+def test_size_embedding_gives_one_vector_per_clip_zero_at_init_and_apart_once_trained():
+    embed = SizeEmbedding(48)
+    sizes = torch.tensor([[10, 32, 32], [10, 40, 40], [16, 32, 32]])
+    assert embed(sizes).shape == (3, 48) and not embed(sizes).any()
+    wake_up(embed)
+    out = embed(sizes)
+    assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[0], out[2]) and not torch.allclose(out[1], out[2])
+
+
+def test_the_model_embeds_each_clip_s_own_size_batched_and_packed():
+    model = VideoDiT(SIZED)
+    seen = []
+    model.size_embed.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].tolist()))
+    model(torch.randn(2, 6, 1, 24, 48), torch.rand(2))
+    model.forward_packed([torch.randn(6, 1, 24, 24), torch.randn(4, 1, 16, 32)], torch.rand(2))
+    assert seen == [[[6, 24, 48]], [[6, 24, 24], [4, 16, 32]]]
+
+
+def test_two_sizes_change_the_output_and_packed_clips_still_equal_each_clip_alone():
+    model = wake_up(VideoDiT(SIZED)).eval()
+    plain = VideoDiT(dataclasses.replace(SIZED, size_conditioning=False)).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    x, t, label = torch.randn(1, 6, 1, 24, 24, generator=_seeded(1)), torch.rand(1, generator=_seeded(2)), torch.tensor([3])
+    # the same tokens told another canvas: the difference is the size embedding alone
+    assert not torch.allclose(model(x, t, label), plain(x, t, label), atol=1e-4)
+    clips = [torch.randn(6, 1, 24, 24, generator=_seeded(3)), torch.randn(4, 1, 16, 32, generator=_seeded(4))]
+    packed = model.forward_packed(clips, torch.tensor([0.3, 0.7]), torch.tensor([1, 2]))
+    for clip, out, time, digit in zip(clips, packed, (0.3, 0.7), (1, 2)):
+        torch.testing.assert_close(out, model(clip[None], torch.tensor([time]), torch.tensor([digit]))[0], atol=1e-5, rtol=1e-4)
+
+
+def test_old_checkpoints_load_and_behave_the_same_inside_a_size_conditioned_model():
+    stored = load_checkpoint(CHECKPOINT_DIR / "dit-multisize-cpu.safetensors")
+    assert "size_conditioning" not in stored.config  # saved before the field existed
+    old = load_pretrained("dit-multisize-cpu", device="cpu")
+    assert old.config.size_conditioning is False and old.size_embed is None
+    new = VideoDiT(dataclasses.replace(old.config, size_conditioning=True)).eval()
+    missing = new.load_state_dict(old.state_dict(), strict=False).missing_keys
+    assert missing and all(key.startswith("size_embed.") for key in missing)
+    x, t = torch.randn(2, 6, 1, 24, 48, generator=_seeded(5)), torch.rand(2, generator=_seeded(6))
+    torch.testing.assert_close(new(x, t, torch.tensor([4, 7])), old(x, t, torch.tensor([4, 7])))
+
+
+def test_size_conditioning_must_be_a_bool():
+    with pytest.raises(TypeError, match="size_conditioning must be True or False; got 'yes'"):
+        VideoDiTConfig(size_conditioning="yes")
+
+
+def test_the_size_conditioned_preset_is_the_multisize_recipe_plus_the_size_embedding():
+    plain, sized = get_preset("dit-multisize-cpu"), get_preset("dit-multisize-sizecond-cpu")
+    assert sized.model_config == dataclasses.replace(plain.model_config, size_conditioning=True)
+    assert sized.batch_source == plain.batch_source and sized.train == plain.train and sized.batch_size == plain.batch_size
+
+
+def test_background_level_is_about_zero_on_real_clips_and_measures_a_haze_behind_the_digit():
+    clips = generate_sized_clips(4, CPU, frames=6, height=24, width=48, generator=_seeded(9)).video
+    clean = background_level(clips)
+    assert clean.shape == (4, 6) and clean.max() < 1e-3  # only a digit's faint stray pixels
+    hazy = (clips + 0.05).clamp(max=1)
+    torch.testing.assert_close(background_level(hazy), clean + 0.05, atol=2e-3, rtol=0)

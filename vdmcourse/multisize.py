@@ -13,6 +13,8 @@ batches, and a fair way to score samples of sizes the evaluator was not trained 
   the square around the digit's tracked path (zero-padded where the canvas is smaller).
   Real clips of the same size go through the same window, so what the cut does to the
   features is in the real-vs-real floor, not in the model's score.
+* :func:`background_level` -- how much a model paints behind the digit, frame by frame (a
+  real frame's background is about 0): the texture a model draws at frames it never saw.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import torch.nn.functional as F
 from vdmcourse.data import MovingMNISTConfig, render_clips, simulate_trajectories
 from vdmcourse.data.moving_mnist import Clips, _random_velocities, digit_pool
 from vdmcourse.metrics.physics import check_video, track_digits
+from vdmcourse.metrics.temporal import _near_ink
 from vdmcourse.nn.dit import bucket_batch_sizes, token_grid
 
-__all__ = ["generate_sized_clips", "bucketed_batch", "evaluator_window"]
+__all__ = ["generate_sized_clips", "bucketed_batch", "evaluator_window", "background_level"]
 
 
 def generate_sized_clips(
@@ -117,3 +120,14 @@ def evaluator_window(video: torch.Tensor, *, frames: int = 10, size: int = 32) -
     top = (centre[:, 0] - (size - 1) / 2).round().long().clamp(0, h - size)  # (B,)
     left = (centre[:, 1] - (size - 1) / 2).round().long().clamp(0, w - size)
     return torch.stack([video[i, :, :, r : r + size, c : c + size] for i, (r, c) in enumerate(zip(top.tolist(), left.tolist()))])
+
+
+def background_level(video: torch.Tensor, *, threshold: float = 0.2, margin: int = 2) -> torch.Tensor:
+    """Mean intensity of each frame's background, ``(B, T)`` for ``video`` ``(B, T, 1, H, W)``
+    in ``[0, 1]``: the pixels more than ``margin`` px from ink, as
+    :func:`~vdmcourse.metrics.flicker` finds them. A real Moving MNIST frame scores about 0 (a
+    digit's faint stray pixels: under 0.001); a haze or texture a model paints behind the digit
+    adds its mean brightness. NaN for a frame with no background."""
+    frames = check_video(video, caller="background_level")[:, :, 0]  # (B, T, H, W)
+    background = ~_near_ink(frames, threshold, margin)
+    return (frames * background).sum((-1, -2)) / background.sum((-1, -2))  # (B, T)

@@ -602,6 +602,22 @@ _PRESETS.append(
     )
 )
 
+# The same recipe told its canvas (issue 11): each clip's (frames, height, width) embedded and
+# added to the conditioning vector, as SDXL and PixArt-alpha condition on image size
+# (VideoDiTConfig.size_conditioning; zero at init). Trained as dit-multisize-cpu: --cpu-minutes 13,
+# which gave the shipped checkpoint's 4730 steps, the preset's step budget.
+_MULTISIZE = next(preset for preset in _PRESETS if preset.name == "dit-multisize-cpu")
+_PRESETS.append(
+    dataclasses.replace(
+        _MULTISIZE,
+        name="dit-multisize-sizecond-cpu",
+        description="dit-multisize-cpu told each clip's size: (frames, height, width) embedded and added to the "
+        "conditioning vector, as SDXL / PixArt-alpha condition on image size (CPU)",
+        model_config=dataclasses.replace(_MULTISIZE.model_config, size_conditioning=True),
+        steps=4730,
+    )
+)
+
 # video-cpu fine-tuned with masked-frame conditioning (lesson 12): the same model, new loss and batches.
 _VIDEO_CPU = next(preset for preset in _PRESETS if preset.name == "video-cpu")
 

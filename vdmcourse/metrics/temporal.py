@@ -56,6 +56,13 @@ def _need_frames(video: torch.Tensor, caller: str) -> torch.Tensor:
     return video
 
 
+def _near_ink(frames: torch.Tensor, threshold: float, margin: int) -> torch.Tensor:
+    """``(B, T, H, W)`` bool: pixels within ``margin`` px of ink, i.e. of a pixel whose 3x3
+    neighbourhood averages above ``threshold``."""
+    ink = (F.avg_pool2d(frames, 3, stride=1, padding=1, count_include_pad=False) > threshold).float()
+    return F.max_pool2d(ink, 2 * margin + 1, stride=1, padding=margin) > 0
+
+
 def flicker(video: torch.Tensor, *, threshold: float = 0.2, margin: int = 2) -> torch.Tensor:
     """Mean |x[t+1] - x[t]| over static background, per clip ``(B,)``, in intensity units.
 
@@ -67,8 +74,7 @@ def flicker(video: torch.Tensor, *, threshold: float = 0.2, margin: int = 2) -> 
     """
     video = _need_frames(video, "flicker")
     frames = video[:, :, 0]  # (B, T, H, W)
-    ink = (F.avg_pool2d(frames, 3, stride=1, padding=1, count_include_pad=False) > threshold).float()
-    near_ink = F.max_pool2d(ink, 2 * margin + 1, stride=1, padding=margin) > 0
+    near_ink = _near_ink(frames, threshold, margin)
     background = ~(near_ink[:, 1:] | near_ink[:, :-1])  # (B, T-1, H, W)
     change = (frames[:, 1:] - frames[:, :-1]).abs()
     return (change * background).sum(dim=(1, 2, 3)) / background.sum(dim=(1, 2, 3))

@@ -53,6 +53,7 @@ from torch import nn
 
 from vdmcourse.nn.attention import attention, causal_mask
 from vdmcourse.nn.blocks import FeedForward
+from vdmcourse.nn.conditioning import MicroConditioning
 from vdmcourse.nn.embeddings import LabelEmbedding, TimestepEmbedding, apply_rope, sincos_table_3d
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "DiTBlock",
     "DiTAttention",
     "FinalLayer",
+    "SizeEmbedding",
     "TokenLayout",
     "patchify",
     "unpatchify",
@@ -112,6 +114,9 @@ class VideoDiTConfig:
             zero-initialised residual (against the blocky seams of patch-wise outputs).
             These three were tried on dit-cpu in 270 CPU-second pilots and gained nothing
             measurable there (benchmarks/results/dit.md, "Recipe pilots" and "What we see").
+        size_conditioning: add an embedding of each clip's (frames, height, width) to its
+            conditioning vector (:class:`SizeEmbedding`, as SDXL and PixArt-alpha do with image
+            size and aspect ratio): the model is told its canvas. Zero at init.
     """
 
     channels: int = 1
@@ -133,6 +138,7 @@ class VideoDiTConfig:
     label_std: float = 0.02
     long_skips: bool = False
     final_conv: bool = False
+    size_conditioning: bool = False
 
     def __post_init__(self):
         _positive_ints(self, ("channels", "dim", "depth", "heads", "frames", "image_size"))
@@ -160,6 +166,8 @@ class VideoDiTConfig:
             raise ValueError(f"VideoDiTConfig: rope_base must be a number > 1 (the slowest RoPE wavelength); got {self.rope_base!r}")
         if isinstance(self.label_std, bool) or not isinstance(self.label_std, (int, float)) or not self.label_std > 0:
             raise ValueError(f"VideoDiTConfig: label_std must be a number > 0 (the label table's init std); got {self.label_std!r}")
+        if not isinstance(self.size_conditioning, bool):
+            raise TypeError(f"VideoDiTConfig: size_conditioning must be True or False; got {self.size_conditioning!r}")
         if not self.mlp_ratio > 0:
             raise ValueError(f"VideoDiTConfig: mlp_ratio must be positive; got {self.mlp_ratio!r}")
         for name in ("long_skips", "final_conv"):
@@ -489,6 +497,16 @@ class FinalLayer(nn.Module):
 # ------------------------------------------------------------------------------ model
 
 
+class SizeEmbedding(MicroConditioning):
+    """A clip's ``(frames, height, width)`` ``(B, 3)`` -> ``(B, D)``, added to its conditioning
+    vector: SDXL's size micro-conditioning, PixArt-alpha's resolution and aspect-ratio
+    embedding. SVD's micro-conditioning MLP (a sinusoid per number, Linear -> SiLU -> Linear)
+    on the raw sizes; its last Linear starts at zero, so a model with it equals the model
+    without it until training moves it."""
+
+    scales = (1.0, 1.0, 1.0)
+
+
 class VideoDiT(nn.Module):
     """A diffusion transformer over spacetime patches.
 
@@ -516,6 +534,7 @@ class VideoDiT(nn.Module):
         self.patch_embed = nn.Linear(config.patch_dim, dim)  # = a Conv3d with stride = kernel = patch
         self.time_embed = TimestepEmbedding(dim)
         self.label_embed = LabelEmbedding(config.num_classes, dim) if config.num_classes else None
+        self.size_embed = SizeEmbedding(dim) if config.size_conditioning else None
         rope = bool(config.position) and "rope" in config.position
         self.blocks = nn.ModuleList(
             DiTBlock(dim, config.heads, kinds, cond_dim=dim, mlp_ratio=config.mlp_ratio, qk_norm=config.qk_norm,
@@ -593,7 +612,8 @@ class VideoDiT(nn.Module):
 
     def forward_tokens(self, tokens, cond_emb, layout: TokenLayout, context=None, context_mask=None) -> torch.Tensor:
         """The transformer on embedded tokens: ``(B, L, D)`` + per-clip conditioning
-        ``(clips, D)`` -> ``(B, L, pt*ph*pw*C)``. Adds the sin-cos table if configured."""
+        ``(clips, D)`` -> ``(B, L, pt*ph*pw*C)``. Adds the sin-cos table and the size
+        embedding if configured."""
         expected = layout.length
         if tokens.shape[1] != expected:
             sizes = " + ".join(f"{t}*{h}*{w}" for t, h, w in layout.grids)
@@ -601,6 +621,9 @@ class VideoDiT(nn.Module):
         if self.config.position and "sincos" in self.config.position:
             table = torch.cat([sincos_table_3d(*g, self.config.dim, device=tokens.device).reshape(-1, self.config.dim) for g in layout.grids])
             tokens = tokens + table.to(tokens.dtype)  # (B, L, D)
+        if self.size_embed is not None:  # each clip's (frames, height, width) = its token grid times the patch
+            sizes = torch.tensor([[g * p for g, p in zip(grid, self.config.patch)] for grid in layout.grids], device=tokens.device)
+            cond_emb = cond_emb + self.size_embed(sizes)  # (clips, D)
         skips, first_out = [], self.config.depth - self.config.depth // 2  # U-ViT: blocks >= first_out take a skip
         for i, block in enumerate(self.blocks):
             if self.skip_fuse is not None and i >= first_out:
