@@ -164,11 +164,11 @@ def control(args) -> dict:
     return out
 
 
-def quick_knobs(pipe, clips: int = 8, steps: int = 10, buckets=(40, 240), fps_values=(4, 12), **call) -> dict:
+def quick_knobs(pipe, clips: int = 8, steps: int = 10, buckets=(40, 240), fps_values=(4, 12), fps: float = 6, **call) -> dict:
     """A short reading of the knobs (the pilots' yardstick): mean measured speed at buckets 40 and
-    240 (fps 6), px/frame at fps 4 and 12 (bucket 120), PSNR of frame 0 at noise_aug 0.02. With more
-    buckets (``buckets=BUCKETS``) also Spearman's rho of bucket vs speed (means and single clips),
-    the issue's yardstick, and each clip's frame-0 offset and identity."""
+    240 (at ``fps``, default 6), px/frame at fps 4 and 12 (bucket 120; none with ``fps_values=()``),
+    PSNR of frame 0 at noise_aug 0.02. With more buckets (``buckets=BUCKETS``) also Spearman's rho of
+    bucket vs speed (means and single clips), the issue's yardstick, and each clip's frame-0 offset and identity."""
     held = held_out(clips)
     image, labels = held.video[:, :1][:, 0], held.labels[:, 0]
 
@@ -177,19 +177,20 @@ def quick_knobs(pipe, clips: int = 8, steps: int = 10, buckets=(40, 240), fps_va
 
     out, speeds, identity = {}, {}, []
     for bucket in buckets:
-        video = run(fps=6, motion_bucket_id=bucket)
-        speeds[bucket] = (per_frame_speed(video) * 6).tolist()
+        video = run(fps=fps, motion_bucket_id=bucket)
+        speeds[bucket] = (per_frame_speed(video) * fps).tolist()
         out[f"px_per_s_bucket{bucket}"] = _mean(speeds[bucket])
         out[f"psnr_frame0_bucket{bucket}"] = _mean(psnr(video[:, :1], image[:, None])[:, 0])
         out[f"frame0_offset_px_bucket{bucket}"] = _mean(frame0_offset(video, image))
         if len(buckets) > 2:
             identity.append(_mean(digit_share(video, labels, pipe.evaluator)))
-    for fps in fps_values:
-        out[f"px_per_frame_fps{fps}"] = _mean(per_frame_speed(run(fps=fps, motion_bucket_id=120)))
+    for rate in fps_values:
+        out[f"px_per_frame_fps{rate}"] = _mean(per_frame_speed(run(fps=rate, motion_bucket_id=120)))
     if (buckets[0], buckets[-1]) == (40, 240):
         out["bucket_ratio_240_over_40"] = out["px_per_s_bucket240"] / out["px_per_s_bucket40"]  # the data: 6.0
     out["bucket_ratio_last_over_first"] = out[f"px_per_s_bucket{buckets[-1]}"] / out[f"px_per_s_bucket{buckets[0]}"]
-    out["fps_ratio_4_over_12"] = out["px_per_frame_fps4"] / out["px_per_frame_fps12"]  # the data: 3.0
+    if {4, 12} <= set(fps_values):
+        out["fps_ratio_4_over_12"] = out["px_per_frame_fps4"] / out["px_per_frame_fps12"]  # the data: 3.0
     if len(buckets) > 2:
         out["buckets"] = list(buckets)
         out["px_per_s_per_clip"] = speeds
@@ -260,6 +261,8 @@ def knobs(args) -> dict:
     if args.knob_guidance:
         call["knob_guidance_scale"] = args.knob_guidance
     sweep = {"buckets": BUCKETS, "fps_values": FPS} if args.all_buckets else {}
+    if args.fps != 6:  # a calibration sweep at another frame rate: the buckets at that fps only
+        sweep = {"buckets": BUCKETS if args.all_buckets else (40, 240), "fps_values": (), "fps": args.fps}
     data = {}
     if args.in_range:
         buckets, data["training_buckets"] = training_buckets()
@@ -268,11 +271,12 @@ def knobs(args) -> dict:
     checkpoint = args.checkpoint.resolve()
     root = Path(__file__).resolve().parent.parent
     shown = checkpoint.relative_to(root) if checkpoint.is_relative_to(root) else checkpoint  # the repository's path, not the machine's
-    result = {"checkpoint": str(shown), **call, **data, **quick_knobs(pipe, args.clips, args.steps, **sweep, **call)}
+    result = {"checkpoint": str(shown), "fps": args.fps, **call, **data, **quick_knobs(pipe, args.clips, args.steps, **sweep, **call)}
     result.update(wall_s=time.time() - started, cpu_s=time.process_time() - cpu, load_average=load_average())
     print(json.dumps(result), flush=True)
     name = f"i2v_knobs_{args.name}" + ("" if args.max_guidance is None else f"_guidance{args.max_guidance:g}")
-    _save(name + (f"_knobguidance{args.knob_guidance:g}" if args.knob_guidance else "") + ("_all" if args.all_buckets else "")
+    _save(name + (f"_knobguidance{args.knob_guidance:g}" if args.knob_guidance else "") + (f"_fps{args.fps:g}" if args.fps != 6 else "")
+          + ("_all" if args.all_buckets else "")
           + ("_inrange" if args.in_range else ""), result)
     return result
 
@@ -281,28 +285,45 @@ REQUESTED_SPEEDS = (4.0, 7.0, 10.0, 13.0, 16.0)  # px/s asked in the calibration
 
 
 def calibrate(args) -> dict:
-    """Fit a :class:`~vdmcourse.pipelines.MotionCalibration` from a ``knobs`` sweep (no sampling)
-    and ship it beside the checkpoint, where ``ImageToVideoPipeline.from_pretrained`` finds it."""
+    """Fit a :class:`~vdmcourse.pipelines.MotionCalibration` from ``knobs`` sweeps (no sampling): the
+    first ``--table`` (fps 6) and any more at other frame rates (``knobs --fps F``), all of one
+    checkpoint and one knob guidance; ship it beside the checkpoint, where
+    ``ImageToVideoPipeline.from_pretrained`` finds it."""
     from vdmcourse.pipelines import MotionCalibration
     from vdmcourse.pretrained import file_sha256
 
-    table = json.loads((RESULTS / args.table).read_text())
-    checkpoint = Path(__file__).resolve().parent.parent / table["checkpoint"]
-    calibration = MotionCalibration(tuple(float(b) for b in table["buckets"]), tuple(table[f"px_per_s_bucket{b}"] for b in table["buckets"]),
-                                    fps=6.0, knob_guidance_scale=table.get("knob_guidance_scale", 0.0), source=f"benchmarks/results/{args.table}")
+    tables = [json.loads((RESULTS / name).read_text()) for name in args.table]
+    first = (tables[0]["checkpoint"], tables[0].get("knob_guidance_scale", 0.0))
+    for name, t in zip(args.table, tables):
+        if (t["checkpoint"], t.get("knob_guidance_scale", 0.0)) != first:
+            raise SystemExit(f"calibrate: {name} was measured on {t['checkpoint']} at knob guidance {t.get('knob_guidance_scale', 0.0):g}, "
+                             f"{args.table[0]} on {first[0]} at {first[1]:g}: one calibration is one checkpoint at one knob guidance")
+
+    def measured(t) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return tuple(float(b) for b in t["buckets"]), tuple(t[f"px_per_s_bucket{b}"] for b in t["buckets"])
+
+    checkpoint = Path(__file__).resolve().parent.parent / first[0]
+    calibration = MotionCalibration(*measured(tables[0]), fps=float(tables[0].get("fps", 6.0)), knob_guidance_scale=first[1],
+                                    source=", ".join(f"benchmarks/results/{name}" for name in args.table),
+                                    fps_tables=tuple((float(t.get("fps", 6.0)), *measured(t)) for t in tables[1:]))
+    rates = ", ".join(f"{f:g}" for f in calibration.measured_fps)
     target = checkpoint.with_name(checkpoint.stem + ".calibration.json")
     calibration.save(target, checkpoint_sha256=file_sha256(checkpoint),
                      measured=f"mean speed (px/s, tracked centroid) of {args.clips} held-out test images' clips per bucket, "
-                     "heun x 10 steps, seed 0, fps 6 (benchmarks/bench_i2v.py knobs --all-buckets)",
-                     fitted_knots=[list(k) for k in calibration.knots])
-    print(target, calibration.knots)
+                     f"heun x 10 steps, seed 0, at fps {rates} (benchmarks/bench_i2v.py knobs --all-buckets [--fps F])",
+                     fitted_knots=[list(k) for k in calibration.knots],
+                     fitted_knots_by_fps={f"{f:g}": [list(k) for k in calibration.knots_at(f)] for f in calibration.measured_fps})
+    print(target, {f: calibration.knots_at(f) for f in calibration.measured_fps})
     return {"file": str(target)}
 
 
 def calibration_check(args) -> dict:
     """Does the shipped calibration deliver the speeds asked, on images it was not fitted on?
-    Requested speeds at fps 6 through the calibrated bucket and through the bucket that stands for
-    the speed (16 px/s -> 255), at the calibration's knob guidance; the middle speed also at fps 4 and 12."""
+    Requested speeds through the calibrated bucket at every fps the calibration measured, and at
+    ``--between`` fps (interpolated between two measured ones; the middle three speeds); at fps 6 also
+    through the bucket that stands for the speed (16 px/s -> 255), and at the other measured fps the
+    middle speed through the fps-6 table (what a calibration without an fps axis gives). At the
+    calibration's knob guidance."""
     pipe = ImageToVideoPipeline.from_pretrained(str(args.checkpoint), device="cpu")
     calibration = pipe.calibration
     if calibration is None:
@@ -310,23 +331,31 @@ def calibration_check(args) -> dict:
     clips = held_out(args.clips, seed=8)  # other images than the sweep it was fitted on (seed 7)
     image = clips.video[:, 0]
     started, cpu = time.time(), time.process_time()
+    rows = []
 
-    def measure(bucket: float, fps: float) -> list[float]:
+    def measure(speed: float, fps: float, mapping: str, bucket: float) -> None:
         video = pipe(image, fps=fps, motion_bucket_id=bucket, num_inference_steps=args.steps, knob_guidance_scale=calibration.knob_guidance_scale,
                      generator=torch.Generator().manual_seed(0)).frames
-        return (per_frame_speed(video) * fps).tolist()
-
-    rows = []
-    for speed in REQUESTED_SPEEDS:
-        for mapping, bucket in (("calibrated", calibration.bucket(speed)), ("bucket's own speed", min(255.0, speed * 255 / 16))):
-            rows.append({"requested_px_per_s": speed, "fps": 6, "mapping": mapping, "bucket": bucket, "px_per_s": measure(bucket, 6)})
-            print(json.dumps({k: v for k, v in rows[-1].items() if k != "px_per_s"}), _mean(rows[-1]["px_per_s"]), flush=True)
-    middle = REQUESTED_SPEEDS[len(REQUESTED_SPEEDS) // 2]
-    for fps in (4, 12):
-        rows.append({"requested_px_per_s": middle, "fps": fps, "mapping": "calibrated", "bucket": calibration.bucket(middle), "px_per_s": measure(calibration.bucket(middle), fps)})
+        knots = calibration.knots_at(fps) if calibration.measured_fps[0] <= fps <= calibration.measured_fps[-1] else calibration.knots
+        rows.append({"requested_px_per_s": speed, "fps": fps, "mapping": mapping, "bucket": bucket,
+                     "in_table_range": knots[0][1] <= speed <= knots[-1][1], "px_per_s": (per_frame_speed(video) * fps).tolist()})
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "px_per_s"}), _mean(rows[-1]["px_per_s"]), flush=True)
+
+    middle = REQUESTED_SPEEDS[len(REQUESTED_SPEEDS) // 2]
+    for speed in REQUESTED_SPEEDS:
+        measure(speed, calibration.fps, "calibrated", calibration.bucket(speed))
+        measure(speed, calibration.fps, "bucket's own speed", min(255.0, speed * 255 / 16))
+    for fps in (f for f in calibration.measured_fps if f != calibration.fps):
+        for speed in REQUESTED_SPEEDS:
+            measure(speed, fps, "calibrated", calibration.bucket(speed, fps=fps))
+        measure(middle, fps, f"fps-{calibration.fps:g} table", calibration.bucket(middle))
+    for fps in args.between:
+        if calibration.measured_fps[0] < fps < calibration.measured_fps[-1] and fps not in calibration.measured_fps:
+            for speed in REQUESTED_SPEEDS[1:-1]:
+                measure(speed, fps, "calibrated, fps interpolated", calibration.bucket(speed, fps=fps))
     out = {"checkpoint": args.checkpoint.name, "clips": args.clips, "images_seed": 8, "steps": args.steps, "sampler": pipe.sampler,
-           "knob_guidance_scale": calibration.knob_guidance_scale, "calibration_source": calibration.source, "rows": rows,
+           "knob_guidance_scale": calibration.knob_guidance_scale, "calibration_source": calibration.source,
+           "measured_fps": list(calibration.measured_fps), "rows": rows,
            "wall_s": time.time() - started, "cpu_s": time.process_time() - cpu, "load_average": load_average(), "machine": machine_info()}
     _save(f"i2v_calibration_check_{args.checkpoint.stem}", out)
     return out
@@ -718,6 +747,7 @@ def _knob_sweeps() -> list[str]:
     """The full knob sweeps (``knobs --all-buckets``) of each checkpoint and sampling, from their JSON files."""
     rows, sweeps = [], [json.loads(path.read_text()) for pattern in ("i2v_knobs_*_all.json", "i2v_knobs_*_inrange.json")
                         for path in sorted(RESULTS.glob(pattern))]
+    sweeps = [k for k in sweeps if k.get("fps", 6) == 6]  # the other fps are calibration tables (_calibration)
     swept = {Path(k["checkpoint"]).stem for k in sweeps if not k.get("knob_guidance_scale") and len(k["buckets"]) == len(BUCKETS)}
     for c in reversed(_controls().values()):  # a control run is a sweep of SVD's sampling, unless one is there already
         if Path(c["checkpoint"]).stem not in swept and all("frame0_offset_px" in r for r in c["buckets"]["rows"]):
@@ -761,7 +791,7 @@ def _calibration() -> list[str]:
     sweeps = {}
     for path in sorted(RESULTS.glob("i2v_knobs_long*_all.json")):
         k = json.loads(path.read_text())
-        if "max_guidance_scale" not in k:
+        if "max_guidance_scale" not in k and k.get("fps", 6) == 6:
             sweeps[k.get("knob_guidance_scale", 0.0)] = k
     if not sweeps:
         return []
@@ -785,33 +815,62 @@ def _calibration() -> list[str]:
               + (f"W = {', '.join(f'{w:g}' for w in both)} is within 25 % at both ends." if both else
                  "none is within 25 % of the asked speed at both ends of the bucket range, so choosing one of them does not "
                  "calibrate the bucket. The measured table itself, read backwards, is the calibration below.")]
+    across = {k["fps"]: k for k in (json.loads(path.read_text()) for path in sorted(RESULTS.glob("i2v_knobs_long*_fps*_all.json")))}
+    if across and 3.0 in sweeps:
+        across[6.0] = sweeps[3.0]
+        rates = sorted(across)
+        lines += ["", "The same sweep at the other frame rates the model was trained on (`bench_i2v.py knobs --all-buckets --knob-guidance 3 "
+                  "--fps F`; the same images, seed and sampler), px/s measured at each bucket:", "",
+                  "| bucket | " + " | ".join(f"fps {f:g}" for f in rates) + " |", "|---|" + "---|" * len(rates)]
+        for b in buckets:
+            lines.append(f"| {b} | " + " | ".join(f"{across[f][f'px_per_s_bucket{b}']:.1f}" for f in rates) + " |")
+        lines.append("| rho means / clips | " + " | ".join(f"{across[f]['spearman_bucket_vs_mean_speed']:.2f} / {across[f]['spearman_bucket_vs_clip_speed']:.2f}"
+                                                         for f in rates) + " |")
+        lines.append("| minutes (wall) | " + " | ".join(f"{across[f]['wall_s'] / 60:.1f}" for f in rates) + " |")
     table = CHECKPOINT_DIR / "i2v-long-cpu.calibration.json"
     if table.is_file():
         c = json.loads(table.read_text())
-        lines += ["", f"`data/checkpoints/i2v-long-cpu.calibration.json` (`bench_i2v.py calibrate`, from `{Path(c['source']).name}`; "
-                  f"knob guidance {c['knob_guidance_scale']:g}, fps {c['fps']:g}) is loaded by `ImageToVideoPipeline.from_pretrained` as "
-                  "`pipe.calibration` (`MotionCalibration`); `pipe.calibration.bucket(px_per_s)` is the bucket to ask for. Fitted "
-                  "curve, (bucket, px/s), non-decreasing (a bucket that came out slower than the one below is pooled with it): "
-                  + ", ".join(f"({b:.0f}, {v:.1f})" for b, v in c["fitted_knots"]) + "."]
+        curves = c.get("fitted_knots_by_fps", {f"{c['fps']:g}": c["fitted_knots"]})
+        lines += ["", f"`data/checkpoints/i2v-long-cpu.calibration.json` (`bench_i2v.py calibrate --table "
+                  + " ".join(Path(source).name for source in c["source"].split(", "))
+                  + f"`; knob guidance {c['knob_guidance_scale']:g}, fps " + ", ".join(curves) + ") is loaded by "
+                  "`ImageToVideoPipeline.from_pretrained` as `pipe.calibration` (`MotionCalibration`); "
+                  "`pipe.calibration.bucket(px_per_s, fps=F)` is the bucket to ask for (F within the measured fps; between two of them "
+                  "the two curves are interpolated linearly in 1 / fps; outside, refused). Fitted curves, (bucket, px/s), non-decreasing "
+                  "(a bucket that came out slower than the one below is pooled with it):", ""]
+        lines += [f"- fps {f}: " + ", ".join(f"({b:.0f}, {v:.1f})" for b, v in knots) for f, knots in curves.items()]
     path = RESULTS / "i2v_calibration_check_i2v-long-cpu.json"
     if path.is_file():
         k = json.loads(path.read_text())
         lines += ["", f"Check on other images (`bench_i2v.py calibration_check`: {k['clips']} held-out images of seed {k['images_seed']}, "
                   f"the fit used seed 7; {k['sampler']} x {k['steps']}, knob guidance {k['knob_guidance_scale']:g}; "
-                  f"{k['cpu_s'] / 60:.1f} CPU-min, load {k['load_average']}):", "",
-                  "| asked, px/s | fps | bucket from | bucket | measured, px/s | measured / asked |", "|---|---|---|---|---|---|"]
+                  f"{k['cpu_s'] / 60:.1f} CPU-min, load {k['load_average']}). In range: the asked speed lies within the fitted curve's "
+                  "speeds at that fps (outside, the bucket is clamped to the table's end):", "",
+                  "| asked, px/s | fps | bucket from | bucket | in range | measured, px/s | measured / asked |", "|---|---|---|---|---|---|---|"]
         for r in k["rows"]:
             measured = _mean(r["px_per_s"])
-            lines.append(f"| {r['requested_px_per_s']:g} | {r['fps']} | {r['mapping']} | {r['bucket']:.0f} | {measured:.1f} | {measured / r['requested_px_per_s']:.2f} |")
-        for mapping in ("calibrated", "bucket's own speed"):
-            rows = [r for r in k["rows"] if r["mapping"] == mapping and r["fps"] == 6]
+            lines.append(f"| {r['requested_px_per_s']:g} | {r['fps']:g} | {r['mapping']} | {r['bucket']:.0f} | "
+                         f"{'yes' if r.get('in_table_range', True) else 'no'} | {measured:.1f} | {measured / r['requested_px_per_s']:.2f} |")
+        groups = {}
+        for r in k["rows"]:
+            groups.setdefault((r["fps"], r["mapping"]), []).append(r)
+        lines.append("")
+        for (fps, mapping), rows in groups.items():
+            if len(rows) < 2:
+                continue
             ratios = [_mean(r["px_per_s"]) / r["requested_px_per_s"] for r in rows]
-            lines.append(f"\nAt fps 6, {mapping}: factor off {_mean([max(x, 1 / x) for x in ratios]):.2f} on average; Spearman rho asked vs "
-                         f"measured over single clips {_rho([r['requested_px_per_s'] for r in rows for _ in r['px_per_s']], [v for r in rows for v in r['px_per_s']]):.2f}.")
-        other = [r for r in k["rows"] if r["fps"] != 6]
-        if other:
-            lines.append("\nAt other fps the same calibrated bucket gives " + ", ".join(
-                f"{_mean(r['px_per_s']) / r['requested_px_per_s']:.2f}x the asked speed at fps {r['fps']}" for r in other)
+            inside = [max(x, 1 / x) for x, r in zip(ratios, rows) if r.get("in_table_range", True)]
+            lines.append(f"- fps {fps:g}, {mapping}: factor off {_mean([max(x, 1 / x) for x in ratios]):.2f} on average"
+                         + (f" ({_mean(inside):.2f} over the {len(inside)} speeds in range)" if len(inside) < len(rows) else "")
+                         + f"; Spearman rho asked vs measured over single clips "
+                         f"{_rho([r['requested_px_per_s'] for r in rows for _ in r['px_per_s']], [v for r in rows for v in r['px_per_s']]):.2f}.")
+        single = [r for r in k["rows"] if r["mapping"].startswith("fps-")]
+        if single:
+            lines.append("- The fps-6 table alone (no fps axis) at the other fps, for the middle speed: " + ", ".join(
+                f"{_mean(r['px_per_s']) / r['requested_px_per_s']:.2f}x the asked speed at fps {r['fps']:g}" for r in single) + ".")
+        elif any(r["fps"] != 6 for r in k["rows"]):
+            lines.append("- At other fps the same calibrated bucket gives " + ", ".join(
+                f"{_mean(r['px_per_s']) / r['requested_px_per_s']:.2f}x the asked speed at fps {r['fps']:g}" for r in k["rows"] if r["fps"] != 6)
                 + ": the table holds at the fps it was measured at; fps itself is not calibrated.")
     return lines + [""]
 
@@ -1082,12 +1141,15 @@ def main() -> None:
     parser.add_argument("--fps-bucket", type=int, default=120, help="the bucket of the fps and noise_aug sweeps")
     parser.add_argument("--max-guidance", type=float, default=None, help="knobs: max_guidance_scale (1: guidance off)")
     parser.add_argument("--knob-guidance", type=float, default=0.0, help="knobs: knob_guidance_scale (0: SVD's sampling)")
+    parser.add_argument("--fps", type=float, default=6, help="knobs: the fps of the bucket sweep (other than 6: no fps sweep; a calibration table)")
     parser.add_argument("--all-buckets", action="store_true", help="knobs: all 6 buckets (Spearman rho) and fps 4, 6, 12")
     parser.add_argument("--in-range", action="store_true", help="knobs: 5 buckets between the training buckets' 5th and 95th percentiles, fps 4 and 12")
     parser.add_argument("--name", default="pilot", help="pilot: the run's name")
     parser.add_argument("--minutes", type=float, default=5.0, help="pilot: training minutes")
     parser.add_argument("--set", nargs="*", default=[], help="pilot: recipe overrides KEY=VALUE")
-    parser.add_argument("--table", default="i2v_knobs_long_knobguidance3_all.json", help="calibrate: the knobs sweep to fit")
+    parser.add_argument("--table", nargs="+", default=["i2v_knobs_long_knobguidance3_all.json"],
+                        help="calibrate: the knobs sweeps to fit, the fps-6 one first, then others (knobs --fps F) of the same checkpoint")
+    parser.add_argument("--between", type=float, nargs="*", default=[8.0], help="calibration_check: fps between measured ones to check")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: data/checkpoints/i2v-cpu (control) or sync-cpu (sync)")
     args = parser.parse_args()
     if args.checkpoint is None:
