@@ -831,7 +831,7 @@ def _calibration() -> list[str]:
     if table.is_file():
         c = json.loads(table.read_text())
         curves = c.get("fitted_knots_by_fps", {f"{c['fps']:g}": c["fitted_knots"]})
-        lines += ["", f"`data/checkpoints/i2v-long-cpu.calibration.json` (`bench_i2v.py calibrate --table "
+        lines += ["", "`data/checkpoints/i2v-long-cpu.calibration.json` (`bench_i2v.py calibrate --table "
                   + " ".join(Path(source).name for source in c["source"].split(", "))
                   + f"`; knob guidance {c['knob_guidance_scale']:g}, fps " + ", ".join(curves) + ") is loaded by "
                   "`ImageToVideoPipeline.from_pretrained` as `pipe.calibration` (`MotionCalibration`); "
@@ -895,6 +895,8 @@ def _identity(controls: dict[str, dict]) -> list[str]:
     guided = {}
     for path in sorted(RESULTS.glob("i2v_knobs_*knobguidance*_all.json")):
         k = json.loads(path.read_text())
+        if k.get("fps", 6) != 6:
+            continue
         guided[(Path(k["checkpoint"]).stem, k["knob_guidance_scale"])] = (k["identity_mean"], max(k[f"px_per_s_bucket{x}"] for x in k["buckets"]))
     if guided:
         lines.append("With knob guidance (faster clips at the high buckets): "
