@@ -1,6 +1,7 @@
 """Image-to-video, video-to-video and sync: is every knob measured to do what it claims?
 
     python benchmarks/bench_i2v.py control   # i2v-cpu: motion bucket, fps, noise_aug_strength, first-frame fidelity
+    python benchmarks/bench_i2v.py strips    # i2v-cpu, i2v-long-cpu, i2v-scratch-cpu: 4 images' clips at buckets 40 and 240, as frame strips
     python benchmarks/bench_i2v.py v2v       # video-cpu through SDEdit: motion kept vs new digit, across strengths
     python benchmarks/bench_i2v.py v2v --condition caption   # text-video-cpu: restyled under a caption (and video-cpu on the same clips)
     python benchmarks/bench_i2v.py v2v --condition signal    # sync-cpu: an existing clip re-synced to new signals (ink brightness)
@@ -161,6 +162,41 @@ def control(args) -> dict:
     out["machine"] = machine_info()
     _save(f"i2v_control_{args.checkpoint.stem}", out)  # one file per checkpoint, so each model's sweep is kept
     plot_control(out, args.checkpoint.stem)
+    return out
+
+
+STRIP_MODELS = ("i2v-cpu", "i2v-long-cpu", "i2v-scratch-cpu")
+STRIPS_SEEN = ""  # what the strips show, written after looking at them
+
+
+def strips(args) -> dict:
+    """What the clips look like: the first 4 held-out images of ``control`` at buckets 40 and 240
+    (fps 6, SVD's sampling, the same sampler and seed) for each of ``STRIP_MODELS``, one strip per
+    model in ``i2v_strips.png``, with each clip's measured speed and identity in its label."""
+    import matplotlib.pyplot as plt
+
+    from vdmcourse.viz import frame_strip
+
+    clips = held_out(4)
+    image, labels = clips.video[:, 0], clips.labels[:, 0]
+    figure, axes = plt.subplots(len(STRIP_MODELS), 1, figsize=(9, 5.5 * len(STRIP_MODELS)))
+    out = {"images": 4, "buckets": [40, 240], "fps": 6, "steps": args.steps, "models": {}}
+    for axis, name in zip(axes, STRIP_MODELS):
+        pipe = ImageToVideoPipeline.from_pretrained(str(CHECKPOINT_DIR / f"{name}.safetensors"), device="cpu")
+        videos, titles, rows = [], [], []
+        for bucket in (40, 240):
+            video = pipe(image, fps=6, motion_bucket_id=bucket, num_inference_steps=args.steps, generator=torch.Generator().manual_seed(0)).frames
+            speed, identity = (per_frame_speed(video) * 6).tolist(), digit_share(video, labels, pipe.evaluator).tolist()
+            videos.append(video)
+            titles += [f"{bucket}: {s:.0f} px/s, id {i:.1f}" for s, i in zip(speed, identity)]
+            rows.append({"motion_bucket_id": bucket, "px_per_s": speed, "identity": identity})
+        frame_strip(torch.stack([v for pair in zip(*videos) for v in pair]), titles=[t for pair in zip(titles[:4], titles[4:]) for t in pair], ax=axis)
+        axis.set_title(f"{name}: each image at bucket 40, then 240 (fps 6; measured px/s; id: identity)", fontsize=10)
+        out["models"][name] = rows
+    figure.tight_layout()
+    figure.savefig(RESULTS / "i2v_strips.png", dpi=80)
+    plt.close(figure)
+    _save("i2v_strips", out)
     return out
 
 
@@ -786,93 +822,100 @@ def _knob_sweeps() -> list[str]:
 
 
 def _calibration() -> list[str]:
-    """Requested against measured speed for i2v-long-cpu at each knob guidance W, the shipped
-    calibration, and its check on other images (from the JSON files)."""
+    """Requested against measured speed for i2v-long-cpu at each knob guidance W (from the JSON
+    files), then every shipped calibration (:func:`_calibration_section`)."""
     sweeps = {}
     for path in sorted(RESULTS.glob("i2v_knobs_long*_all.json")):
         k = json.loads(path.read_text())
         if "max_guidance_scale" not in k and k.get("fps", 6) == 6:
             sweeps[k.get("knob_guidance_scale", 0.0)] = k
-    if not sweeps:
-        return []
-    buckets = next(iter(sweeps.values()))["buckets"]
-    asked = {b: 16 * b / 255 for b in buckets}
-    lines = ["## Calibration: the speed asked against the speed measured (i2v-long-cpu)", "",
-             "A bucket stands for 16 px/s x bucket / 255 (the training map); the tables above measure what each delivers. "
-             "Factor off: the mean over the buckets of max(measured / asked, asked / measured). fps: the step per frame at "
-             "fps 4 over fps 12 (the data: 3x).", "",
-             "| bucket | asked, px/s | " + " | ".join(f"W = {w:g}" for w in sorted(sweeps)) + " |", "|---|---|" + "---|" * len(sweeps)]
-    for b in buckets:
-        lines.append(f"| {b} | {asked[b]:.1f} | " + " | ".join(f"{sweeps[w][f'px_per_s_bucket{b}']:.1f}" for w in sorted(sweeps)) + " |")
-    factor = {w: _mean([max(r, 1 / r) for r in (k[f"px_per_s_bucket{b}"] / asked[b] for b in buckets)]) for w, k in sweeps.items()}
-    lines.append("| factor off | | " + " | ".join(f"{factor[w]:.2f}" for w in sorted(sweeps)) + " |")
-    lines.append("| fps 4 / 12 (3x asked) | | " + " | ".join(f"{sweeps[w]['fps_ratio_4_over_12']:.2f}x" for w in sorted(sweeps)) + " |")
-    ends = {w: [k[f"px_per_s_bucket{b}"] / asked[b] for b in (buckets[0], buckets[-1])] for w, k in sweeps.items()}
-    lines.append(f"| measured / asked at {buckets[0]}, {buckets[-1]} | | " + " | ".join(f"{ends[w][0]:.2f}, {ends[w][1]:.2f}" for w in sorted(sweeps)) + " |")
-    best = min(factor, key=factor.get)
-    both = [w for w, (low, high) in ends.items() if 0.8 <= low <= 1.25 and 0.8 <= high <= 1.25]
-    lines += ["", f"Of the scales measured, W = {best:g} comes closest to the asked speeds on average (factor {factor[best]:.2f}); "
-              + (f"W = {', '.join(f'{w:g}' for w in both)} is within 25 % at both ends." if both else
-                 "none is within 25 % of the asked speed at both ends of the bucket range, so choosing one of them does not "
-                 "calibrate the bucket. The measured table itself, read backwards, is the calibration below.")]
-    across = {k["fps"]: k for k in (json.loads(path.read_text()) for path in sorted(RESULTS.glob("i2v_knobs_long*_fps*_all.json")))}
-    if across and 3.0 in sweeps:
-        across[6.0] = sweeps[3.0]
-        rates = sorted(across)
-        lines += ["", "The same sweep at the other frame rates the model was trained on (`bench_i2v.py knobs --all-buckets --knob-guidance 3 "
-                  "--fps F`; the same images, seed and sampler), px/s measured at each bucket:", "",
-                  "| bucket | " + " | ".join(f"fps {f:g}" for f in rates) + " |", "|---|" + "---|" * len(rates)]
+    lines = []
+    if sweeps:
+        buckets = next(iter(sweeps.values()))["buckets"]
+        asked = {b: 16 * b / 255 for b in buckets}
+        lines = ["## Calibration: the speed asked against the speed measured (i2v-long-cpu)", "",
+                 ("A bucket stands for 16 px/s x bucket / 255 (the training map); the tables above measure what each delivers. "
+                  "Factor off: the mean over the buckets of max(measured / asked, asked / measured). fps: the step per frame at "
+                  "fps 4 over fps 12 (the data: 3x)."), "",
+                 "| bucket | asked, px/s | " + " | ".join(f"W = {w:g}" for w in sorted(sweeps)) + " |", "|---|---|" + "---|" * len(sweeps)]
+        for b in buckets:
+            lines.append(f"| {b} | {asked[b]:.1f} | " + " | ".join(f"{sweeps[w][f'px_per_s_bucket{b}']:.1f}" for w in sorted(sweeps)) + " |")
+        factor = {w: _mean([max(r, 1 / r) for r in (k[f"px_per_s_bucket{b}"] / asked[b] for b in buckets)]) for w, k in sweeps.items()}
+        lines.append("| factor off | | " + " | ".join(f"{factor[w]:.2f}" for w in sorted(sweeps)) + " |")
+        lines.append("| fps 4 / 12 (3x asked) | | " + " | ".join(f"{sweeps[w]['fps_ratio_4_over_12']:.2f}x" for w in sorted(sweeps)) + " |")
+        ends = {w: [k[f"px_per_s_bucket{b}"] / asked[b] for b in (buckets[0], buckets[-1])] for w, k in sweeps.items()}
+        lines.append(f"| measured / asked at {buckets[0]}, {buckets[-1]} | | " + " | ".join(f"{ends[w][0]:.2f}, {ends[w][1]:.2f}" for w in sorted(sweeps)) + " |")
+        best = min(factor, key=factor.get)
+        both = [w for w, (low, high) in ends.items() if 0.8 <= low <= 1.25 and 0.8 <= high <= 1.25]
+        lines += ["", f"Of the scales measured, W = {best:g} comes closest to the asked speeds on average (factor {factor[best]:.2f}); "
+                  + (f"W = {', '.join(f'{w:g}' for w in both)} is within 25 % at both ends." if both else
+                     "none is within 25 % of the asked speed at both ends of the bucket range, so choosing one of them does not "
+                     "calibrate the bucket. The measured table itself, read backwards, is the calibration below."), ""]
+    for table in sorted(CHECKPOINT_DIR.glob("*.calibration.json")):
+        lines += _calibration_section(table.name.removesuffix(".calibration.json"))
+    return lines
+
+
+def _calibration_section(stem: str) -> list[str]:
+    """A shipped calibration, ``data/checkpoints/STEM.calibration.json``: the sweeps it was fitted
+    on (one column per fps), its fitted curves, and its check on other images
+    (``i2v_calibration_check_STEM.json``), from the JSON files."""
+    c = json.loads((CHECKPOINT_DIR / f"{stem}.calibration.json").read_text())
+    names = [Path(source).name for source in c["source"].split(", ")]
+    across = {k.get("fps", 6.0): k for k in (json.loads((RESULTS / name).read_text()) for name in names if (RESULTS / name).is_file())}
+    rates = sorted(across)
+    w = c["knob_guidance_scale"]
+    sampling = f"knob guidance {w:g}" if w else "SVD's sampling, no knob guidance"
+    lines = [f"## fps calibration: {stem}", "",
+             (f"`bench_i2v.py knobs --checkpoint data/checkpoints/{stem} --all-buckets" + (f" --knob-guidance {w:g}" if w else "")
+              + " [--fps F]` (the same 8 held-out images, heun x 10, seed 0), then `bench_i2v.py calibrate --table " + " ".join(names)
+              + f"` wrote `data/checkpoints/{stem}.calibration.json`, which `ImageToVideoPipeline.from_pretrained` loads as "
+              "`pipe.calibration` (`MotionCalibration`). px/s measured at each bucket and fps (" + sampling + "):"), ""]
+    buckets = across[rates[0]]["buckets"] if rates else []
+    if rates:
+        lines += ["| bucket | " + " | ".join(f"fps {f:g}" for f in rates) + " |", "|---|" + "---|" * len(rates)]
         for b in buckets:
             lines.append(f"| {b} | " + " | ".join(f"{across[f][f'px_per_s_bucket{b}']:.1f}" for f in rates) + " |")
+        lines.append("| px/frame at bucket 120 | " + " | ".join(f"{across[f]['px_per_s_bucket120'] / f:.2f}" for f in rates) + " |")
         lines.append("| rho means / clips | " + " | ".join(f"{across[f]['spearman_bucket_vs_mean_speed']:.2f} / {across[f]['spearman_bucket_vs_clip_speed']:.2f}"
                                                          for f in rates) + " |")
         lines.append("| minutes (wall) | " + " | ".join(f"{across[f]['wall_s'] / 60:.1f}" for f in rates) + " |")
-    table = CHECKPOINT_DIR / "i2v-long-cpu.calibration.json"
-    if table.is_file():
-        c = json.loads(table.read_text())
-        curves = c.get("fitted_knots_by_fps", {f"{c['fps']:g}": c["fitted_knots"]})
-        lines += ["", "`data/checkpoints/i2v-long-cpu.calibration.json` (`bench_i2v.py calibrate --table "
-                  + " ".join(Path(source).name for source in c["source"].split(", "))
-                  + f"`; knob guidance {c['knob_guidance_scale']:g}, fps " + ", ".join(curves) + ") is loaded by "
-                  "`ImageToVideoPipeline.from_pretrained` as `pipe.calibration` (`MotionCalibration`); "
-                  "`pipe.calibration.bucket(px_per_s, fps=F)` is the bucket to ask for (F within the measured fps; between two of them "
-                  "the two curves are interpolated linearly in 1 / fps; outside, refused). Fitted curves, (bucket, px/s), non-decreasing "
-                  "(a bucket that came out slower than the one below is pooled with it):", ""]
-        lines += [f"- fps {f}: " + ", ".join(f"({b:.0f}, {v:.1f})" for b, v in knots) for f, knots in curves.items()]
-    path = RESULTS / "i2v_calibration_check_i2v-long-cpu.json"
-    if path.is_file():
-        k = json.loads(path.read_text())
-        lines += ["", f"Check on other images (`bench_i2v.py calibration_check`: {k['clips']} held-out images of seed {k['images_seed']}, "
-                  f"the fit used seed 7; {k['sampler']} x {k['steps']}, knob guidance {k['knob_guidance_scale']:g}; "
-                  f"{k['cpu_s'] / 60:.1f} CPU-min, load {k['load_average']}). In range: the asked speed lies within the fitted curve's "
-                  "speeds at that fps (outside, the bucket is clamped to the table's end):", "",
-                  "| asked, px/s | fps | bucket from | bucket | in range | measured, px/s | measured / asked |", "|---|---|---|---|---|---|---|"]
-        for r in k["rows"]:
-            measured = _mean(r["px_per_s"])
-            lines.append(f"| {r['requested_px_per_s']:g} | {r['fps']:g} | {r['mapping']} | {r['bucket']:.0f} | "
-                         f"{'yes' if r.get('in_table_range', True) else 'no'} | {measured:.1f} | {measured / r['requested_px_per_s']:.2f} |")
-        groups = {}
-        for r in k["rows"]:
-            groups.setdefault((r["fps"], r["mapping"]), []).append(r)
-        lines.append("")
-        for (fps, mapping), rows in groups.items():
-            if len(rows) < 2:
-                continue
-            ratios = [_mean(r["px_per_s"]) / r["requested_px_per_s"] for r in rows]
-            inside = [max(x, 1 / x) for x, r in zip(ratios, rows) if r.get("in_table_range", True)]
-            lines.append(f"- fps {fps:g}, {mapping}: factor off {_mean([max(x, 1 / x) for x in ratios]):.2f} on average"
-                         + (f" ({_mean(inside):.2f} over the {len(inside)} speeds in range)" if len(inside) < len(rows) else "")
-                         + f"; Spearman rho asked vs measured over single clips "
-                         f"{_rho([r['requested_px_per_s'] for r in rows for _ in r['px_per_s']], [v for r in rows for v in r['px_per_s']]):.2f}.")
-        single = [r for r in k["rows"] if r["mapping"].startswith("fps-")]
-        if single:
-            lines.append("- The fps-6 table alone (no fps axis) at the other fps, for the middle speed: " + ", ".join(
-                f"{_mean(r['px_per_s']) / r['requested_px_per_s']:.2f}x the asked speed at fps {r['fps']:g}" for r in single) + ".")
-        elif any(r["fps"] != 6 for r in k["rows"]):
-            lines.append("- At other fps the same calibrated bucket gives " + ", ".join(
-                f"{_mean(r['px_per_s']) / r['requested_px_per_s']:.2f}x the asked speed at fps {r['fps']:g}" for r in k["rows"] if r["fps"] != 6)
-                + ": the table holds at the fps it was measured at; fps itself is not calibrated.")
-    return lines + [""]
+    curves = c.get("fitted_knots_by_fps", {f"{c['fps']:g}": c["fitted_knots"]})
+    lines += ["", ("`pipe.calibration.bucket(px_per_s, fps=F)` is the bucket to ask for (F within the measured fps; between two of them "
+                   "the two curves are interpolated linearly in 1 / fps; outside, refused). Fitted curves, (bucket, px/s), non-decreasing "
+                   "(a bucket that came out slower than the one below is pooled with it):"), ""]
+    lines += [f"- fps {f}: " + ", ".join(f"({b:.0f}, {v:.1f})" for b, v in knots) for f, knots in curves.items()]
+    path = RESULTS / f"i2v_calibration_check_{stem}.json"
+    if not path.is_file():
+        return [*lines, ""]
+    k = json.loads(path.read_text())
+    lines += ["", (f"Check on other images (`bench_i2v.py calibration_check --checkpoint data/checkpoints/{stem}`: {k['clips']} held-out "
+                   f"images of seed {k['images_seed']}, the fit used seed 7; {k['sampler']} x {k['steps']}, {sampling}; "
+                   f"{k['cpu_s'] / 60:.1f} CPU-min, load {k['load_average']}). In range: the asked speed lies within the fitted curve's "
+                   "speeds at that fps (outside, the bucket is clamped to the table's end):"), "",
+              "| asked, px/s | fps | bucket from | bucket | in range | measured, px/s | measured / asked |", "|---|---|---|---|---|---|---|"]
+    for r in k["rows"]:
+        measured = _mean(r["px_per_s"])
+        lines.append(f"| {r['requested_px_per_s']:g} | {r['fps']:g} | {r['mapping']} | {r['bucket']:.0f} | "
+                     f"{'yes' if r.get('in_table_range', True) else 'no'} | {measured:.1f} | {measured / r['requested_px_per_s']:.2f} |")
+    groups = {}
+    for r in k["rows"]:
+        groups.setdefault((r["fps"], r["mapping"]), []).append(r)
+    lines.append("")
+    for (fps, mapping), rows in groups.items():
+        if len(rows) < 2:
+            continue
+        ratios = [_mean(r["px_per_s"]) / r["requested_px_per_s"] for r in rows]
+        inside = [max(x, 1 / x) for x, r in zip(ratios, rows) if r.get("in_table_range", True)]
+        lines.append(f"- fps {fps:g}, {mapping}: factor off {_mean([max(x, 1 / x) for x in ratios]):.2f} on average"
+                     + (f" ({_mean(inside):.2f} over the {len(inside)} speeds in range)" if len(inside) < len(rows) else "")
+                     + f"; Spearman rho asked vs measured over single clips "
+                     f"{_rho([r['requested_px_per_s'] for r in rows for _ in r['px_per_s']], [v for r in rows for v in r['px_per_s']]):.2f}.")
+    single = [r for r in k["rows"] if r["mapping"].startswith("fps-")]
+    if single:
+        lines.append("- The fps-6 table alone (no fps axis) at the other fps, for the middle speed: " + ", ".join(
+            f"{_mean(r['px_per_s']) / r['requested_px_per_s']:.2f}x the asked speed at fps {r['fps']:g}" for r in single) + ".")
+    return [*lines, ""]
 
 
 def _identity(controls: dict[str, dict]) -> list[str]:
@@ -908,6 +951,65 @@ def _identity(controls: dict[str, dict]) -> list[str]:
               "(i2v-cpu keeps its identity at speeds i2v-long-cpu never reaches at W = 0), the drop follows the model, not the speed. "
               "8 images; the identity of one clip moves in tenths (10 frames).", ""]
     return lines
+
+
+def _strips() -> list[str]:
+    """The frame strips of ``strips`` (``i2v_strips.png``), their clips' numbers, and what they show."""
+    path = RESULTS / "i2v_strips.json"
+    if not path.is_file():
+        return []
+    k = json.loads(path.read_text())
+    lines = [f"## What the clips look like (`bench_i2v.py strips`: the first {k['images']} images of the control runs, buckets "
+             + " and ".join(map(str, k["buckets"])) + f", fps {k['fps']}, heun x {k['steps']}, seed 0)", ""]
+    for name, rows in k["models"].items():
+        lines.append(f"- {name}: " + "; ".join(f"bucket {r['motion_bucket_id']}: {_mean(r['px_per_s']):.1f} px/s, identity {_mean(r['identity']):.2f}"
+                                            for r in rows) + ".")
+    return [*lines, *(["", STRIPS_SEEN] if STRIPS_SEEN else []), "", "![strips](i2v_strips.png)", ""]
+
+
+def _training_cost(stem: str, manifest: dict[str, dict]) -> str:
+    """What a shipped i2v model cost to train, the checkpoints it starts from included (its preset's
+    ``init_from`` chain), from the manifest: CPU-minutes where recorded, else the wall time."""
+    from vdmcourse.presets import get_preset
+
+    recorded, unrecorded, name = [], [], stem
+    while name:
+        entry = manifest.get(name)
+        if entry is None:
+            return f"{name} is not in the manifest"
+        if "cpu_time_s" in entry:
+            recorded.append((name, entry["cpu_time_s"] / 60))
+        else:
+            unrecorded.append(f"{name} {entry['train_time_s'] / 60:.0f} min wall")
+        name = get_preset(name).init_from
+    total = f"**{sum(m for _, m in recorded):.1f} CPU-min**" + (f" ({' + '.join(f'{n} {m:.1f}' for n, m in recorded)})" if len(recorded) > 1 else "")
+    return total + (f" + {', '.join(unrecorded)} (CPU time not recorded)" if unrecorded else "")
+
+
+def _against_the_bars(controls: dict[str, dict]) -> list[str]:
+    """The image-to-video models side by side against the issue's bars (their ``control`` runs), with
+    what each cost to train."""
+    from vdmcourse.pretrained import read_manifest
+
+    if not controls:
+        return []
+    manifest = {entry["name"]: entry for entry in read_manifest(CHECKPOINT_DIR)["checkpoints"]}
+    lines = ["## The image-to-video models against the issue's bars (the `control` runs below; SVD's sampling)", "",
+             ("Spearman rho of bucket vs mean measured speed over the 6 buckets (bar: >= 0.9) and over single clips; px/frame at "
+              "fps 4 over fps 12 at bucket 120 (a fixed speed per second asks 3x); PSNR of frame 0 against the image, frame-0 offset "
+              "and identity averaged over the 6 buckets. Training: the manifest's CPU time, the checkpoints a model starts from "
+              "included (frozen encoders are not: evaluator-cpu, whose features stand in for CLIP's image embedding in every model, "
+              "and vae-cpu under i2v-latent-cpu)."), "",
+             "| model | training | rho means / clips | px/s, bucket 40 -> 240 | fps 4 / 12 | PSNR frame 0, dB | frame-0 offset, px | identity |",
+             "|---|---|---|---|---|---|---|---|"]
+    for stem, c in controls.items():
+        rows, step = c["buckets"]["rows"], {r["fps"]: _mean(r["px_per_frame"]) for r in c["fps"]["rows"]}
+        offsets = [_mean(r["frame0_offset_px"]) for r in rows if "frame0_offset_px" in r]
+        lines.append(f"| {stem} | {_training_cost(stem, manifest)} | **{c['buckets']['spearman_bucket_vs_mean_speed']:.2f}** / "
+                     f"{c['buckets']['spearman_bucket_vs_clip_speed']:.2f} | {_mean(rows[0]['px_per_s']):.1f} -> {_mean(rows[-1]['px_per_s']):.1f} | "
+                     f"{step[4] / step[12]:.2f}x | {_mean([_mean(r['psnr_frame0']) for r in rows]):.1f} | "
+                     f"{_mean(offsets) if offsets else math.nan:.2f} | {_mean([_mean(r['identity']) for r in rows]):.2f} |")
+    return [*lines, ""]
 
 
 def _controls() -> dict[str, dict]:
@@ -1061,6 +1163,8 @@ def report(args) -> None:
              "Made by `benchmarks/bench_i2v.py` (one torch thread, at most one such job per core); every number below is read from "
              "the JSON files beside this page.", ""]
     controls = _controls()
+    lines += _against_the_bars(controls)
+    lines += _strips()
     for stem, c in controls.items():
         plot_control(c, stem)  # from the JSON: no sampling
         offsets = all("frame0_offset_px" in r for r in c["buckets"]["rows"] + c["noise_aug"]["rows"])  # runs since the offset was added
@@ -1135,7 +1239,7 @@ def report(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report", "pilot", "knobs", "calibrate", "calibration_check"])
+    parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report", "pilot", "knobs", "calibrate", "calibration_check", "strips"])
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--drive", choices=["brightness", "scale"], default="brightness", help="sync: what the signal drives")
     parser.add_argument("--condition", choices=["digit", "caption", "signal", "scale"], default="digit", help="v2v: the new condition (digit: video-cpu labels)")

@@ -527,6 +527,17 @@ def test_the_shipped_calibration_matches_its_checkpoint_and_inverts_its_table():
             assert table.bucket(speed) == pytest.approx(bucket)
 
 
+
+@pytest.mark.parametrize("name", ["i2v-long-cpu", "i2v-scratch-cpu"])
+def test_the_shipped_calibrations_have_an_fps_axis_and_invert_each_fps_curve(name):
+    table = ImageToVideoPipeline.from_pretrained(name, device="cpu").calibration
+    assert table is not None and table.measured_fps == (4.0, 6.0, 12.0)
+    for fps in table.measured_fps:
+        for bucket, speed in table.knots_at(fps):
+            assert table.bucket(speed, fps=fps) == pytest.approx(bucket)
+    with pytest.raises(ValueError, match="fps"):
+        table.bucket(10.0, fps=24)
+
 # --- latent image-to-video ---
 
 
