@@ -166,7 +166,15 @@ def control(args) -> dict:
 
 
 STRIP_MODELS = ("i2v-cpu", "i2v-long-cpu", "i2v-scratch-cpu")
-STRIPS_SEEN = ""  # what the strips show, written after looking at them
+STRIPS_SEEN = (  # what the strips below show, written after looking at them (2026-12-07)
+    "What we see: i2v-cpu and i2v-long-cpu redraw the image in frame 0, in its place but not stroke for stroke (i2v-cpu's 2 "
+    "comes out as another scrawl), and then mostly keep that shape while the digit slides, frame after frame. i2v-scratch-cpu's frame 0 is the image itself, stroke for stroke, but the shape does not hold: "
+    "the digit is redrawn a little differently in every frame (its 2 turns into a 1 and then a 7, its 4 into a U), and at "
+    "bucket 240 the fast clips partly jump instead of sliding (the 7 leaves the centre for the top left in one frame, later "
+    "for the bottom right). Its measured speed is real displacement, but some of it is a jump; nothing underneath it ever "
+    "learnt that a digit keeps its shape from frame to frame, which video-cpu had learnt for the fine-tuned models. (The "
+    "identities listed above are of these 4 images only; the tables average 8.)"
+)
 
 
 def strips(args) -> dict:
