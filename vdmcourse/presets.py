@@ -740,8 +740,10 @@ _PRESETS.append(
 )
 
 # i2v-cpu's model and recipe trained from scratch, so that the whole model fits 30 CPU-minutes
-# (i2v-cpu starts from video-cpu, itself inflated from image-cpu: about 80 CPU-minutes in all). The
-# conditioning frame shows the digit, so the model mainly has to learn to move it. A longer warm-up
+# (i2v-cpu's 14.9 CPU-minutes start from video-cpu, itself inflated from image-cpu: 30 and 26 minutes
+# of training on one or two threads, whose CPU time the manifest does not record). The
+# conditioning frame shows the digit, so the model mainly has to learn to move it (it does; it keeps the
+# digit's shape less well than i2v-cpu: benchmarks/results/i2v.md). A longer warm-up
 # than i2v-cpu's, as video-scratch-cpu's; steps is a ceiling, the shipped run's --cpu-minutes stops it.
 _PRESETS.append(
     dataclasses.replace(
