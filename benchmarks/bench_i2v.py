@@ -2,6 +2,9 @@
 
     python benchmarks/bench_i2v.py control   # i2v-cpu: motion bucket, fps, noise_aug_strength, first-frame fidelity
     python benchmarks/bench_i2v.py strips    # i2v-cpu, i2v-long-cpu, i2v-scratch-cpu: 4 images' clips at buckets 40 and 240, as frame strips
+    python benchmarks/bench_i2v.py knobs --checkpoint data/checkpoints/i2v-scratch-cpu --name scratch --all-buckets [--fps 4]   # a bucket sweep at one fps
+    python benchmarks/bench_i2v.py calibrate --table i2v_knobs_scratch_all.json i2v_knobs_scratch_fps4_all.json i2v_knobs_scratch_fps12_all.json
+    python benchmarks/bench_i2v.py calibration_check --checkpoint data/checkpoints/i2v-scratch-cpu   # the shipped table on other images
     python benchmarks/bench_i2v.py v2v       # video-cpu through SDEdit: motion kept vs new digit, across strengths
     python benchmarks/bench_i2v.py v2v --condition caption   # text-video-cpu: restyled under a caption (and video-cpu on the same clips)
     python benchmarks/bench_i2v.py v2v --condition signal    # sync-cpu: an existing clip re-synced to new signals (ink brightness)
