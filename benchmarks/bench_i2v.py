@@ -1,6 +1,10 @@
 """Image-to-video, video-to-video and sync: is every knob measured to do what it claims?
 
     python benchmarks/bench_i2v.py control   # i2v-cpu: motion bucket, fps, noise_aug_strength, first-frame fidelity
+    python benchmarks/bench_i2v.py strips    # i2v-cpu, i2v-long-cpu, i2v-scratch-cpu: 4 images' clips at buckets 40 and 240, as frame strips
+    python benchmarks/bench_i2v.py knobs --checkpoint data/checkpoints/i2v-scratch-cpu --name scratch --all-buckets [--fps 4]   # a bucket sweep at one fps
+    python benchmarks/bench_i2v.py calibrate --table i2v_knobs_scratch_all.json i2v_knobs_scratch_fps4_all.json i2v_knobs_scratch_fps12_all.json
+    python benchmarks/bench_i2v.py calibration_check --checkpoint data/checkpoints/i2v-scratch-cpu   # the shipped table on other images
     python benchmarks/bench_i2v.py v2v       # video-cpu through SDEdit: motion kept vs new digit, across strengths
     python benchmarks/bench_i2v.py v2v --condition caption   # text-video-cpu: restyled under a caption (and video-cpu on the same clips)
     python benchmarks/bench_i2v.py v2v --condition signal    # sync-cpu: an existing clip re-synced to new signals (ink brightness)
@@ -164,11 +168,54 @@ def control(args) -> dict:
     return out
 
 
-def quick_knobs(pipe, clips: int = 8, steps: int = 10, buckets=(40, 240), fps_values=(4, 12), **call) -> dict:
+STRIP_MODELS = ("i2v-cpu", "i2v-long-cpu", "i2v-scratch-cpu")
+STRIPS_SEEN = (  # what the strips below show, written after looking at them (2026-12-07)
+    "What we see: i2v-cpu and i2v-long-cpu redraw the image in frame 0, in its place but not stroke for stroke (i2v-cpu's 2 "
+    "comes out as another scrawl), and then mostly keep that shape while the digit slides, frame after frame. i2v-scratch-cpu's frame 0 is the image itself, stroke for stroke, but the shape does not hold: "
+    "the digit is redrawn a little differently in every frame (its 2 turns into a 1 and then a 7, its 4 into a U), and at "
+    "bucket 240 the fast clips partly jump instead of sliding (the 7 leaves the centre for the top left in one frame, later "
+    "for the bottom right). Its measured speed is real displacement, but some of it is a jump; nothing underneath it ever "
+    "learnt that a digit keeps its shape from frame to frame, which video-cpu had learnt for the fine-tuned models. (The "
+    "identities listed above are of these 4 images only; the tables average 8.)"
+)
+
+
+def strips(args) -> dict:
+    """What the clips look like: the first 4 held-out images of ``control`` at buckets 40 and 240
+    (fps 6, SVD's sampling, the same sampler and seed) for each of ``STRIP_MODELS``, one strip per
+    model in ``i2v_strips.png``, with each clip's measured speed and identity in its label."""
+    import matplotlib.pyplot as plt
+
+    from vdmcourse.viz import frame_strip
+
+    clips = held_out(4)
+    image, labels = clips.video[:, 0], clips.labels[:, 0]
+    figure, axes = plt.subplots(len(STRIP_MODELS), 1, figsize=(9, 5.5 * len(STRIP_MODELS)))
+    out = {"images": 4, "buckets": [40, 240], "fps": 6, "steps": args.steps, "models": {}}
+    for axis, name in zip(axes, STRIP_MODELS):
+        pipe = ImageToVideoPipeline.from_pretrained(str(CHECKPOINT_DIR / f"{name}.safetensors"), device="cpu")
+        videos, titles, rows = [], [], []
+        for bucket in (40, 240):
+            video = pipe(image, fps=6, motion_bucket_id=bucket, num_inference_steps=args.steps, generator=torch.Generator().manual_seed(0)).frames
+            speed, identity = (per_frame_speed(video) * 6).tolist(), digit_share(video, labels, pipe.evaluator).tolist()
+            videos.append(video)
+            titles += [f"{bucket}: {s:.0f} px/s, id {i:.1f}" for s, i in zip(speed, identity)]
+            rows.append({"motion_bucket_id": bucket, "px_per_s": speed, "identity": identity})
+        frame_strip(torch.stack([v for pair in zip(*videos) for v in pair]), titles=[t for pair in zip(titles[:4], titles[4:]) for t in pair], ax=axis)
+        axis.set_title(f"{name}: each image at bucket 40, then 240 (fps 6; measured px/s; id: identity)", fontsize=10)
+        out["models"][name] = rows
+    figure.tight_layout()
+    figure.savefig(RESULTS / "i2v_strips.png", dpi=80)
+    plt.close(figure)
+    _save("i2v_strips", out)
+    return out
+
+
+def quick_knobs(pipe, clips: int = 8, steps: int = 10, buckets=(40, 240), fps_values=(4, 12), fps: float = 6, **call) -> dict:
     """A short reading of the knobs (the pilots' yardstick): mean measured speed at buckets 40 and
-    240 (fps 6), px/frame at fps 4 and 12 (bucket 120), PSNR of frame 0 at noise_aug 0.02. With more
-    buckets (``buckets=BUCKETS``) also Spearman's rho of bucket vs speed (means and single clips),
-    the issue's yardstick, and each clip's frame-0 offset and identity."""
+    240 (at ``fps``, default 6), px/frame at fps 4 and 12 (bucket 120; none with ``fps_values=()``),
+    PSNR of frame 0 at noise_aug 0.02. With more buckets (``buckets=BUCKETS``) also Spearman's rho of
+    bucket vs speed (means and single clips), the issue's yardstick, and each clip's frame-0 offset and identity."""
     held = held_out(clips)
     image, labels = held.video[:, :1][:, 0], held.labels[:, 0]
 
@@ -177,19 +224,20 @@ def quick_knobs(pipe, clips: int = 8, steps: int = 10, buckets=(40, 240), fps_va
 
     out, speeds, identity = {}, {}, []
     for bucket in buckets:
-        video = run(fps=6, motion_bucket_id=bucket)
-        speeds[bucket] = (per_frame_speed(video) * 6).tolist()
+        video = run(fps=fps, motion_bucket_id=bucket)
+        speeds[bucket] = (per_frame_speed(video) * fps).tolist()
         out[f"px_per_s_bucket{bucket}"] = _mean(speeds[bucket])
         out[f"psnr_frame0_bucket{bucket}"] = _mean(psnr(video[:, :1], image[:, None])[:, 0])
         out[f"frame0_offset_px_bucket{bucket}"] = _mean(frame0_offset(video, image))
         if len(buckets) > 2:
             identity.append(_mean(digit_share(video, labels, pipe.evaluator)))
-    for fps in fps_values:
-        out[f"px_per_frame_fps{fps}"] = _mean(per_frame_speed(run(fps=fps, motion_bucket_id=120)))
+    for rate in fps_values:
+        out[f"px_per_frame_fps{rate}"] = _mean(per_frame_speed(run(fps=rate, motion_bucket_id=120)))
     if (buckets[0], buckets[-1]) == (40, 240):
         out["bucket_ratio_240_over_40"] = out["px_per_s_bucket240"] / out["px_per_s_bucket40"]  # the data: 6.0
     out["bucket_ratio_last_over_first"] = out[f"px_per_s_bucket{buckets[-1]}"] / out[f"px_per_s_bucket{buckets[0]}"]
-    out["fps_ratio_4_over_12"] = out["px_per_frame_fps4"] / out["px_per_frame_fps12"]  # the data: 3.0
+    if {4, 12} <= set(fps_values):
+        out["fps_ratio_4_over_12"] = out["px_per_frame_fps4"] / out["px_per_frame_fps12"]  # the data: 3.0
     if len(buckets) > 2:
         out["buckets"] = list(buckets)
         out["px_per_s_per_clip"] = speeds
@@ -260,6 +308,8 @@ def knobs(args) -> dict:
     if args.knob_guidance:
         call["knob_guidance_scale"] = args.knob_guidance
     sweep = {"buckets": BUCKETS, "fps_values": FPS} if args.all_buckets else {}
+    if args.fps != 6:  # a calibration sweep at another frame rate: the buckets at that fps only
+        sweep = {"buckets": BUCKETS if args.all_buckets else (40, 240), "fps_values": (), "fps": args.fps}
     data = {}
     if args.in_range:
         buckets, data["training_buckets"] = training_buckets()
@@ -268,11 +318,12 @@ def knobs(args) -> dict:
     checkpoint = args.checkpoint.resolve()
     root = Path(__file__).resolve().parent.parent
     shown = checkpoint.relative_to(root) if checkpoint.is_relative_to(root) else checkpoint  # the repository's path, not the machine's
-    result = {"checkpoint": str(shown), **call, **data, **quick_knobs(pipe, args.clips, args.steps, **sweep, **call)}
+    result = {"checkpoint": str(shown), "fps": args.fps, **call, **data, **quick_knobs(pipe, args.clips, args.steps, **sweep, **call)}
     result.update(wall_s=time.time() - started, cpu_s=time.process_time() - cpu, load_average=load_average())
     print(json.dumps(result), flush=True)
     name = f"i2v_knobs_{args.name}" + ("" if args.max_guidance is None else f"_guidance{args.max_guidance:g}")
-    _save(name + (f"_knobguidance{args.knob_guidance:g}" if args.knob_guidance else "") + ("_all" if args.all_buckets else "")
+    _save(name + (f"_knobguidance{args.knob_guidance:g}" if args.knob_guidance else "") + (f"_fps{args.fps:g}" if args.fps != 6 else "")
+          + ("_all" if args.all_buckets else "")
           + ("_inrange" if args.in_range else ""), result)
     return result
 
@@ -281,28 +332,45 @@ REQUESTED_SPEEDS = (4.0, 7.0, 10.0, 13.0, 16.0)  # px/s asked in the calibration
 
 
 def calibrate(args) -> dict:
-    """Fit a :class:`~vdmcourse.pipelines.MotionCalibration` from a ``knobs`` sweep (no sampling)
-    and ship it beside the checkpoint, where ``ImageToVideoPipeline.from_pretrained`` finds it."""
+    """Fit a :class:`~vdmcourse.pipelines.MotionCalibration` from ``knobs`` sweeps (no sampling): the
+    first ``--table`` (fps 6) and any more at other frame rates (``knobs --fps F``), all of one
+    checkpoint and one knob guidance; ship it beside the checkpoint, where
+    ``ImageToVideoPipeline.from_pretrained`` finds it."""
     from vdmcourse.pipelines import MotionCalibration
     from vdmcourse.pretrained import file_sha256
 
-    table = json.loads((RESULTS / args.table).read_text())
-    checkpoint = Path(__file__).resolve().parent.parent / table["checkpoint"]
-    calibration = MotionCalibration(tuple(float(b) for b in table["buckets"]), tuple(table[f"px_per_s_bucket{b}"] for b in table["buckets"]),
-                                    fps=6.0, knob_guidance_scale=table.get("knob_guidance_scale", 0.0), source=f"benchmarks/results/{args.table}")
+    tables = [json.loads((RESULTS / name).read_text()) for name in args.table]
+    first = (tables[0]["checkpoint"], tables[0].get("knob_guidance_scale", 0.0))
+    for name, t in zip(args.table, tables):
+        if (t["checkpoint"], t.get("knob_guidance_scale", 0.0)) != first:
+            raise SystemExit(f"calibrate: {name} was measured on {t['checkpoint']} at knob guidance {t.get('knob_guidance_scale', 0.0):g}, "
+                             f"{args.table[0]} on {first[0]} at {first[1]:g}: one calibration is one checkpoint at one knob guidance")
+
+    def measured(t) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return tuple(float(b) for b in t["buckets"]), tuple(t[f"px_per_s_bucket{b}"] for b in t["buckets"])
+
+    checkpoint = Path(__file__).resolve().parent.parent / first[0]
+    calibration = MotionCalibration(*measured(tables[0]), fps=float(tables[0].get("fps", 6.0)), knob_guidance_scale=first[1],
+                                    source=", ".join(f"benchmarks/results/{name}" for name in args.table),
+                                    fps_tables=tuple((float(t.get("fps", 6.0)), *measured(t)) for t in tables[1:]))
+    rates = ", ".join(f"{f:g}" for f in calibration.measured_fps)
     target = checkpoint.with_name(checkpoint.stem + ".calibration.json")
     calibration.save(target, checkpoint_sha256=file_sha256(checkpoint),
                      measured=f"mean speed (px/s, tracked centroid) of {args.clips} held-out test images' clips per bucket, "
-                     "heun x 10 steps, seed 0, fps 6 (benchmarks/bench_i2v.py knobs --all-buckets)",
-                     fitted_knots=[list(k) for k in calibration.knots])
-    print(target, calibration.knots)
+                     f"heun x 10 steps, seed 0, at fps {rates} (benchmarks/bench_i2v.py knobs --all-buckets [--fps F])",
+                     fitted_knots=[list(k) for k in calibration.knots],
+                     fitted_knots_by_fps={f"{f:g}": [list(k) for k in calibration.knots_at(f)] for f in calibration.measured_fps})
+    print(target, {f: calibration.knots_at(f) for f in calibration.measured_fps})
     return {"file": str(target)}
 
 
 def calibration_check(args) -> dict:
     """Does the shipped calibration deliver the speeds asked, on images it was not fitted on?
-    Requested speeds at fps 6 through the calibrated bucket and through the bucket that stands for
-    the speed (16 px/s -> 255), at the calibration's knob guidance; the middle speed also at fps 4 and 12."""
+    Requested speeds through the calibrated bucket at every fps the calibration measured, and at
+    ``--between`` fps (interpolated between two measured ones; the middle three speeds); at fps 6 also
+    through the bucket that stands for the speed (16 px/s -> 255), and at the other measured fps the
+    middle speed through the fps-6 table (what a calibration without an fps axis gives). At the
+    calibration's knob guidance."""
     pipe = ImageToVideoPipeline.from_pretrained(str(args.checkpoint), device="cpu")
     calibration = pipe.calibration
     if calibration is None:
@@ -310,23 +378,31 @@ def calibration_check(args) -> dict:
     clips = held_out(args.clips, seed=8)  # other images than the sweep it was fitted on (seed 7)
     image = clips.video[:, 0]
     started, cpu = time.time(), time.process_time()
+    rows = []
 
-    def measure(bucket: float, fps: float) -> list[float]:
+    def measure(speed: float, fps: float, mapping: str, bucket: float) -> None:
         video = pipe(image, fps=fps, motion_bucket_id=bucket, num_inference_steps=args.steps, knob_guidance_scale=calibration.knob_guidance_scale,
                      generator=torch.Generator().manual_seed(0)).frames
-        return (per_frame_speed(video) * fps).tolist()
-
-    rows = []
-    for speed in REQUESTED_SPEEDS:
-        for mapping, bucket in (("calibrated", calibration.bucket(speed)), ("bucket's own speed", min(255.0, speed * 255 / 16))):
-            rows.append({"requested_px_per_s": speed, "fps": 6, "mapping": mapping, "bucket": bucket, "px_per_s": measure(bucket, 6)})
-            print(json.dumps({k: v for k, v in rows[-1].items() if k != "px_per_s"}), _mean(rows[-1]["px_per_s"]), flush=True)
-    middle = REQUESTED_SPEEDS[len(REQUESTED_SPEEDS) // 2]
-    for fps in (4, 12):
-        rows.append({"requested_px_per_s": middle, "fps": fps, "mapping": "calibrated", "bucket": calibration.bucket(middle), "px_per_s": measure(calibration.bucket(middle), fps)})
+        knots = calibration.knots_at(fps) if calibration.measured_fps[0] <= fps <= calibration.measured_fps[-1] else calibration.knots
+        rows.append({"requested_px_per_s": speed, "fps": fps, "mapping": mapping, "bucket": bucket,
+                     "in_table_range": knots[0][1] <= speed <= knots[-1][1], "px_per_s": (per_frame_speed(video) * fps).tolist()})
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "px_per_s"}), _mean(rows[-1]["px_per_s"]), flush=True)
+
+    middle = REQUESTED_SPEEDS[len(REQUESTED_SPEEDS) // 2]
+    for speed in REQUESTED_SPEEDS:
+        measure(speed, calibration.fps, "calibrated", calibration.bucket(speed))
+        measure(speed, calibration.fps, "bucket's own speed", min(255.0, speed * 255 / 16))
+    for fps in (f for f in calibration.measured_fps if f != calibration.fps):
+        for speed in REQUESTED_SPEEDS:
+            measure(speed, fps, "calibrated", calibration.bucket(speed, fps=fps))
+        measure(middle, fps, f"fps-{calibration.fps:g} table", calibration.bucket(middle))
+    for fps in args.between:
+        if calibration.measured_fps[0] < fps < calibration.measured_fps[-1] and fps not in calibration.measured_fps:
+            for speed in REQUESTED_SPEEDS[1:-1]:
+                measure(speed, fps, "calibrated, fps interpolated", calibration.bucket(speed, fps=fps))
     out = {"checkpoint": args.checkpoint.name, "clips": args.clips, "images_seed": 8, "steps": args.steps, "sampler": pipe.sampler,
-           "knob_guidance_scale": calibration.knob_guidance_scale, "calibration_source": calibration.source, "rows": rows,
+           "knob_guidance_scale": calibration.knob_guidance_scale, "calibration_source": calibration.source,
+           "measured_fps": list(calibration.measured_fps), "rows": rows,
            "wall_s": time.time() - started, "cpu_s": time.process_time() - cpu, "load_average": load_average(), "machine": machine_info()}
     _save(f"i2v_calibration_check_{args.checkpoint.stem}", out)
     return out
@@ -718,6 +794,7 @@ def _knob_sweeps() -> list[str]:
     """The full knob sweeps (``knobs --all-buckets``) of each checkpoint and sampling, from their JSON files."""
     rows, sweeps = [], [json.loads(path.read_text()) for pattern in ("i2v_knobs_*_all.json", "i2v_knobs_*_inrange.json")
                         for path in sorted(RESULTS.glob(pattern))]
+    sweeps = [k for k in sweeps if k.get("fps", 6) == 6]  # the other fps are calibration tables (_calibration)
     swept = {Path(k["checkpoint"]).stem for k in sweeps if not k.get("knob_guidance_scale") and len(k["buckets"]) == len(BUCKETS)}
     for c in reversed(_controls().values()):  # a control run is a sweep of SVD's sampling, unless one is there already
         if Path(c["checkpoint"]).stem not in swept and all("frame0_offset_px" in r for r in c["buckets"]["rows"]):
@@ -756,64 +833,100 @@ def _knob_sweeps() -> list[str]:
 
 
 def _calibration() -> list[str]:
-    """Requested against measured speed for i2v-long-cpu at each knob guidance W, the shipped
-    calibration, and its check on other images (from the JSON files)."""
+    """Requested against measured speed for i2v-long-cpu at each knob guidance W (from the JSON
+    files), then every shipped calibration (:func:`_calibration_section`)."""
     sweeps = {}
     for path in sorted(RESULTS.glob("i2v_knobs_long*_all.json")):
         k = json.loads(path.read_text())
-        if "max_guidance_scale" not in k:
+        if "max_guidance_scale" not in k and k.get("fps", 6) == 6:
             sweeps[k.get("knob_guidance_scale", 0.0)] = k
-    if not sweeps:
-        return []
-    buckets = next(iter(sweeps.values()))["buckets"]
-    asked = {b: 16 * b / 255 for b in buckets}
-    lines = ["## Calibration: the speed asked against the speed measured (i2v-long-cpu)", "",
-             "A bucket stands for 16 px/s x bucket / 255 (the training map); the tables above measure what each delivers. "
-             "Factor off: the mean over the buckets of max(measured / asked, asked / measured). fps: the step per frame at "
-             "fps 4 over fps 12 (the data: 3x).", "",
-             "| bucket | asked, px/s | " + " | ".join(f"W = {w:g}" for w in sorted(sweeps)) + " |", "|---|---|" + "---|" * len(sweeps)]
-    for b in buckets:
-        lines.append(f"| {b} | {asked[b]:.1f} | " + " | ".join(f"{sweeps[w][f'px_per_s_bucket{b}']:.1f}" for w in sorted(sweeps)) + " |")
-    factor = {w: _mean([max(r, 1 / r) for r in (k[f"px_per_s_bucket{b}"] / asked[b] for b in buckets)]) for w, k in sweeps.items()}
-    lines.append("| factor off | | " + " | ".join(f"{factor[w]:.2f}" for w in sorted(sweeps)) + " |")
-    lines.append("| fps 4 / 12 (3x asked) | | " + " | ".join(f"{sweeps[w]['fps_ratio_4_over_12']:.2f}x" for w in sorted(sweeps)) + " |")
-    ends = {w: [k[f"px_per_s_bucket{b}"] / asked[b] for b in (buckets[0], buckets[-1])] for w, k in sweeps.items()}
-    lines.append(f"| measured / asked at {buckets[0]}, {buckets[-1]} | | " + " | ".join(f"{ends[w][0]:.2f}, {ends[w][1]:.2f}" for w in sorted(sweeps)) + " |")
-    best = min(factor, key=factor.get)
-    both = [w for w, (low, high) in ends.items() if 0.8 <= low <= 1.25 and 0.8 <= high <= 1.25]
-    lines += ["", f"Of the scales measured, W = {best:g} comes closest to the asked speeds on average (factor {factor[best]:.2f}); "
-              + (f"W = {', '.join(f'{w:g}' for w in both)} is within 25 % at both ends." if both else
-                 "none is within 25 % of the asked speed at both ends of the bucket range, so choosing one of them does not "
-                 "calibrate the bucket. The measured table itself, read backwards, is the calibration below.")]
-    table = CHECKPOINT_DIR / "i2v-long-cpu.calibration.json"
-    if table.is_file():
-        c = json.loads(table.read_text())
-        lines += ["", f"`data/checkpoints/i2v-long-cpu.calibration.json` (`bench_i2v.py calibrate`, from `{Path(c['source']).name}`; "
-                  f"knob guidance {c['knob_guidance_scale']:g}, fps {c['fps']:g}) is loaded by `ImageToVideoPipeline.from_pretrained` as "
-                  "`pipe.calibration` (`MotionCalibration`); `pipe.calibration.bucket(px_per_s)` is the bucket to ask for. Fitted "
-                  "curve, (bucket, px/s), non-decreasing (a bucket that came out slower than the one below is pooled with it): "
-                  + ", ".join(f"({b:.0f}, {v:.1f})" for b, v in c["fitted_knots"]) + "."]
-    path = RESULTS / "i2v_calibration_check_i2v-long-cpu.json"
-    if path.is_file():
-        k = json.loads(path.read_text())
-        lines += ["", f"Check on other images (`bench_i2v.py calibration_check`: {k['clips']} held-out images of seed {k['images_seed']}, "
-                  f"the fit used seed 7; {k['sampler']} x {k['steps']}, knob guidance {k['knob_guidance_scale']:g}; "
-                  f"{k['cpu_s'] / 60:.1f} CPU-min, load {k['load_average']}):", "",
-                  "| asked, px/s | fps | bucket from | bucket | measured, px/s | measured / asked |", "|---|---|---|---|---|---|"]
-        for r in k["rows"]:
-            measured = _mean(r["px_per_s"])
-            lines.append(f"| {r['requested_px_per_s']:g} | {r['fps']} | {r['mapping']} | {r['bucket']:.0f} | {measured:.1f} | {measured / r['requested_px_per_s']:.2f} |")
-        for mapping in ("calibrated", "bucket's own speed"):
-            rows = [r for r in k["rows"] if r["mapping"] == mapping and r["fps"] == 6]
-            ratios = [_mean(r["px_per_s"]) / r["requested_px_per_s"] for r in rows]
-            lines.append(f"\nAt fps 6, {mapping}: factor off {_mean([max(x, 1 / x) for x in ratios]):.2f} on average; Spearman rho asked vs "
-                         f"measured over single clips {_rho([r['requested_px_per_s'] for r in rows for _ in r['px_per_s']], [v for r in rows for v in r['px_per_s']]):.2f}.")
-        other = [r for r in k["rows"] if r["fps"] != 6]
-        if other:
-            lines.append("\nAt other fps the same calibrated bucket gives " + ", ".join(
-                f"{_mean(r['px_per_s']) / r['requested_px_per_s']:.2f}x the asked speed at fps {r['fps']}" for r in other)
-                + ": the table holds at the fps it was measured at; fps itself is not calibrated.")
-    return lines + [""]
+    lines = []
+    if sweeps:
+        buckets = next(iter(sweeps.values()))["buckets"]
+        asked = {b: 16 * b / 255 for b in buckets}
+        lines = ["## Calibration: the speed asked against the speed measured (i2v-long-cpu)", "",
+                 ("A bucket stands for 16 px/s x bucket / 255 (the training map); the tables above measure what each delivers. "
+                  "Factor off: the mean over the buckets of max(measured / asked, asked / measured). fps: the step per frame at "
+                  "fps 4 over fps 12 (the data: 3x)."), "",
+                 "| bucket | asked, px/s | " + " | ".join(f"W = {w:g}" for w in sorted(sweeps)) + " |", "|---|---|" + "---|" * len(sweeps)]
+        for b in buckets:
+            lines.append(f"| {b} | {asked[b]:.1f} | " + " | ".join(f"{sweeps[w][f'px_per_s_bucket{b}']:.1f}" for w in sorted(sweeps)) + " |")
+        factor = {w: _mean([max(r, 1 / r) for r in (k[f"px_per_s_bucket{b}"] / asked[b] for b in buckets)]) for w, k in sweeps.items()}
+        lines.append("| factor off | | " + " | ".join(f"{factor[w]:.2f}" for w in sorted(sweeps)) + " |")
+        lines.append("| fps 4 / 12 (3x asked) | | " + " | ".join(f"{sweeps[w]['fps_ratio_4_over_12']:.2f}x" for w in sorted(sweeps)) + " |")
+        ends = {w: [k[f"px_per_s_bucket{b}"] / asked[b] for b in (buckets[0], buckets[-1])] for w, k in sweeps.items()}
+        lines.append(f"| measured / asked at {buckets[0]}, {buckets[-1]} | | " + " | ".join(f"{ends[w][0]:.2f}, {ends[w][1]:.2f}" for w in sorted(sweeps)) + " |")
+        best = min(factor, key=factor.get)
+        both = [w for w, (low, high) in ends.items() if 0.8 <= low <= 1.25 and 0.8 <= high <= 1.25]
+        lines += ["", f"Of the scales measured, W = {best:g} comes closest to the asked speeds on average (factor {factor[best]:.2f}); "
+                  + (f"W = {', '.join(f'{w:g}' for w in both)} is within 25 % at both ends." if both else
+                     "none is within 25 % of the asked speed at both ends of the bucket range, so choosing one of them does not "
+                     "calibrate the bucket. The measured table itself, read backwards, is the calibration below."), ""]
+    for table in sorted(CHECKPOINT_DIR.glob("*.calibration.json")):
+        lines += _calibration_section(table.name.removesuffix(".calibration.json"))
+    return lines
+
+
+def _calibration_section(stem: str) -> list[str]:
+    """A shipped calibration, ``data/checkpoints/STEM.calibration.json``: the sweeps it was fitted
+    on (one column per fps), its fitted curves, and its check on other images
+    (``i2v_calibration_check_STEM.json``), from the JSON files."""
+    c = json.loads((CHECKPOINT_DIR / f"{stem}.calibration.json").read_text())
+    names = [Path(source).name for source in c["source"].split(", ")]
+    across = {k.get("fps", 6.0): k for k in (json.loads((RESULTS / name).read_text()) for name in names if (RESULTS / name).is_file())}
+    rates = sorted(across)
+    w = c["knob_guidance_scale"]
+    sampling = f"knob guidance {w:g}" if w else "SVD's sampling, no knob guidance"
+    lines = [f"## fps calibration: {stem}", "",
+             (f"`bench_i2v.py knobs --checkpoint data/checkpoints/{stem} --all-buckets" + (f" --knob-guidance {w:g}" if w else "")
+              + " [--fps F]` (the same 8 held-out images, heun x 10, seed 0), then `bench_i2v.py calibrate --table " + " ".join(names)
+              + f"` wrote `data/checkpoints/{stem}.calibration.json`, which `ImageToVideoPipeline.from_pretrained` loads as "
+              "`pipe.calibration` (`MotionCalibration`). px/s measured at each bucket and fps (" + sampling + "):"), ""]
+    buckets = across[rates[0]]["buckets"] if rates else []
+    if rates:
+        lines += ["| bucket | " + " | ".join(f"fps {f:g}" for f in rates) + " |", "|---|" + "---|" * len(rates)]
+        for b in buckets:
+            lines.append(f"| {b} | " + " | ".join(f"{across[f][f'px_per_s_bucket{b}']:.1f}" for f in rates) + " |")
+        lines.append("| px/frame at bucket 120 | " + " | ".join(f"{across[f]['px_per_s_bucket120'] / f:.2f}" for f in rates) + " |")
+        lines.append("| rho means / clips | " + " | ".join(f"{across[f]['spearman_bucket_vs_mean_speed']:.2f} / {across[f]['spearman_bucket_vs_clip_speed']:.2f}"
+                                                         for f in rates) + " |")
+        lines.append("| minutes (wall) | " + " | ".join(f"{across[f]['wall_s'] / 60:.1f}" for f in rates) + " |")
+    curves = c.get("fitted_knots_by_fps", {f"{c['fps']:g}": c["fitted_knots"]})
+    lines += ["", ("`pipe.calibration.bucket(px_per_s, fps=F)` is the bucket to ask for (F within the measured fps; between two of them "
+                   "the two curves are interpolated linearly in 1 / fps; outside, refused). Fitted curves, (bucket, px/s), non-decreasing "
+                   "(a bucket that came out slower than the one below is pooled with it):"), ""]
+    lines += [f"- fps {f}: " + ", ".join(f"({b:.0f}, {v:.1f})" for b, v in knots) for f, knots in curves.items()]
+    path = RESULTS / f"i2v_calibration_check_{stem}.json"
+    if not path.is_file():
+        return [*lines, ""]
+    k = json.loads(path.read_text())
+    lines += ["", (f"Check on other images (`bench_i2v.py calibration_check --checkpoint data/checkpoints/{stem}`: {k['clips']} held-out "
+                   f"images of seed {k['images_seed']}, the fit used seed 7; {k['sampler']} x {k['steps']}, {sampling}; "
+                   f"{k['cpu_s'] / 60:.1f} CPU-min, load {k['load_average']}). In range: the asked speed lies within the fitted curve's "
+                   "speeds at that fps (outside, the bucket is clamped to the table's end):"), "",
+              "| asked, px/s | fps | bucket from | bucket | in range | measured, px/s | measured / asked |", "|---|---|---|---|---|---|---|"]
+    for r in k["rows"]:
+        measured = _mean(r["px_per_s"])
+        lines.append(f"| {r['requested_px_per_s']:g} | {r['fps']:g} | {r['mapping']} | {r['bucket']:.0f} | "
+                     f"{'yes' if r.get('in_table_range', True) else 'no'} | {measured:.1f} | {measured / r['requested_px_per_s']:.2f} |")
+    groups = {}
+    for r in k["rows"]:
+        groups.setdefault((r["fps"], r["mapping"]), []).append(r)
+    lines.append("")
+    for (fps, mapping), rows in groups.items():
+        if len(rows) < 2:
+            continue
+        ratios = [_mean(r["px_per_s"]) / r["requested_px_per_s"] for r in rows]
+        inside = [max(x, 1 / x) for x, r in zip(ratios, rows) if r.get("in_table_range", True)]
+        lines.append(f"- fps {fps:g}, {mapping}: factor off {_mean([max(x, 1 / x) for x in ratios]):.2f} on average"
+                     + (f" ({_mean(inside):.2f} over the {len(inside)} speeds in range)" if len(inside) < len(rows) else "")
+                     + f"; Spearman rho asked vs measured over single clips "
+                     f"{_rho([r['requested_px_per_s'] for r in rows for _ in r['px_per_s']], [v for r in rows for v in r['px_per_s']]):.2f}.")
+    single = [r for r in k["rows"] if r["mapping"].startswith("fps-")]
+    if single:
+        lines.append("- The fps-6 table alone (no fps axis) at the other fps, for the middle speed: " + ", ".join(
+            f"{_mean(r['px_per_s']) / r['requested_px_per_s']:.2f}x the asked speed at fps {r['fps']:g}" for r in single) + ".")
+    return [*lines, ""]
 
 
 def _identity(controls: dict[str, dict]) -> list[str]:
@@ -836,6 +949,8 @@ def _identity(controls: dict[str, dict]) -> list[str]:
     guided = {}
     for path in sorted(RESULTS.glob("i2v_knobs_*knobguidance*_all.json")):
         k = json.loads(path.read_text())
+        if k.get("fps", 6) != 6:
+            continue
         guided[(Path(k["checkpoint"]).stem, k["knob_guidance_scale"])] = (k["identity_mean"], max(k[f"px_per_s_bucket{x}"] for x in k["buckets"]))
     if guided:
         lines.append("With knob guidance (faster clips at the high buckets): "
@@ -847,6 +962,65 @@ def _identity(controls: dict[str, dict]) -> list[str]:
               "(i2v-cpu keeps its identity at speeds i2v-long-cpu never reaches at W = 0), the drop follows the model, not the speed. "
               "8 images; the identity of one clip moves in tenths (10 frames).", ""]
     return lines
+
+
+def _strips() -> list[str]:
+    """The frame strips of ``strips`` (``i2v_strips.png``), their clips' numbers, and what they show."""
+    path = RESULTS / "i2v_strips.json"
+    if not path.is_file():
+        return []
+    k = json.loads(path.read_text())
+    lines = [f"## What the clips look like (`bench_i2v.py strips`: the first {k['images']} images of the control runs, buckets "
+             + " and ".join(map(str, k["buckets"])) + f", fps {k['fps']}, heun x {k['steps']}, seed 0)", ""]
+    for name, rows in k["models"].items():
+        lines.append(f"- {name}: " + "; ".join(f"bucket {r['motion_bucket_id']}: {_mean(r['px_per_s']):.1f} px/s, identity {_mean(r['identity']):.2f}"
+                                            for r in rows) + ".")
+    return [*lines, *(["", STRIPS_SEEN] if STRIPS_SEEN else []), "", "![strips](i2v_strips.png)", ""]
+
+
+def _training_cost(stem: str, manifest: dict[str, dict]) -> str:
+    """What a shipped i2v model cost to train, the checkpoints it starts from included (its preset's
+    ``init_from`` chain), from the manifest: CPU-minutes where recorded, else the wall time."""
+    from vdmcourse.presets import get_preset
+
+    recorded, unrecorded, name = [], [], stem
+    while name:
+        entry = manifest.get(name)
+        if entry is None:
+            return f"{name} is not in the manifest"
+        if "cpu_time_s" in entry:
+            recorded.append((name, entry["cpu_time_s"] / 60))
+        else:
+            unrecorded.append(f"{name} {entry['train_time_s'] / 60:.0f} min wall")
+        name = get_preset(name).init_from
+    total = f"**{sum(m for _, m in recorded):.1f} CPU-min**" + (f" ({' + '.join(f'{n} {m:.1f}' for n, m in recorded)})" if len(recorded) > 1 else "")
+    return total + (f" + {', '.join(unrecorded)} (CPU time not recorded)" if unrecorded else "")
+
+
+def _against_the_bars(controls: dict[str, dict]) -> list[str]:
+    """The image-to-video models side by side against the issue's bars (their ``control`` runs), with
+    what each cost to train."""
+    from vdmcourse.pretrained import read_manifest
+
+    if not controls:
+        return []
+    manifest = {entry["name"]: entry for entry in read_manifest(CHECKPOINT_DIR)["checkpoints"]}
+    lines = ["## The image-to-video models against the issue's bars (the `control` runs below; SVD's sampling)", "",
+             ("Spearman rho of bucket vs mean measured speed over the 6 buckets (bar: >= 0.9) and over single clips; px/frame at "
+              "fps 4 over fps 12 at bucket 120 (a fixed speed per second asks 3x); PSNR of frame 0 against the image, frame-0 offset "
+              "and identity averaged over the 6 buckets. Training: the manifest's CPU time, the checkpoints a model starts from "
+              "included (frozen encoders are not: evaluator-cpu, whose features stand in for CLIP's image embedding in every model, "
+              "and vae-cpu under i2v-latent-cpu)."), "",
+             "| model | training | rho means / clips | px/s, bucket 40 -> 240 | fps 4 / 12 | PSNR frame 0, dB | frame-0 offset, px | identity |",
+             "|---|---|---|---|---|---|---|---|"]
+    for stem, c in controls.items():
+        rows, step = c["buckets"]["rows"], {r["fps"]: _mean(r["px_per_frame"]) for r in c["fps"]["rows"]}
+        offsets = [_mean(r["frame0_offset_px"]) for r in rows if "frame0_offset_px" in r]
+        lines.append(f"| {stem} | {_training_cost(stem, manifest)} | **{c['buckets']['spearman_bucket_vs_mean_speed']:.2f}** / "
+                     f"{c['buckets']['spearman_bucket_vs_clip_speed']:.2f} | {_mean(rows[0]['px_per_s']):.1f} -> {_mean(rows[-1]['px_per_s']):.1f} | "
+                     f"{step[4] / step[12]:.2f}x | {_mean([_mean(r['psnr_frame0']) for r in rows]):.1f} | "
+                     f"{_mean(offsets) if offsets else math.nan:.2f} | {_mean([_mean(r['identity']) for r in rows]):.2f} |")
+    return [*lines, ""]
 
 
 def _controls() -> dict[str, dict]:
@@ -1000,6 +1174,8 @@ def report(args) -> None:
              "Made by `benchmarks/bench_i2v.py` (one torch thread, at most one such job per core); every number below is read from "
              "the JSON files beside this page.", ""]
     controls = _controls()
+    lines += _against_the_bars(controls)
+    lines += _strips()
     for stem, c in controls.items():
         plot_control(c, stem)  # from the JSON: no sampling
         offsets = all("frame0_offset_px" in r for r in c["buckets"]["rows"] + c["noise_aug"]["rows"])  # runs since the offset was added
@@ -1074,7 +1250,7 @@ def report(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report", "pilot", "knobs", "calibrate", "calibration_check"])
+    parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report", "pilot", "knobs", "calibrate", "calibration_check", "strips"])
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--drive", choices=["brightness", "scale"], default="brightness", help="sync: what the signal drives")
     parser.add_argument("--condition", choices=["digit", "caption", "signal", "scale"], default="digit", help="v2v: the new condition (digit: video-cpu labels)")
@@ -1082,12 +1258,15 @@ def main() -> None:
     parser.add_argument("--fps-bucket", type=int, default=120, help="the bucket of the fps and noise_aug sweeps")
     parser.add_argument("--max-guidance", type=float, default=None, help="knobs: max_guidance_scale (1: guidance off)")
     parser.add_argument("--knob-guidance", type=float, default=0.0, help="knobs: knob_guidance_scale (0: SVD's sampling)")
+    parser.add_argument("--fps", type=float, default=6, help="knobs: the fps of the bucket sweep (other than 6: no fps sweep; a calibration table)")
     parser.add_argument("--all-buckets", action="store_true", help="knobs: all 6 buckets (Spearman rho) and fps 4, 6, 12")
     parser.add_argument("--in-range", action="store_true", help="knobs: 5 buckets between the training buckets' 5th and 95th percentiles, fps 4 and 12")
     parser.add_argument("--name", default="pilot", help="pilot: the run's name")
     parser.add_argument("--minutes", type=float, default=5.0, help="pilot: training minutes")
     parser.add_argument("--set", nargs="*", default=[], help="pilot: recipe overrides KEY=VALUE")
-    parser.add_argument("--table", default="i2v_knobs_long_knobguidance3_all.json", help="calibrate: the knobs sweep to fit")
+    parser.add_argument("--table", nargs="+", default=["i2v_knobs_long_knobguidance3_all.json"],
+                        help="calibrate: the knobs sweeps to fit, the fps-6 one first, then others (knobs --fps F) of the same checkpoint")
+    parser.add_argument("--between", type=float, nargs="*", default=[8.0], help="calibration_check: fps between measured ones to check")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: data/checkpoints/i2v-cpu (control) or sync-cpu (sync)")
     args = parser.parse_args()
     if args.checkpoint is None:

@@ -1,5 +1,7 @@
 """Image-to-video (SVD's conditioning), video-to-video (SDEdit) and sync: model, data, pipelines."""
 
+import json
+
 import pytest
 import torch
 
@@ -419,6 +421,87 @@ def test_a_calibration_refuses_a_table_it_cannot_fit(buckets, speeds, words):
         MotionCalibration(buckets, speeds)
 
 
+BUCKETS = (40, 80, 120, 160, 200, 240)
+AT_4, AT_6, AT_12 = (6.0, 8.0, 12.0, 18.0, 26.0, 27.0), (3.9, 5.2, 8.1, 12.3, 19.2, 21.0), (3.0, 4.0, 6.0, 8.0, 11.0, 12.5)
+
+
+def _two_axis_table(**fields):
+    return MotionCalibration(BUCKETS, AT_6, fps=6, knob_guidance_scale=3, fps_tables=((4, BUCKETS, AT_4), (12, BUCKETS, AT_12)), **fields)
+
+
+def test_a_calibration_inverts_each_measured_fps_on_its_own_table():
+    table = _two_axis_table()
+    assert table.measured_fps == (4.0, 6.0, 12.0)
+    for fps, speeds in ((4, AT_4), (6, AT_6), (12, AT_12)):
+        for bucket, speed in zip(BUCKETS, speeds):
+            assert table.bucket(speed, fps=fps) == pytest.approx(bucket)
+            assert table.speed(bucket, fps=fps) == pytest.approx(speed)
+    assert table.bucket(10.0) == table.bucket(10.0, fps=6)  # the default fps is the base table's
+    assert table.bucket(10.0, fps=4) < table.bucket(10.0, fps=6) < table.bucket(10.0, fps=12)  # faster at low fps: a lower bucket
+    assert table.knots_at(12)[0] == (40, 3.0) and table.knots_at(12)[-1] == (240, 12.5)
+
+
+def test_between_measured_fps_a_calibration_interpolates_in_the_frame_interval_and_inverts():
+    table = _two_axis_table()
+    weight = (1 / 6 - 1 / 8) / (1 / 6 - 1 / 12)  # fps 8: half way from 1/6 to 1/12
+    assert weight == pytest.approx(0.5)
+    for bucket, slow, fast in zip(BUCKETS, AT_12, AT_6):
+        assert table.speed(bucket, fps=8) == pytest.approx(0.5 * slow + 0.5 * fast)
+    assert table.speed(100, fps=5) == pytest.approx(0.6 * table.speed(100, fps=6) + 0.4 * table.speed(100, fps=4))  # 1/5 is 0.4 of the way to 1/4
+    for fps in (4.5, 5, 8, 10, 11.9):
+        low, high = table.knots_at(fps)[0][1], table.knots_at(fps)[-1][1]
+        for speed in [low + (high - low) * k / 10 for k in range(11)]:
+            assert table.speed(table.bucket(speed, fps=fps), fps=fps) == pytest.approx(speed)
+        buckets = [table.bucket(v, fps=fps) for v in range(1, 30)]
+        assert buckets == sorted(buckets)
+    # the curve moves monotonically with fps: at one bucket, a faster speed at every lower fps
+    assert [table.speed(120, fps=f) for f in (4, 5, 6, 8, 12)] == sorted([table.speed(120, fps=f) for f in (4, 5, 6, 8, 12)], reverse=True)
+
+
+@pytest.mark.parametrize("fps", [3.9, 12.5, 0.0, -6, float("nan"), "6"])
+def test_a_calibration_refuses_an_fps_outside_the_measured_range(fps):
+    with pytest.raises(ValueError, match=r"fps.*measured at: 4, 6, 12"):
+        _two_axis_table().bucket(10.0, fps=fps)
+    with pytest.raises(ValueError, match="fps"):
+        _two_axis_table().speed(120, fps=fps)
+
+
+def test_a_calibration_of_one_fps_refuses_every_other_fps():
+    table = MotionCalibration(BUCKETS, AT_6, fps=6)
+    assert table.measured_fps == (6.0,) and table.bucket(8.1, fps=6) == pytest.approx(120)
+    for fps in (4, 12, 6.5):
+        with pytest.raises(ValueError, match=r"measured at: 6\b"):
+            table.bucket(8.1, fps=fps)
+
+
+@pytest.mark.parametrize(
+    "fps_tables, words",
+    [
+        (((6, BUCKETS, AT_4),), "measured twice"),
+        (((4, BUCKETS),), "fps_tables"),
+        (([4, BUCKETS, AT_4],), "fps_tables"),
+        (((0, BUCKETS, AT_4),), "fps"),
+        (((4, BUCKETS, AT_4[:3]),), "at fps 4.*equally long"),
+        (((4, BUCKETS, AT_4[::-1]),), "at fps 4.*never grow"),
+    ],
+)
+def test_a_calibration_refuses_fps_tables_it_cannot_fit(fps_tables, words):
+    with pytest.raises(ValueError, match=words):
+        MotionCalibration(BUCKETS, AT_6, fps=6, fps_tables=fps_tables)
+
+
+def test_a_calibration_with_fps_tables_round_trips_and_an_old_file_still_loads(tmp_path):
+    table = _two_axis_table(source="a test")
+    table.save(tmp_path / "two.json", checkpoint_sha256="abc")
+    assert MotionCalibration.load(tmp_path / "two.json") == table
+    old = {"buckets": list(BUCKETS), "speeds": list(AT_6), "fps": 6.0, "knob_guidance_scale": 3.0, "source": "old"}  # before fps_tables
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    loaded = MotionCalibration.load(tmp_path / "old.json")
+    assert loaded.fps_tables == () and loaded.measured_fps == (6.0,) and loaded.bucket(8.1) == pytest.approx(120)
+    MotionCalibration(BUCKETS, AT_6).save(tmp_path / "one.json")
+    assert "fps_tables" not in (tmp_path / "one.json").read_text()  # a one-fps table is written as before
+
+
 def test_from_pretrained_loads_the_calibration_beside_the_checkpoint_and_refuses_one_of_other_weights(tmp_path):
     path = tmp_path / "tiny.safetensors"
     save_checkpoint(path, _tiny_i2v())
@@ -443,6 +526,17 @@ def test_the_shipped_calibration_matches_its_checkpoint_and_inverts_its_table():
         if bucket not in pooled:
             assert table.bucket(speed) == pytest.approx(bucket)
 
+
+
+@pytest.mark.parametrize("name", ["i2v-long-cpu", "i2v-scratch-cpu"])
+def test_the_shipped_calibrations_have_an_fps_axis_and_invert_each_fps_curve(name):
+    table = ImageToVideoPipeline.from_pretrained(name, device="cpu").calibration
+    assert table is not None and table.measured_fps == (4.0, 6.0, 12.0)
+    for fps in table.measured_fps:
+        for bucket, speed in table.knots_at(fps):
+            assert table.bucket(speed, fps=fps) == pytest.approx(bucket)
+    with pytest.raises(ValueError, match="fps"):
+        table.bucket(10.0, fps=24)
 
 # --- latent image-to-video ---
 
@@ -484,6 +578,22 @@ def test_the_latent_i2v_preset_starts_as_latent_video_cpu_on_its_latents():
                 image_embedding=torch.randn(1, 64))
     torch.testing.assert_close(out, source(x, t), atol=1e-5, rtol=1e-4)
     assert preset.metadata()["vae"]["name"] == "vae-cpu"
+
+
+def test_the_scratch_i2v_preset_is_i2v_cpus_model_and_recipe_with_no_pretrained_start():
+    import dataclasses
+
+    from vdmcourse.presets import get_preset
+
+    scratch, i2v = get_preset("i2v-scratch-cpu"), get_preset("i2v-cpu")
+    assert scratch.init_from is None and scratch.model_config == i2v.model_config
+    assert (scratch.data, scratch.batch_size, scratch.loss.keywords) == (i2v.data, i2v.batch_size, i2v.loss.keywords)
+    assert dataclasses.replace(scratch.train, warmup_steps=i2v.train.warmup_steps) == i2v.train
+    torch.manual_seed(0)
+    a = scratch.build_model()
+    torch.manual_seed(0)
+    b = type(a)(scratch.model_config)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))  # a fresh init, nothing loaded
 
 
 # --- video-to-video (SDEdit) ---

@@ -443,19 +443,41 @@ def _interpolate(x: float, xs: list[float], ys: list[float]) -> float:
     return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - xs[i - 1]) / (xs[i] - xs[i - 1])
 
 
+def _fit_speeds(buckets, speeds, who: str) -> list[tuple[float, float]]:
+    """The knots ``(bucket, px/s)`` of the non-decreasing fit of one measured table (isotonic
+    regression; pooled rows sit at their mean bucket); both coordinates strictly increase."""
+    if len(buckets) != len(speeds) or len(buckets) < 2:
+        raise ValueError(f"{who}: buckets and speeds must be two equally long sequences of >= 2 numbers; got {len(buckets)} and {len(speeds)}")
+    for b in buckets:
+        _check_number(b, "buckets", who, 0.0, 255.0)
+    for v in speeds:
+        _check_number(v, "speeds", who, 0.0, 1e6, hint=" (measured px/s)")
+    if any(b >= a for a, b in zip(buckets[1:], buckets)):
+        raise ValueError(f"{who}: buckets must increase strictly; got {tuple(buckets)}")
+    blocks = _pool_adjacent_violators(list(speeds))
+    knots = [(sum(buckets[first : last + 1]) / (last - first + 1), value) for first, last, value in blocks]
+    if len(knots) < 2:
+        raise ValueError(f"{who}: the measured speeds never grow with the bucket ({tuple(speeds)}): nothing to calibrate")
+    return knots
+
+
 @dataclass(frozen=True)
 class MotionCalibration:
-    """Which ``motion_bucket_id`` gives a requested speed, read off a measured table.
+    """Which ``motion_bucket_id`` gives a requested speed at a given fps, read off measured tables.
 
     A bucket *stands for* a speed (16 px/s x bucket / 255 in the course's data), but a model
     does not deliver exactly that speed: i2v-long-cpu with knob guidance 3 moves at 19 px/s at
-    bucket 200, which stands for 12.5. This fits the measured mean speeds of generated clips
-    (``speeds``, px/s, at ``buckets``; sampled at ``fps`` with ``knob_guidance_scale``) by a
-    non-decreasing curve (isotonic regression: a bucket that came out slower than a lower one
-    is pooled with it, at their mean bucket), and reads it both ways by linear interpolation.
-    :meth:`bucket` is the inverse of :meth:`speed` between the slowest and fastest fitted speeds;
-    outside them it clamps to the table's end buckets (``reachable`` gives the range).
-    Valid for the checkpoint, ``fps`` and ``knob_guidance_scale`` it was measured with.
+    bucket 200, which stands for 12.5, and the same bucket moves faster at fps 4 than at fps 12.
+    This fits the measured mean speeds of generated clips (``speeds``, px/s, at ``buckets``;
+    sampled at ``fps`` with ``knob_guidance_scale``) by a non-decreasing curve (isotonic
+    regression: a bucket that came out slower than a lower one is pooled with it, at their mean
+    bucket), and reads it both ways by linear interpolation. ``fps_tables`` holds the same sweep
+    at other frame rates, ``((fps, buckets, speeds), ...)``, each fitted the same way; between two
+    measured fps the speed at a bucket is interpolated linearly in the frame interval 1 / fps.
+    :meth:`bucket` is the inverse of :meth:`speed` between the slowest and fastest fitted speeds
+    at that fps; outside them it clamps to the table's end buckets (:meth:`knots_at` gives the
+    curve). An fps outside the measured ones is refused: the model was never measured there.
+    Valid for the checkpoint and ``knob_guidance_scale`` it was measured with.
     """
 
     buckets: tuple[float, ...]
@@ -463,52 +485,87 @@ class MotionCalibration:
     fps: float = 6.0
     knob_guidance_scale: float = 0.0
     source: str = ""
+    fps_tables: tuple[tuple[float, tuple[float, ...], tuple[float, ...]], ...] = ()
 
     def __post_init__(self):
         who = "MotionCalibration"
-        if len(self.buckets) != len(self.speeds) or len(self.buckets) < 2:
-            raise ValueError(f"{who}: buckets and speeds must be two equally long sequences of >= 2 numbers; got {len(self.buckets)} and {len(self.speeds)}")
-        for b in self.buckets:
-            _check_number(b, "buckets", who, 0.0, 255.0)
-        for v in self.speeds:
-            _check_number(v, "speeds", who, 0.0, 1e6, hint=" (measured px/s)")
-        if any(b >= a for a, b in zip(self.buckets[1:], self.buckets)):
-            raise ValueError(f"{who}: buckets must increase strictly; got {tuple(self.buckets)}")
-        blocks = _pool_adjacent_violators(list(self.speeds))
-        knots = [(sum(self.buckets[first : last + 1]) / (last - first + 1), value) for first, last, value in blocks]
-        if len(knots) < 2:
-            raise ValueError(f"{who}: the measured speeds never grow with the bucket ({tuple(self.speeds)}): nothing to calibrate")
-        object.__setattr__(self, "_knots", knots)
+        curves = {_check_number(self.fps, "fps", who, 0.0, 1000.0, low_open=True): _fit_speeds(self.buckets, self.speeds, who)}
+        for entry in self.fps_tables:
+            if not (isinstance(entry, tuple) and len(entry) == 3):
+                raise ValueError(f"{who}: fps_tables must hold (fps, buckets, speeds) tuples; got {entry!r}")
+            fps = _check_number(entry[0], "fps_tables' fps", who, 0.0, 1000.0, low_open=True)
+            if fps in curves:
+                raise ValueError(f"{who}: fps {fps:g} is measured twice (fps and fps_tables must name each fps once)")
+            curves[fps] = _fit_speeds(entry[1], entry[2], f"{who} at fps {fps:g}")
+        object.__setattr__(self, "_curves", dict(sorted(curves.items())))
 
     @property
     def knots(self) -> list[tuple[float, float]]:
-        """The fitted curve's ``(bucket, px/s)`` points, both strictly increasing."""
-        return list(self._knots)
+        """The fitted curve's ``(bucket, px/s)`` points at ``fps``, both strictly increasing."""
+        return list(self._curves[float(self.fps)])
 
     @property
     def reachable(self) -> tuple[float, float]:
-        """The slowest and fastest speed (px/s) the fitted table spans."""
-        return self._knots[0][1], self._knots[-1][1]
+        """The slowest and fastest speed (px/s) the fitted table spans at ``fps``."""
+        knots = self._curves[float(self.fps)]
+        return knots[0][1], knots[-1][1]
 
-    def speed(self, bucket: float) -> float:
-        """The fitted speed (px/s) at ``bucket``."""
+    @property
+    def measured_fps(self) -> tuple[float, ...]:
+        """The frame rates a table was measured at, increasing."""
+        return tuple(self._curves)
+
+    def knots_at(self, fps: float | None = None) -> list[tuple[float, float]]:
+        """The fitted ``(bucket, px/s)`` curve at ``fps`` (default: ``self.fps``): a measured
+        fps's own fit, or between two measured fps their curves interpolated linearly in 1 / fps
+        at every knot of either."""
+        return list(self._curve(fps, "knots_at"))
+
+    def speed(self, bucket: float, fps: float | None = None) -> float:
+        """The fitted speed (px/s) at ``bucket`` and ``fps`` (default: ``self.fps``)."""
         bucket = _check_number(bucket, "bucket", "MotionCalibration.speed", 0.0, 255.0)
-        return _interpolate(bucket, [b for b, _ in self._knots], [v for _, v in self._knots])
+        knots = self._curve(fps, "speed")
+        return _interpolate(bucket, [b for b, _ in knots], [v for _, v in knots])
 
-    def bucket(self, speed: float) -> float:
-        """The bucket whose fitted speed is ``speed`` (px/s), clamped to the table's range."""
+    def bucket(self, speed: float, fps: float | None = None) -> float:
+        """The bucket whose fitted speed at ``fps`` (default: ``self.fps``) is ``speed`` (px/s),
+        clamped to the table's range."""
         speed = _check_number(speed, "speed", "MotionCalibration.bucket", 0.0, 1e6, hint=" (px/s)")
-        return _interpolate(speed, [v for _, v in self._knots], [b for b, _ in self._knots])
+        knots = self._curve(fps, "bucket")
+        return _interpolate(speed, [v for _, v in knots], [b for b, _ in knots])
+
+    def _curve(self, fps, method: str) -> list[tuple[float, float]]:
+        if fps is None:
+            return self._curves[float(self.fps)]
+        low, high = self.measured_fps[0], self.measured_fps[-1]
+        measured = ", ".join(f"{f:g}" for f in self.measured_fps)
+        fps = _check_number(fps, "fps", f"MotionCalibration.{method}", low, high,
+                            hint=f" (the fps this calibration was measured at: {measured}; remeasure to go beyond)")
+        if fps in self._curves:
+            return self._curves[fps]
+        lower, upper = max(f for f in self._curves if f < fps), min(f for f in self._curves if f > fps)
+        weight = (1 / lower - 1 / fps) / (1 / lower - 1 / upper)  # linear in the frame interval 1 / fps
+        a, b = self._curves[lower], self._curves[upper]
+        knots: list[tuple[float, float]] = []
+        for x in sorted({k for k, _ in a} | {k for k, _ in b}):
+            v = (1 - weight) * _interpolate(x, *zip(*a)) + weight * _interpolate(x, *zip(*b))
+            if not knots or v > knots[-1][1]:  # both clamped flat: no new speed, no new knot
+                knots.append((x, v))
+        return knots
 
     @classmethod
     def load(cls, path: str | Path) -> MotionCalibration:
-        """Read a calibration written by :meth:`save` (extra keys, e.g. the checkpoint's SHA-256, are ignored)."""
+        """Read a calibration written by :meth:`save` (extra keys, e.g. the checkpoint's SHA-256, are
+        ignored; a file from before ``fps_tables`` existed holds one fps)."""
         data = json.loads(Path(path).read_text())
-        return cls(tuple(data["buckets"]), tuple(data["speeds"]), data["fps"], data["knob_guidance_scale"], data.get("source", ""))
+        tables = tuple((t["fps"], tuple(t["buckets"]), tuple(t["speeds"])) for t in data.get("fps_tables", ()))
+        return cls(tuple(data["buckets"]), tuple(data["speeds"]), data["fps"], data["knob_guidance_scale"], data.get("source", ""), tables)
 
     def save(self, path: str | Path, **extra) -> None:
         table = {"buckets": list(self.buckets), "speeds": list(self.speeds), "fps": self.fps,
-                 "knob_guidance_scale": self.knob_guidance_scale, "source": self.source, **extra}
+                 "knob_guidance_scale": self.knob_guidance_scale, "source": self.source,
+                 **({"fps_tables": [{"fps": f, "buckets": list(b), "speeds": list(v)} for f, b, v in self.fps_tables]} if self.fps_tables else {}),
+                 **extra}
         with atomic_path(path) as tmp:  # a table half-written beside a checkpoint would be refused or, worse, misread
             tmp.write_text(json.dumps(table, indent=1) + "\n")
 
