@@ -175,3 +175,15 @@ def test_the_style_preset_starts_from_a_video_model_trained_from_scratch():
     batch = preset.batches()(_seed())
     assert batch["labels"].shape == (preset.batch_size, 3) and batch["signal"].shape == (preset.batch_size, preset.data.frames)
     assert preset.model_config.style_classes == STYLE_CLASSES and preset.model_config.signal
+
+
+def test_the_style_preset_trains_at_every_time_up_to_pure_noise(monkeypatch):
+    """The ink is decided from noise: logit-normal times almost never reach t > 0.97, uniform ones do."""
+    import vdmcourse.conditioned_training as ct
+    from vdmcourse.presets import get_preset
+
+    seen = {}
+    monkeypatch.setattr(ct, "training_loss", lambda *a, **k: seen.update(k) or torch.tensor(0.0))
+    batch = {"video": torch.rand(2, 4, 1, 8, 8), "labels": torch.zeros(2, 3, dtype=torch.long), "signal": torch.rand(2, 4)}
+    get_preset("style-sync-cpu").loss(_style_model(), batch, _seed())
+    assert seen["t_distribution"] == "uniform"
