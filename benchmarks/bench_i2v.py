@@ -6,6 +6,7 @@
     python benchmarks/bench_i2v.py v2v --condition signal    # sync-cpu: an existing clip re-synced to new signals (ink brightness)
     python benchmarks/bench_i2v.py v2v --condition scale     # sync-scale-cpu: the same, the signal driving the digit's size
     python benchmarks/bench_i2v.py v2v --condition style     # style-sync-cpu: held-out clips restyled to thin / thick strokes, inverted ink
+    python benchmarks/bench_i2v.py v2v --condition style --guidance-scale 5 --strengths 0.7,0.8   # the same at a stronger guidance
     python benchmarks/bench_i2v.py sync      # sync-cpu: driving signal vs generated brightness
     python benchmarks/bench_i2v.py sync --drive scale --checkpoint data/checkpoints/sync-scale-cpu   # signal vs generated digit size
     python benchmarks/bench_i2v.py sync --checkpoint data/checkpoints/style-sync-cpu   # the same signals, the 30-CPU-minute style model
@@ -499,17 +500,19 @@ def v2v_style(args) -> dict:
                 "ink_adherence": ((background > 0.5) == (ink == "inverted")).float().mean(1).tolist(),
                 "mass_ratio": (mass / references[1]).mean(1).tolist(), "background": background.mean(1).tolist()}
 
+    scale = pipe.guidance_scale if args.guidance_scale is None else args.guidance_scale
+    strengths = V2V_STRENGTHS if args.strengths is None else tuple(float(s) for s in args.strengths.split(","))
     out = {"checkpoint": Path(name).stem, "clips": n, "steps": args.steps, "sampler": pipe.sampler,
-           "guidance_scale": pipe.guidance_scale, "input": measure(clips.video, "regular", "normal"),
+           "guidance_scale": scale, "input": measure(clips.video, "regular", "normal"),
            "reference_mass_ratio": {s: (references[i] / references[1]).mean().item() for i, s in enumerate(STROKES)},
            "load_average_start": load_average(), "machine": machine_info(), "arms": {}}
     strips = {}
     cpu_start = time.process_time()
     for arm, (stroke, ink) in STYLE_ARMS.items():
         rows = []
-        for strength in V2V_STRENGTHS:
+        for strength in strengths:
             started = time.perf_counter()
-            video = pipe(clips.video, strength=strength, labels=source, stroke=stroke, ink=ink,
+            video = pipe(clips.video, strength=strength, labels=source, stroke=stroke, ink=ink, guidance_scale=scale,
                          num_inference_steps=args.steps, generator=torch.Generator().manual_seed(0)).frames
             rows.append({"strength": strength, **measure(video, stroke, ink), "seconds": time.perf_counter() - started})
             strips[(arm, strength)] = video[0]
@@ -524,6 +527,9 @@ def v2v_style(args) -> dict:
         result["working_strengths"] = [r["strength"] for r in result["rows"] if _mean(r[key]) >= 0.8
                                        and _mean(r["trajectory_error_px"]) < floor / 3 and _mean(r["old_digit_share"]) >= 0.5]
     out["cpu_s"], out["load_average_end"] = time.process_time() - cpu_start, load_average()
+    if scale != pipe.guidance_scale or strengths != V2V_STRENGTHS:  # a side sweep: its table only
+        _save(f"i2v_v2v_style_guidance{scale:g}", out)
+        return out
     _save("i2v_v2v_style", out)
     plot_v2v_style(out, clips.video[0], strips)
     return out
@@ -628,6 +634,19 @@ def sync(args) -> dict:
            "mean_per_signal_pearson": _mean([r["pearson"] for r in rows]), "seconds": seconds, "cpu_s": cpu_s,
            "identity": _mean(digit_share(_normalised(video), labels, load_evaluator())),
            "load_average": load_average(), "machine": machine_info()}
+    if getattr(pipe.model.config, "style_classes", 0):  # a style model: the same signals in each other style
+        out["styles"] = {}
+        for stroke, ink in [style for style in STYLE_ARMS.values() if style != ("regular", "normal")]:
+            styled = pipe(signal, labels=labels, stroke=stroke, ink=ink, num_inference_steps=args.steps,
+                          generator=torch.Generator().manual_seed(0)).frames
+            inked, background = _ink_image(styled)  # brightness measured on the ink: 1 - x where the background is white
+            bright = frame_brightness(inked)
+            out["styles"][f"{stroke}, {ink}"] = {
+                "pooled_pearson": pearson(signal.flatten(), bright.flatten()),
+                "mean_per_signal_pearson": _mean([pearson(signal[i], bright[i]) for i in range(len(names))]),
+                "ink_adherence": ((background > 0.5) == (ink == "inverted")).float().mean().item()}
+            print(stroke, ink, json.dumps(out["styles"][f"{stroke}, {ink}"]), flush=True)
+        out["cpu_s"] = time.process_time() - cpu_start
     stem = "i2v_sync" if args.checkpoint.stem == "sync-cpu" else f"i2v_sync_{args.checkpoint.stem}"  # another model beside sync-cpu
     _save(stem, out)
     plot_sync(out, video, stem)
@@ -1110,7 +1129,21 @@ def _v2v_style_report() -> list[str]:
         lines += ["", f"In the asked {kind} in >= 0.8 of frames, trajectory error under a third of the unrelated clips' and the "
                   "digit kept in >= half the frames at strength " + (", ".join(f"{w:g}" for w in result["working_strengths"]) or "none") + ".", ""]
     lines += [f"Trajectory error between unrelated clips: {floor:.2f} px. CPU {v['cpu_s']:.0f} s; load average "
-              f"{v['load_average_start']} -> {v['load_average_end']}.", "",
+              f"{v['load_average_start']} -> {v['load_average_end']}.", ""]
+    for path in sorted(RESULTS.glob("i2v_v2v_style_guidance*.json")):
+        g = json.loads(path.read_text())
+        lines += [f"At guidance {g['guidance_scale']:g} (`v2v --condition style --guidance-scale {g['guidance_scale']:g}`, same clips "
+                  "and seed): in the asked style / trajectory error, px / old digit kept", "",
+                  "| restyle | " + " | ".join(f"strength {r['strength']:g}" for r in next(iter(g["arms"].values()))["rows"]) + " |",
+                  "|---|" + "---|" * len(next(iter(g["arms"].values()))["rows"])]
+        for arm, result in g["arms"].items():
+            key = "ink_adherence" if result["ink"] == "inverted" else "stroke_adherence"
+            lines.append(f"| {arm} | " + " | ".join(f"{_mean(r[key]):.2f} / {_mean(r['trajectory_error_px']):.2f} / "
+                                                    f"{_mean(r['old_digit_share']):.2f}" for r in result["rows"]) + " |")
+        lines += ["", "Working (same rule) at strength: " + "; ".join(
+            f"{arm} " + (", ".join(f"{w:g}" for w in result["working_strengths"]) or "none") for arm, result in g["arms"].items())
+            + f". CPU {g['cpu_s']:.0f} s.", ""]
+    lines += [
               "![v2v restyle](i2v_v2v_style.png)", "", "![v2v restyle strips](i2v_v2v_style_strips.png)", ""]
     return lines
 
@@ -1132,6 +1165,10 @@ def _sync_beside_report() -> list[str]:
     lines.append("| mean per signal | " + " | ".join(f"{r['mean_per_signal_pearson']:.3f}" for r in runs) + " |")
     lines.append("| identity (frames read as the asked digit) | " + " | ".join(
         f"{r['identity']:.2f}" if "identity" in r else "-" for r in runs) + " |")
+    for run, name in zip(runs, names):
+        for style, m in run.get("styles", {}).items():
+            lines.append(f"| {name} asked {style}: pooled r (on the ink) / frames in the asked ink | " + " | ".join(
+                f"{m['pooled_pearson']:.3f} / {m['ink_adherence']:.2f}" if r is run else "-" for r in runs) + " |")
     lines += ["", "Cost of each model, pretraining counted, in `data/checkpoints/manifest.json`.", ""]
     lines += [f"![sync {n}](i2v_sync_{n}.png)" for n in names[1:]] + [""]
     return lines
@@ -1249,6 +1286,8 @@ def main() -> None:
     parser.add_argument("--drive", choices=["brightness", "scale"], default="brightness", help="sync: what the signal drives")
     parser.add_argument("--condition", choices=["digit", "caption", "signal", "scale", "style"], default="digit", help="v2v: the new condition (digit: video-cpu labels)")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--guidance-scale", type=float, default=None, help="v2v --condition style: guidance (default: the checkpoint's)")
+    parser.add_argument("--strengths", default=None, help="v2v --condition style: comma-separated strengths (default: all eight)")
     parser.add_argument("--fps-bucket", type=int, default=120, help="the bucket of the fps and noise_aug sweeps")
     parser.add_argument("--max-guidance", type=float, default=None, help="knobs: max_guidance_scale (1: guidance off)")
     parser.add_argument("--knob-guidance", type=float, default=0.0, help="knobs: knob_guidance_scale (0: SVD's sampling)")
