@@ -1128,12 +1128,13 @@ def _v2v_style_report() -> list[str]:
         kind = "ink" if result["ink"] == "inverted" else "stroke"
         lines += ["", f"In the asked {kind} in >= 0.8 of frames, trajectory error under a third of the unrelated clips' and the "
                   "digit kept in >= half the frames at strength " + (", ".join(f"{w:g}" for w in result["working_strengths"]) or "none") + ".", ""]
-    lines += [f"Trajectory error between unrelated clips: {floor:.2f} px. CPU {v['cpu_s']:.0f} s; load average "
-              f"{v['load_average_start']} -> {v['load_average_end']}.", ""]
+    lines += [_style_and_motion(v), "",
+              (f"Trajectory error between unrelated clips: {floor:.2f} px. CPU {v['cpu_s']:.0f} s; load average "
+               f"{v['load_average_start']} -> {v['load_average_end']}."), ""]
     for path in sorted(RESULTS.glob("i2v_v2v_style_guidance*.json")):
         g = json.loads(path.read_text())
-        lines += [f"At guidance {g['guidance_scale']:g} (`v2v --condition style --guidance-scale {g['guidance_scale']:g}`, same clips "
-                  "and seed): in the asked style / trajectory error, px / old digit kept", "",
+        lines += [(f"At guidance {g['guidance_scale']:g} (`v2v --condition style --guidance-scale {g['guidance_scale']:g}`, same clips "
+                   "and seed): in the asked style / trajectory error, px / old digit kept"), "",
                   "| restyle | " + " | ".join(f"strength {r['strength']:g}" for r in next(iter(g["arms"].values()))["rows"]) + " |",
                   "|---|" + "---|" * len(next(iter(g["arms"].values()))["rows"])]
         for arm, result in g["arms"].items():
@@ -1142,10 +1143,23 @@ def _v2v_style_report() -> list[str]:
                                                     f"{_mean(r['old_digit_share']):.2f}" for r in result["rows"]) + " |")
         lines += ["", "Working (same rule) at strength: " + "; ".join(
             f"{arm} " + (", ".join(f"{w:g}" for w in result["working_strengths"]) or "none") for arm, result in g["arms"].items())
-            + f". CPU {g['cpu_s']:.0f} s.", ""]
+            + f". {_style_and_motion(g)} CPU {g['cpu_s']:.0f} s.", ""]
     lines += [
               "![v2v restyle](i2v_v2v_style.png)", "", "![v2v restyle strips](i2v_v2v_style_strips.png)", ""]
     return lines
+
+
+def _style_and_motion(v: dict) -> str:
+    """The strengths at which each restyle passes the issue's two measures alone: >= 0.8 of frames in the asked
+    style and the path within a third of the unrelated clips' error (the digit not asked; compare the control's)."""
+    floor = v["unrelated_clips_trajectory_error_px"]
+    passing = {}
+    for arm, result in v["arms"].items():
+        key = "ink_adherence" if result["ink"] == "inverted" else "stroke_adherence"
+        passing[arm] = [r["strength"] for r in result["rows"] if _mean(r[key]) >= 0.8 and _mean(r["trajectory_error_px"]) < floor / 3]
+    return ("In the asked style in >= 0.8 of frames with the path kept (the digit not asked; the control shows what the model "
+            "keeps of it anyway), at strength: " + "; ".join(f"{arm} " + (", ".join(f"{w:g}" for w in ws) or "none")
+                                                          for arm, ws in passing.items()) + ".")
 
 
 def _sync_beside_report() -> list[str]:
