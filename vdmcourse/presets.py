@@ -985,7 +985,7 @@ _PRESETS.append(
 # sync-cpu itself starts from video-cpu (image-cpu's 25 CPU-minutes and more before it). Times are uniform:
 # the ink (normal or inverted) is decided in the noisiest steps, where x_t still shows the background for t < ~0.97;
 # under logit-normal times (sync-cpu's) the model met t > 0.97 in 0.03 % of draws and ignored the ink label from noise
-# (a pilot at 1000 steps: sync r 0.43, 82 % of frames inverted when normal ink was asked; notes in the issue).
+# (a pilot at 1000 steps: sync r 0.43, 82 % of frames inverted when normal ink was asked; see the manifest entry).
 _PRESETS.append(
     dataclasses.replace(
         _SYNC_CPU,
