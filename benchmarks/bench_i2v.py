@@ -9,8 +9,11 @@
     python benchmarks/bench_i2v.py v2v --condition caption   # text-video-cpu: restyled under a caption (and video-cpu on the same clips)
     python benchmarks/bench_i2v.py v2v --condition signal    # sync-cpu: an existing clip re-synced to new signals (ink brightness)
     python benchmarks/bench_i2v.py v2v --condition scale     # sync-scale-cpu: the same, the signal driving the digit's size
+    python benchmarks/bench_i2v.py v2v --condition style     # style-sync-cpu: held-out clips restyled to thin / thick strokes, inverted ink
+    python benchmarks/bench_i2v.py v2v --condition style --guidance-scale 5 --strengths 0.7,0.8   # the same at a stronger guidance
     python benchmarks/bench_i2v.py sync      # sync-cpu: driving signal vs generated brightness
     python benchmarks/bench_i2v.py sync --drive scale --checkpoint data/checkpoints/sync-scale-cpu   # signal vs generated digit size
+    python benchmarks/bench_i2v.py sync --checkpoint data/checkpoints/style-sync-cpu   # the same signals, the 30-CPU-minute style model
     python benchmarks/bench_i2v.py chunks    # decode_chunk_size: time, largest activation, equality (vae-cpu)
     python benchmarks/bench_i2v.py report    # benchmarks/results/i2v.md from the JSON files
 
@@ -31,8 +34,12 @@ naming another digit and the clip's own motion (its ground-truth caption with th
 text-video-cpu, and with video-cpu under the new label on the same clips. ``v2v --condition signal`` re-syncs
 held-out clips (full ink) to drawn signals with sync-cpu, keeping their digit: adherence is the Pearson r between
 the signal and the measured ink brightness and the brightness error against the asked level; the trajectory is
-tracked on frames scaled to their brightest pixel, so faint ink is still tracked. No shipped model knows stroke
-thickness or ink polarity (the caption vocabulary has no such word), so neither is measured.
+tracked on frames scaled to their brightest pixel, so faint ink is still tracked. ``v2v --condition style`` restyles
+held-out clips (regular strokes, normal ink) with style-sync-cpu, digit kept, to thin strokes, thick strokes and inverted
+ink (and to their own style, a control): stroke adherence is the share of frames whose ink mass lies nearest (in log)
+to the mass of the same clip rendered in the asked stroke (:func:`vdmcourse.data.conditions.restroke`); ink adherence
+the share of frames whose background (median pixel) is on the asked side of 0.5; motion and identity are measured on
+the ink image (``1 - x`` for an inverted frame).
 
 ``sync`` drives :class:`~vdmcourse.pipelines.SignalToVideoPipeline` (``sync-cpu``) with drawn
 signals (ramps, pulses, sines, random) and correlates each with the measured brightness
@@ -409,6 +416,8 @@ def calibration_check(args) -> dict:
 
 
 def v2v(args) -> dict:
+    if args.condition == "style":
+        return v2v_style(args)
     if args.condition != "digit":
         return v2v_conditions(args)
     pipe = VideoToVideoPipeline.from_pretrained("video-cpu", device="cpu")
@@ -524,6 +533,116 @@ def v2v_conditions(args) -> dict:
     return out
 
 
+STYLE_ARMS = {"thin strokes": ("thin", "normal"), "thick strokes": ("thick", "normal"),
+              "inverted ink": ("regular", "inverted"), "own style (control)": ("regular", "normal")}
+
+
+def _ink_image(video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ink, background)``: each frame with light ink on black (``1 - x`` where the frame's median pixel,
+    its background, is above 0.5) ``(B, T, 1, H, W)``, and that background level ``(B, T)``."""
+    background = video.flatten(2).median(-1).values  # (B, T)
+    inverted = (background > 0.5)[:, :, None, None, None]
+    return torch.where(inverted, 1 - video, video), background
+
+
+def _stroke_class(mass: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+    """The stroke (index into STROKES) whose reference ink mass ``references`` ``(S, B, T)`` lies nearest to
+    ``mass`` ``(B, T)`` in log: ``(B, T)``."""
+    return (mass.clamp_min(1e-3).log()[None] - references.clamp_min(1e-3).log()).abs().argmin(0)
+
+
+def v2v_style(args) -> dict:
+    """``v2v --condition style``: held-out clips restyled by style-sync-cpu to each style, across strengths."""
+    from vdmcourse.data import render_clips
+    from vdmcourse.data.conditions import STROKES, restroke
+
+    name = str(args.checkpoint) if args.checkpoint_given else "style-sync-cpu"
+    pipe = VideoToVideoPipeline.from_pretrained(name, device="cpu")
+    evaluator = load_evaluator()
+    clips = held_out(args.clips, seed=11)  # real clips: regular strokes, normal ink
+    source, n = clips.labels[:, 0], args.clips
+    digits = clips.digits[:, 0]  # (B, S, S)
+    references = torch.stack([  # (3, B, T): the ink mass of each frame had the clip been rendered thin, regular, thick
+        render_clips(restroke(digits, torch.full((n,), i))[:, None], clips.positions, clips.video.shape[-1]).sum((2, 3, 4))
+        for i in range(len(STROKES))])
+    input_tracks = track_digits(_normalised(clips.video), 1).centres[:, :, 0]
+
+    def measure(video, stroke: str, ink: str) -> dict:
+        inked, background = _ink_image(video)
+        mass = inked.sum((2, 3, 4))  # (B, T)
+        return {"trajectory_error_px": _trajectory_error(inked, input_tracks).tolist(),
+                "old_digit_share": digit_share(_normalised(inked), source, evaluator).tolist(),
+                "stroke_adherence": (_stroke_class(mass, references) == STROKES.index(stroke)).float().mean(1).tolist(),
+                "ink_adherence": ((background > 0.5) == (ink == "inverted")).float().mean(1).tolist(),
+                "mass_ratio": (mass / references[1]).mean(1).tolist(), "background": background.mean(1).tolist()}
+
+    scale = pipe.guidance_scale if args.guidance_scale is None else args.guidance_scale
+    strengths = V2V_STRENGTHS if args.strengths is None else tuple(float(s) for s in args.strengths.split(","))
+    out = {"checkpoint": Path(name).stem, "clips": n, "steps": args.steps, "sampler": pipe.sampler,
+           "guidance_scale": scale, "input": measure(clips.video, "regular", "normal"),
+           "reference_mass_ratio": {s: (references[i] / references[1]).mean().item() for i, s in enumerate(STROKES)},
+           "load_average_start": load_average(), "machine": machine_info(), "arms": {}}
+    strips = {}
+    cpu_start = time.process_time()
+    for arm, (stroke, ink) in STYLE_ARMS.items():
+        rows = []
+        for strength in strengths:
+            started = time.perf_counter()
+            video = pipe(clips.video, strength=strength, labels=source, stroke=stroke, ink=ink, guidance_scale=scale,
+                         num_inference_steps=args.steps, generator=torch.Generator().manual_seed(0)).frames
+            rows.append({"strength": strength, **measure(video, stroke, ink), "seconds": time.perf_counter() - started})
+            strips[(arm, strength)] = video[0]
+            r = rows[-1]
+            print(arm, strength, f"{_mean(r['trajectory_error_px']):.2f} px", f"stroke {_mean(r['stroke_adherence']):.2f}",
+                  f"ink {_mean(r['ink_adherence']):.2f}", f"mass x{_mean(r['mass_ratio']):.2f}", f"digit {_mean(r['old_digit_share']):.2f}", flush=True)
+        out["arms"][arm] = {"stroke": stroke, "ink": ink, "rows": rows}
+    unrelated = held_out(n, seed=12)
+    out["unrelated_clips_trajectory_error_px"] = floor = _mean(_trajectory_error(unrelated.video, input_tracks))
+    for result in out["arms"].values():  # in the asked style in >= 0.8 of frames, the path kept, the digit kept in half
+        key = "ink_adherence" if result["ink"] == "inverted" else "stroke_adherence"
+        result["working_strengths"] = [r["strength"] for r in result["rows"] if _mean(r[key]) >= 0.8
+                                       and _mean(r["trajectory_error_px"]) < floor / 3 and _mean(r["old_digit_share"]) >= 0.5]
+    out["cpu_s"], out["load_average_end"] = time.process_time() - cpu_start, load_average()
+    if scale != pipe.guidance_scale or strengths != V2V_STRENGTHS:  # a side sweep: its table only
+        _save(f"i2v_v2v_style_guidance{scale:g}", out)
+        return out
+    _save("i2v_v2v_style", out)
+    plot_v2v_style(out, clips.video[0], strips)
+    return out
+
+
+def plot_v2v_style(out: dict, clip: torch.Tensor, strips: dict) -> None:
+    """Trajectory error against adherence per restyle, and one clip's frames under each restyle at three strengths."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    for arm, result in out["arms"].items():
+        key = "ink_adherence" if result["ink"] == "inverted" else "stroke_adherence"
+        x = [_mean(r["trajectory_error_px"]) for r in result["rows"]]
+        y = [_mean(r[key]) for r in result["rows"]]
+        axis.plot(x, y, "o-", label=arm)
+        for r, xi, yi in zip(result["rows"], x, y):
+            axis.annotate(f"{r['strength']:g}", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axis.axvline(out["unrelated_clips_trajectory_error_px"], color="k", ls="--", lw=0.8, label="unrelated clips")
+    axis.set(xlabel="trajectory error vs input, px (lower: motion kept)", ylabel="frames in the asked style",
+             title=f"video-to-video restyle ({out['checkpoint']}), by strength")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(RESULTS / "i2v_v2v_style.png", dpi=120)
+    plt.close(figure)
+    shown = (0.4, 0.6, 0.8)
+    rows = [("input", clip)] + [(f"{arm}, s={s:g}", strips[(arm, s)]) for arm in out["arms"] for s in shown]
+    figure, axes = plt.subplots(len(rows), clip.shape[0], figsize=(clip.shape[0] * 0.9, len(rows) * 0.95))
+    for (name, video), line in zip(rows, axes):
+        for t, axis in enumerate(line):
+            axis.imshow(video[t, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+            axis.set_xticks([]), axis.set_yticks([])
+        line[0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(RESULTS / "i2v_v2v_style_strips.png", dpi=100)
+    plt.close(figure)
+
+
 def plot_v2v_conditions() -> None:
     """One panel per new condition: trajectory error (motion kept) against adherence, one point per strength."""
     import matplotlib.pyplot as plt
@@ -574,9 +693,9 @@ def sync(args) -> dict:
     names = list(signals)
     signal = torch.stack([signals[n] for n in names])  # (S, T)
     labels = torch.arange(len(names)) % 10
-    started = time.perf_counter()
+    started, cpu_start = time.perf_counter(), time.process_time()
     video = pipe(signal, labels=labels, num_inference_steps=args.steps, generator=torch.Generator().manual_seed(0)).frames
-    seconds = time.perf_counter() - started
+    seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu_start
     bright = frame_brightness(video)  # (S, T)
 
     def pearson(a, b):
@@ -588,10 +707,25 @@ def sync(args) -> dict:
              "pearson": pearson(signal[i], bright[i])} for i, n in enumerate(names)]
     out = {"steps": args.steps, "sampler": pipe.sampler, "checkpoint": args.checkpoint.name, "rows": rows,
            "pooled_pearson": pearson(signal.flatten(), bright.flatten()),
-           "mean_per_signal_pearson": _mean([r["pearson"] for r in rows]), "seconds": seconds,
+           "mean_per_signal_pearson": _mean([r["pearson"] for r in rows]), "seconds": seconds, "cpu_s": cpu_s,
+           "identity": _mean(digit_share(_normalised(video), labels, load_evaluator())),
            "load_average": load_average(), "machine": machine_info()}
-    _save("i2v_sync", out)
-    plot_sync(out, video)
+    if getattr(pipe.model.config, "style_classes", 0):  # a style model: the same signals in each other style
+        out["styles"] = {}
+        for stroke, ink in [style for style in STYLE_ARMS.values() if style != ("regular", "normal")]:
+            styled = pipe(signal, labels=labels, stroke=stroke, ink=ink, num_inference_steps=args.steps,
+                          generator=torch.Generator().manual_seed(0)).frames
+            inked, background = _ink_image(styled)  # brightness measured on the ink: 1 - x where the background is white
+            bright = frame_brightness(inked)
+            out["styles"][f"{stroke}, {ink}"] = {
+                "pooled_pearson": pearson(signal.flatten(), bright.flatten()),
+                "mean_per_signal_pearson": _mean([pearson(signal[i], bright[i]) for i in range(len(names))]),
+                "ink_adherence": ((background > 0.5) == (ink == "inverted")).float().mean().item()}
+            print(stroke, ink, json.dumps(out["styles"][f"{stroke}, {ink}"]), flush=True)
+        out["cpu_s"] = time.process_time() - cpu_start
+    stem = "i2v_sync" if args.checkpoint.stem == "sync-cpu" else f"i2v_sync_{args.checkpoint.stem}"  # another model beside sync-cpu
+    _save(stem, out)
+    plot_sync(out, video, stem)
     return out
 
 
@@ -720,7 +854,7 @@ def plot_v2v(out: dict) -> None:
     plt.close(figure)
 
 
-def plot_sync(out: dict, video: torch.Tensor) -> None:
+def plot_sync(out: dict, video: torch.Tensor, stem: str = "i2v_sync") -> None:
     import matplotlib.pyplot as plt
 
     rows = out["rows"]
@@ -731,7 +865,7 @@ def plot_sync(out: dict, video: torch.Tensor) -> None:
         axis.set_title(f"{row['signal']} (r={row['pearson']:.2f})", fontsize=9)
     axes.flat[0].legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(RESULTS / "i2v_sync.png", dpi=120)
+    figure.savefig(RESULTS / f"{stem}.png", dpi=120)
     plt.close(figure)
 
 
@@ -1136,9 +1270,95 @@ def _v2v_conditions_report() -> list[str]:
                   + (", ".join(f"{w:g}" for w in works) or "none") + f". CPU {v['cpu_s']:.0f} s; load average "
                   f"{v['load_average_start']} -> {v['load_average_end']}.", ""]
     if lines:
-        lines += ["Stroke thickness and ink polarity: no shipped model was trained on either (the caption vocabulary has no word "
-                  "for them), so SDEdit cannot restyle to them; inverting the ink (1 - x) is a pixel transform, not a learned restyle.",
-                  "", "![v2v under new conditions](i2v_v2v_conditions.png)", ""]
+        lines += ["![v2v under new conditions](i2v_v2v_conditions.png)", ""]
+    return lines + _v2v_style_report()
+
+
+def _v2v_style_report() -> list[str]:
+    """The ``v2v --condition style`` tables (stroke and ink restyles), from their JSON file."""
+    path = RESULTS / "i2v_v2v_style.json"
+    if not path.is_file():
+        return []
+    v = json.loads(path.read_text())
+    floor, refs = v["unrelated_clips_trajectory_error_px"], v["reference_mass_ratio"]
+    lines = [f"## Video-to-video restyle: strokes and ink ({v['checkpoint']}; {v['clips']} held-out clips in regular strokes and "
+             f"normal ink, digit kept; {v['sampler']}, {v['steps']} steps at strength 1, guidance {v['guidance_scale']}, seed 0)", "",
+             "Stroke: share of frames whose ink mass lies nearest (in log) to the same clip rendered in the asked stroke (rendered "
+             f"thin / thick, a clip's ink is {refs['thin']:.2f} / {refs['thick']:.2f} of its regular mass); mass: generated ink mass "
+             "over the regular rendering's. Ink: share of frames whose background (median pixel) is on the asked side of 0.5; "
+             "background: its mean level. Motion and identity (old digit: frames the evaluator reads as the input's digit) are "
+             "measured on the ink image (1 - x where the frame is inverted).", ""]
+    header = "| strength | trajectory error, px | stroke | mass | ink | background | old digit | seconds |"
+    input_row = v["input"]
+    for arm, result in v["arms"].items():
+        lines += [f"**{arm}** (stroke={result['stroke']}, ink={result['ink']})", "", header, "|---|---|---|---|---|---|---|---|"]
+        rows = [("input", input_row, "-")] + [(f"{r['strength']:g}", r, f"{r['seconds']:.1f}") for r in result["rows"]]
+        for name, r, seconds in rows:
+            stroke = (torch.tensor(r["stroke_adherence"]) if name != "input" else None)
+            lines.append(f"| {name} | {_mean(r['trajectory_error_px']) if name != 'input' else 0:.2f} | "
+                         f"{_mean(stroke) if stroke is not None else float('nan'):.2f} | {_mean(r['mass_ratio']):.2f} | "
+                         f"{_mean(r['ink_adherence']) if name != 'input' else float('nan'):.2f} | {_mean(r['background']):.2f} | "
+                         f"{_mean(r['old_digit_share']):.2f} | {seconds} |")
+        kind = "ink" if result["ink"] == "inverted" else "stroke"
+        lines += ["", f"In the asked {kind} in >= 0.8 of frames, trajectory error under a third of the unrelated clips' and the "
+                  "digit kept in >= half the frames at strength " + (", ".join(f"{w:g}" for w in result["working_strengths"]) or "none") + ".", ""]
+    lines += [_style_and_motion(v), "",
+              (f"Trajectory error between unrelated clips: {floor:.2f} px. CPU {v['cpu_s']:.0f} s; load average "
+               f"{v['load_average_start']} -> {v['load_average_end']}."), ""]
+    for path in sorted(RESULTS.glob("i2v_v2v_style_guidance*.json")):
+        g = json.loads(path.read_text())
+        lines += [(f"At guidance {g['guidance_scale']:g} (`v2v --condition style --guidance-scale {g['guidance_scale']:g}`, same clips "
+                   "and seed): in the asked style / trajectory error, px / old digit kept"), "",
+                  "| restyle | " + " | ".join(f"strength {r['strength']:g}" for r in next(iter(g["arms"].values()))["rows"]) + " |",
+                  "|---|" + "---|" * len(next(iter(g["arms"].values()))["rows"])]
+        for arm, result in g["arms"].items():
+            key = "ink_adherence" if result["ink"] == "inverted" else "stroke_adherence"
+            lines.append(f"| {arm} | " + " | ".join(f"{_mean(r[key]):.2f} / {_mean(r['trajectory_error_px']):.2f} / "
+                                                    f"{_mean(r['old_digit_share']):.2f}" for r in result["rows"]) + " |")
+        lines += ["", "Working (same rule) at strength: " + "; ".join(
+            f"{arm} " + (", ".join(f"{w:g}" for w in result["working_strengths"]) or "none") for arm, result in g["arms"].items())
+            + f". {_style_and_motion(g)} CPU {g['cpu_s']:.0f} s.", ""]
+    lines += [
+              "![v2v restyle](i2v_v2v_style.png)", "", "![v2v restyle strips](i2v_v2v_style_strips.png)", ""]
+    return lines
+
+
+def _style_and_motion(v: dict) -> str:
+    """The strengths at which each restyle passes the issue's two measures alone: >= 0.8 of frames in the asked
+    style and the path within a third of the unrelated clips' error (the digit not asked; compare the control's)."""
+    floor = v["unrelated_clips_trajectory_error_px"]
+    passing = {}
+    for arm, result in v["arms"].items():
+        key = "ink_adherence" if result["ink"] == "inverted" else "stroke_adherence"
+        passing[arm] = [r["strength"] for r in result["rows"] if _mean(r[key]) >= 0.8 and _mean(r["trajectory_error_px"]) < floor / 3]
+    return ("In the asked style in >= 0.8 of frames with the path kept (the digit not asked; the control shows what the model "
+            "keeps of it anyway), at strength: " + "; ".join(f"{arm} " + (", ".join(f"{w:g}" for w in ws) or "none")
+                                                          for arm, ws in passing.items()) + ".")
+
+
+def _sync_beside_report() -> list[str]:
+    """``sync --checkpoint`` runs of models other than sync-cpu (``i2v_sync_*.json``), beside sync-cpu."""
+    base = RESULTS / "i2v_sync.json"
+    others = sorted(p for p in RESULTS.glob("i2v_sync_*.json") if not p.stem.startswith("i2v_sync_scale"))
+    if not base.is_file() or not others:
+        return []
+    runs = [json.loads(base.read_text())] + [json.loads(p.read_text()) for p in others]
+    names = [r.get("checkpoint", "sync-cpu.safetensors").removesuffix(".safetensors") for r in runs]
+    lines = ["## Sync within 30 CPU-minutes (the same drawn signals and labels, "
+             f"{runs[1]['sampler']} x {runs[1]['steps']} steps, seed 0)", "",
+             "| signal | " + " | ".join(f"r ({n})" for n in names) + " |", "|---|" + "---|" * len(runs)]
+    for i, row in enumerate(runs[0]["rows"]):
+        lines.append(f"| {row['signal']} | " + " | ".join(f"{r['rows'][i]['pearson']:.3f}" for r in runs) + " |")
+    lines.append("| **pooled** | " + " | ".join(f"**{r['pooled_pearson']:.3f}**" for r in runs) + " |")
+    lines.append("| mean per signal | " + " | ".join(f"{r['mean_per_signal_pearson']:.3f}" for r in runs) + " |")
+    lines.append("| identity (frames read as the asked digit) | " + " | ".join(
+        f"{r['identity']:.2f}" if "identity" in r else "-" for r in runs) + " |")
+    for run, name in zip(runs, names):
+        for style, m in run.get("styles", {}).items():
+            lines.append(f"| {name} asked {style}: pooled r (on the ink) / frames in the asked ink | " + " | ".join(
+                f"{m['pooled_pearson']:.3f} / {m['ink_adherence']:.2f}" if r is run else "-" for r in runs) + " |")
+    lines += ["", "Cost of each model, pretraining counted, in `data/checkpoints/manifest.json`.", ""]
+    lines += [f"![sync {n}](i2v_sync_{n}.png)" for n in names[1:]] + [""]
     return lines
 
 
@@ -1233,6 +1453,7 @@ def report(args) -> None:
                   f"mean per signal: {s['mean_per_signal_pearson']:.3f}.", "", "| signal | r |", "|---|---|"]
         lines += [f"| {r['signal']} | {r['pearson']:.3f} |" for r in s["rows"]]
         lines += ["", "![sync](i2v_sync.png)", ""]
+    lines += _sync_beside_report()
     lines += _sync_scale_report()
     path = RESULTS / "i2v_chunks.json"
     if path.is_file():
@@ -1253,8 +1474,10 @@ def main() -> None:
     parser.add_argument("command", choices=["control", "v2v", "sync", "chunks", "report", "pilot", "knobs", "calibrate", "calibration_check", "strips"])
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--drive", choices=["brightness", "scale"], default="brightness", help="sync: what the signal drives")
-    parser.add_argument("--condition", choices=["digit", "caption", "signal", "scale"], default="digit", help="v2v: the new condition (digit: video-cpu labels)")
+    parser.add_argument("--condition", choices=["digit", "caption", "signal", "scale", "style"], default="digit", help="v2v: the new condition (digit: video-cpu labels)")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--guidance-scale", type=float, default=None, help="v2v --condition style: guidance (default: the checkpoint's)")
+    parser.add_argument("--strengths", default=None, help="v2v --condition style: comma-separated strengths (default: all eight)")
     parser.add_argument("--fps-bucket", type=int, default=120, help="the bucket of the fps and noise_aug sweeps")
     parser.add_argument("--max-guidance", type=float, default=None, help="knobs: max_guidance_scale (1: guidance off)")
     parser.add_argument("--knob-guidance", type=float, default=0.0, help="knobs: knob_guidance_scale (0: SVD's sampling)")
@@ -1269,6 +1492,7 @@ def main() -> None:
     parser.add_argument("--between", type=float, nargs="*", default=[8.0], help="calibration_check: fps between measured ones to check")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: data/checkpoints/i2v-cpu (control) or sync-cpu (sync)")
     args = parser.parse_args()
+    args.checkpoint_given = args.checkpoint is not None  # v2v --condition style: another style model than style-sync-cpu
     if args.checkpoint is None:
         args.checkpoint = CHECKPOINT_DIR / ("sync-cpu" if args.command == "sync" else "i2v-cpu")
     if args.checkpoint.suffix != ".safetensors":

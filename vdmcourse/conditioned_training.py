@@ -11,6 +11,10 @@ Both train :class:`~vdmcourse.nn.conditioning.ConditionedUNet3D` with the flow o
   ``p_uncond`` the image and its embedding become zeros (the unconditional branch).
 * **sync** (:func:`signal_batch`, :func:`signal_loss`): the digit's brightness (or, with
   ``drive="scale"``, its size) follows a random per-frame signal that the model is given.
+* **style** (:func:`style_batch`, :func:`style_labels`): clips drawn thin, regular or thick and
+  in normal or inverted ink (:func:`vdmcourse.data.conditions.styled_clips`), their style
+  given as extra labels beside the digit, and their brightness following a signal as in sync:
+  one model for video-to-video's restyles and for sync (trained by :func:`signal_loss`).
 
 The image embedding is the metrics' evaluator's feature vector of the image shown as a
 still clip (:func:`image_embedding`): the course's stand-in for CLIP.
@@ -25,18 +29,21 @@ from torch import nn
 
 from vdmcourse.course import to_model_range
 from vdmcourse.data import MovingMNISTConfig, generate_clips
-from vdmcourse.data.conditions import apply_brightness, apply_scale, clips_at_strides, random_signals
-from vdmcourse.diffusion import training_loss
+from vdmcourse.data.conditions import INKS, STROKES, apply_brightness, apply_scale, clips_at_strides, random_signals, styled_clips
+from vdmcourse.diffusion import null_label_of, training_loss
 from vdmcourse.metrics.features import EVALUATOR_NAME, Evaluator, load_evaluator
 from vdmcourse.nn.conditioning import added_time_ids, augment_frame, concat_condition
 
 __all__ = [
     "MAX_NOISE_AUG",
+    "STYLE_CLASSES",
     "image_embedding",
     "image_to_video_batch",
     "image_to_video_loss",
     "signal_batch",
     "signal_loss",
+    "style_batch",
+    "style_labels",
 ]
 
 MAX_NOISE_AUG = 0.5  # training draws noise_aug_strength = MAX_NOISE_AUG * u^2, u ~ U[0, 1): mostly small
@@ -150,4 +157,26 @@ def signal_loss(
     return training_loss(
         conditioned, to_model_range(batch["video"]), objective="flow", cond=batch["labels"],
         p_uncond=p_uncond, generator=generator, t_distribution=t_distribution,
+        null_label=null_label_of(model),  # the closure has no label table to read it from
     )
+
+
+STYLE_CLASSES = len(STROKES) + len(INKS)  # label rows after the 10 digits: the strokes', then the inks'
+
+
+def style_labels(digits: torch.Tensor, stroke: torch.Tensor, ink: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """A clip's labels for a style model: ``(B, 3)`` = [digit, ``num_classes`` + stroke,
+    ``num_classes + len(STROKES)`` + ink], with ``digits``, ``stroke`` (index into
+    :data:`~vdmcourse.data.conditions.STROKES`) and ``ink`` (into ``INKS``) each ``(B,)`` ints."""
+    return torch.stack([digits.long(), num_classes + stroke.long(), num_classes + len(STROKES) + ink.long()], dim=1)
+
+
+def style_batch(generator: torch.Generator, *, batch_size: int, data: MovingMNISTConfig) -> dict:
+    """``{"video", "labels" (B, 3) (:func:`style_labels`), "signal" (B, T)}``: one-digit clips in a
+    random style (:func:`~vdmcourse.data.conditions.styled_clips`) whose ink brightness follows
+    an independent random value per frame, applied before the ink is inverted."""
+    if data.digits != 1:
+        raise ValueError(f"style_batch: needs one-digit clips (one style label set per clip); got digits={data.digits}")
+    signal = random_signals(batch_size, data.frames, generator=generator)
+    clips = styled_clips(batch_size, data, generator=generator, signal=signal)
+    return {"video": clips.video, "labels": style_labels(clips.labels[:, 0], clips.stroke, clips.ink), "signal": signal}

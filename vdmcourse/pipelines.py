@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from vdmcourse.conditioned_training import image_embedding
+from vdmcourse.conditioned_training import image_embedding, style_labels
 from vdmcourse.course import CHECKPOINT_DIR, pick_device, to_model_range, to_unit_range
 from vdmcourse.data.captions import CaptionTokenizer
-from vdmcourse.diffusion import resolve_schedule, sample
+from vdmcourse.data.conditions import INKS, STROKES
+from vdmcourse.diffusion import null_label_of, resolve_schedule, sample
 from vdmcourse.diffusion.context import sample_with_context
 from vdmcourse.metrics.features import load_evaluator
 from vdmcourse.nn.conditioning import added_time_ids, augment_frame, concat_condition
@@ -759,6 +760,34 @@ def _check_clip_labels(labels, batch: int, who: str):
     return labels
 
 
+def _style_index(value, names: tuple[str, ...], name: str, batch: int, who: str, default: str) -> torch.Tensor:
+    """``value``: None (``default``), one of ``names``, or a list of ``batch`` of them -> ``(B,)`` indices."""
+    value = default if value is None else value
+    given = [value] * batch if isinstance(value, str) else value
+    if not isinstance(given, (list, tuple)) or len(given) != batch or not all(v in names for v in given):
+        raise ValueError(f"{who}: {name} must be one of {names}, or a list of {batch} of them (one per clip); got {name}={value!r}")
+    return torch.tensor([names.index(v) for v in given])
+
+
+def _style_condition(model, labels, stroke, ink, batch: int, who: str):
+    """The labels a model is given: a style model's ``(B, 3)`` rows of digit, stroke and ink
+    (:func:`~vdmcourse.conditioned_training.style_labels`), or ``labels`` for any other model."""
+    styled = getattr(getattr(model, "config", None), "style_classes", 0) > 0
+    if not styled:
+        if stroke is not None or ink is not None:
+            raise ValueError(f"{who}: stroke and ink need a model trained on styles (e.g. style-sync-cpu); this one was not")
+        return labels
+    if labels is None:
+        if stroke is not None or ink is not None:
+            raise ValueError(f"{who}: a style model takes stroke and ink beside the digit: give labels (B,), the digits to draw")
+        return None
+    if labels.ndim == 2 and labels.shape[1] != 1:
+        raise ValueError(f"{who}: a style model draws one digit per clip: labels must be (B,) or (B, 1); got {tuple(labels.shape)}")
+    strokes = _style_index(stroke, STROKES, "stroke", batch, who, "regular")
+    inks = _style_index(ink, INKS, "ink", batch, who, "normal")
+    return style_labels(labels.reshape(batch), strokes, inks, model.config.num_classes).to(labels.device)
+
+
 class VideoToVideoPipeline:
     """Restyle a clip by SDEdit: keep its motion, change its condition.
 
@@ -770,7 +799,11 @@ class VideoToVideoPipeline:
     * a text model (``text-video-cpu``): ``captions=`` the new captions, guided as
       :class:`TextToVideoPipeline` guides them (``guidance_scale`` is its text scale);
     * a sync model (``sync-cpu``): ``signal=`` a new per-frame signal ``(T,)`` or ``(B, T)``,
-      with ``labels=`` optional (the clip re-synced: Pika's lip-sync on an existing video).
+      with ``labels=`` optional (the clip re-synced: Pika's lip-sync on an existing video);
+    * a style model (``style-sync-cpu``): ``labels=`` the digits, ``stroke=`` "thin", "regular"
+      or "thick" and ``ink=`` "normal" or "inverted" (one for all clips or a list, one per
+      clip; default regular, normal), and ``signal=`` as a sync model's (default all ones:
+      full ink, as the clips are rendered).
 
     The clip is noised to time ``t0 = strength`` (``x_t0 = (1 - t0) x + t0 eps`` on the flow
     path) and the last ``round(strength * num_inference_steps)`` steps of the sampler run from
@@ -792,6 +825,7 @@ class VideoToVideoPipeline:
         self.objective, self.sampler = objective, sampler
         self.guidance_scale = default_scale if guidance_scale is None else guidance_scale
         self.device = next(model.parameters()).device
+        self.styled = getattr(model.config, "style_classes", 0) > 0
         unet = model.config.unet if self.condition == "captions" else model.config
         self.frame_shape = (unet.channels, unet.image_size, unet.image_size)
         self.tokenizer = None
@@ -817,7 +851,7 @@ class VideoToVideoPipeline:
         sampler's steps that remain, ``max(1, round(strength * num_inference_steps))``."""
         return float(strength), max(1, round(strength * num_inference_steps))
 
-    def _conditioned(self, video: torch.Tensor, labels, captions, signal, scale: float, who: str):
+    def _conditioned(self, video: torch.Tensor, labels, captions, signal, scale: float, who: str, stroke=None, ink=None):
         """The model as the sampler calls it, the sampler's ``cond`` and guidance scale, for this model's condition."""
         batch, frames = video.shape[:2]
         if self.condition != "captions" and captions is not None:
@@ -841,11 +875,13 @@ class VideoToVideoPipeline:
                 return out[0] + scale * (out[1] - out[0])
 
             return guided, None, 1.0
-        labels = _check_clip_labels(labels, batch, who)
+        labels = _style_condition(self.model, _check_clip_labels(labels, batch, who), stroke, ink, batch, who)
         scale = scale if labels is not None else 1.0
         cond = None if labels is None else labels.to(self.device)
         if self.condition == "labels":
             return self.model, cond, scale
+        if signal is None and self.styled:
+            signal = torch.ones(frames)  # full ink: the clips as rendered
         if signal is None:
             raise ValueError(f"{who}: a sync model needs signal, (T,) or (B, T) in [0, 1] with T = {frames} (the clip's frames)")
         if not isinstance(signal, torch.Tensor) or not signal.is_floating_point() or signal.ndim not in (1, 2):
@@ -886,14 +922,16 @@ class VideoToVideoPipeline:
         labels: torch.Tensor | None = None,
         captions: list[str] | str | None = None,
         signal: torch.Tensor | None = None,
+        stroke: str | list[str] | None = None,
+        ink: str | list[str] | None = None,
         num_inference_steps: int = 10,
         guidance_scale: float | None = None,
         generator: torch.Generator | None = None,
         progress: bool = False,
     ) -> VideoPipelineOutput:
         """Restyle ``video`` ``(B, T, C, H, W)`` in ``[0, 1]`` under the new condition: ``labels``
-        (new digits, ``(B,)`` or ``(B, K)``), ``captions`` (B strings) or ``signal``; none of
-        them: unconditional. ``strength`` in ``(0, 1]``.
+        (new digits, ``(B,)`` or ``(B, K)``), ``captions`` (B strings) or ``signal``, and for a
+        style model ``stroke`` and ``ink``; none of them: unconditional. ``strength`` in ``(0, 1]``.
         Returns :class:`VideoPipelineOutput` with ``frames`` of ``video``'s shape in ``[0, 1]``."""
         started = time.perf_counter()
         who = "VideoToVideoPipeline"
@@ -905,7 +943,7 @@ class VideoToVideoPipeline:
         strength = _check_number(strength, "strength", who, 0.0, 1.0, low_open=True, hint=" (1: plain sampling; -> 0: the input back)")
         steps = _check_steps(num_inference_steps, who)
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
-        model, cond, scale = self._conditioned(video, labels, captions, signal, scale, who)
+        model, cond, scale = self._conditioned(video, labels, captions, signal, scale, who, stroke, ink)
         t0, remaining = self.start(strength, steps)
         x0 = to_model_range(video.float().to(self.device))
         draw_device = generator.device if generator is not None else self.device
@@ -913,7 +951,7 @@ class VideoToVideoPipeline:
         noisy = resolve_schedule(None, self.objective).q_sample(x0, torch.full((x0.shape[0],), t0, device=self.device), eps)
         clips = sample(
             model, tuple(x0.shape), objective=self.objective, sampler=self.sampler, steps=remaining,
-            cond=cond, guidance_scale=scale, noise=noisy,
+            cond=cond, guidance_scale=scale, noise=noisy, null_label=None if cond is None else null_label_of(self.model),
             t_start=t0, generator=generator, progress=progress, device=self.device,
         )
         return VideoPipelineOutput(to_unit_range(clips), time.perf_counter() - started)
@@ -926,7 +964,8 @@ class SignalToVideoPipeline:
     ``pipe(signal, labels=torch.tensor([3]), generator=g).frames`` with ``signal`` ``(T,)`` or
     ``(B, T)`` in ``[0, 1]`` (:func:`vdmcourse.data.conditions.frame_brightness` measures it back).
     The signal drives what the model was trained on: ``sync-scale-cpu``'s drives the digit's size
-    (:func:`vdmcourse.data.conditions.frame_scale` measures it back).
+    (:func:`vdmcourse.data.conditions.frame_scale` measures it back). A style model
+    (``style-sync-cpu``) also takes ``stroke`` and ``ink`` (see :class:`VideoToVideoPipeline`).
     """
 
     def __init__(self, model, *, sampler: str = "heun", guidance_scale: float = 2.0):
@@ -950,6 +989,8 @@ class SignalToVideoPipeline:
         signal: torch.Tensor,
         *,
         labels: torch.Tensor | None = None,
+        stroke: str | list[str] | None = None,
+        ink: str | list[str] | None = None,
         num_inference_steps: int = 10,
         guidance_scale: float | None = None,
         generator: torch.Generator | None = None,
@@ -967,7 +1008,7 @@ class SignalToVideoPipeline:
         if not (signal.min() >= 0 and signal.max() <= 1):
             raise ValueError(f"{who}: signal must hold values in [0, 1]; got [{signal.min().item():.3g}, {signal.max().item():.3g}]")
         steps = _check_steps(num_inference_steps, who)
-        labels = _check_clip_labels(labels, signal.shape[0], who)
+        labels = _style_condition(self.model, _check_clip_labels(labels, signal.shape[0], who), stroke, ink, signal.shape[0], who)
         scale = (self.guidance_scale if guidance_scale is None else guidance_scale) if labels is not None else 1.0
         signal = signal.float().to(self.device)
 
@@ -979,7 +1020,7 @@ class SignalToVideoPipeline:
         shape = (signal.shape[0], signal.shape[1], config.channels, config.image_size, config.image_size)
         clips = sample(model, shape, objective="flow", sampler=self.sampler, steps=steps,
                        cond=None if labels is None else labels.to(self.device), guidance_scale=scale,
-                       generator=generator, progress=progress, device=self.device)
+                       null_label=null_label_of(self.model), generator=generator, progress=progress, device=self.device)
         return VideoPipelineOutput(to_unit_range(clips), time.perf_counter() - started)
 
 

@@ -15,6 +15,9 @@ The knobs of image-to-video (Stable Video Diffusion, Blattmann et al. 2023) are
   ``[0, 1]`` drives the digit's brightness (:func:`apply_brightness`), and
   :func:`frame_brightness` measures it back from pixels; or its scale
   (:func:`apply_scale`), measured back by :func:`frame_scale`.
+* **style** -- the restyles of video-to-video (Pika): the digit's strokes thinner or thicker
+  (:func:`restroke`, before the digit is placed) and the ink inverted (:func:`styled_clips`),
+  with the style of every clip returned as labels.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from vdmcourse.data.moving_mnist import MovingMNISTConfig, digit_pool, generate_clips, render_clips, simulate_trajectories
 
@@ -42,6 +46,11 @@ __all__ = [
     "SCALE_FLOOR",
     "apply_scale",
     "frame_scale",
+    "STROKES",
+    "INKS",
+    "StyleClips",
+    "restroke",
+    "styled_clips",
 ]
 
 BASE_FPS = 12.0  # the frame rate of a stride-1 clip
@@ -225,3 +234,75 @@ def frame_scale(video: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
     centroid = ink @ coords / mass  # (N, T, 2)
     spread = (ink * ((coords[None, None] - centroid[:, :, None]) ** 2).sum(-1)).sum(-1) / mass[..., 0]  # (N, T)
     return spread.sqrt()
+
+
+STROKES = ("thin", "regular", "thick")  # label 0, 1, 2
+INKS = ("normal", "inverted")  # label 0, 1: light ink on black, or dark ink on white
+
+
+def restroke(digits: torch.Tensor, stroke: torch.Tensor) -> torch.Tensor:
+    """Each digit's strokes made thinner (``stroke`` 0: erosion, a min filter), kept (1) or
+    thicker (2: dilation, a max filter). ``digits`` ``(N, S, S)`` in [0, 1], ``stroke`` ``(N,)``
+    ints in {0, 1, 2} -> ``(N, S, S)``. The filter is 3x3 on the digit upsampled 2x and averaged
+    back, so a stroke moves by about half a pixel on each side: a 3x3 filter at 16 px erases
+    most of a digit (its strokes are about 2 px wide)."""
+    if not isinstance(digits, torch.Tensor) or digits.ndim != 3:
+        got = tuple(digits.shape) if isinstance(digits, torch.Tensor) else type(digits).__name__
+        raise ValueError(f"restroke: digits must have shape (N, S, S); got {got}")
+    if not isinstance(stroke, torch.Tensor) or stroke.shape != digits.shape[:1] or stroke.is_floating_point():
+        got = (stroke.dtype, tuple(stroke.shape)) if isinstance(stroke, torch.Tensor) else type(stroke).__name__
+        raise ValueError(f"restroke: stroke must be an int tensor (N,) = ({digits.shape[0]},) of {dict(enumerate(STROKES))}; got {got}")
+    if stroke.numel() and (stroke.min() < 0 or stroke.max() >= len(STROKES)):
+        raise ValueError(f"restroke: stroke must hold 0 (thin), 1 (regular) or 2 (thick); got values in [{stroke.min().item()}, {stroke.max().item()}]")
+    fine = F.interpolate(digits[:, None].float(), scale_factor=2, mode="bilinear", align_corners=False)  # (N, 1, 2S, 2S)
+    thick = F.avg_pool2d(F.max_pool2d(fine, 3, 1, 1), 2)[:, 0]  # (N, S, S)
+    thin = F.avg_pool2d(-F.max_pool2d(-fine, 3, 1, 1), 2)[:, 0]
+    pick = stroke[:, None, None].to(digits.device)
+    return torch.where(pick == 0, thin, torch.where(pick == 2, thick, digits.float())).clamp(0, 1)
+
+
+@dataclass
+class StyleClips:
+    """Clips rendered in a drawn style, with the style as labels.
+
+    video      (N, T, 1, H, W) float32 in [0, 1]
+    labels     (N, K) int64 digit classes
+    positions  (N, T, K, 2) top-left (row, col) of each digit
+    stroke     (N,) int64: index into :data:`STROKES` (0 thin, 1 regular, 2 thick)
+    ink        (N,) int64: index into :data:`INKS` (0 normal, 1 inverted: ``1 - frame``)
+    digits     (N, K, S, S) the digit images as placed (after :func:`restroke`)
+    """
+
+    video: torch.Tensor
+    labels: torch.Tensor
+    positions: torch.Tensor
+    stroke: torch.Tensor
+    ink: torch.Tensor
+    digits: torch.Tensor
+
+
+def styled_clips(
+    n: int,
+    config: MovingMNISTConfig,
+    *,
+    generator: torch.Generator | None = None,
+    stroke: torch.Tensor | None = None,
+    ink: torch.Tensor | None = None,
+    signal: torch.Tensor | None = None,
+) -> StyleClips:
+    """``n`` clips of ``config`` whose digits are drawn thin, regular or thick (:func:`restroke`)
+    and whose ink is normal or inverted, each drawn uniformly per clip unless given (``(N,)``
+    ints). ``signal`` ``(N, T)`` in [0, 1]: the ink brightness follows it
+    (:func:`apply_brightness`) before any inversion. Returns :class:`StyleClips`."""
+    clips = generate_clips(n, config, generator=generator)
+    stroke = torch.randint(len(STROKES), (n,), generator=generator) if stroke is None else stroke
+    ink = torch.randint(len(INKS), (n,), generator=generator) if ink is None else ink
+    if not isinstance(ink, torch.Tensor) or ink.shape != (n,) or ink.is_floating_point() or (n and (ink.min() < 0 or ink.max() > 1)):
+        raise ValueError(f"styled_clips: ink must be an int tensor (N,) = ({n},) of 0 (normal) or 1 (inverted); got {ink!r}")
+    k, size = clips.digits.shape[1], clips.digits.shape[-1]
+    digits = restroke(clips.digits.reshape(n * k, size, size), stroke.repeat_interleave(k)).reshape(clips.digits.shape)
+    video = render_clips(digits, clips.positions, config.canvas, combine=config.combine)  # (N, T, 1, H, W)
+    if signal is not None:
+        video = apply_brightness(video, signal)
+    video = torch.where(ink[:, None, None, None, None] == 1, 1 - video, video)
+    return StyleClips(video=video, labels=clips.labels, positions=clips.positions, stroke=stroke, ink=ink, digits=digits)

@@ -15,6 +15,9 @@ for a condition (Blattmann et al. 2023, "Stable Video Diffusion"; diffusers'
   CLIP's; SVD cross-attends to it, the course adds it: one token, the same information).
 * **A per-frame signal** (:class:`SignalEmbedding`, Pika's lip-sync in miniature): one
   scalar per frame, embedded and added to *that frame's* time embedding.
+* **Style labels** (Pika's restyles): ``style_classes`` more rows in the label table, after
+  the digits' ``num_classes``; a clip's labels ``(B, K)`` hold its digit and its style rows,
+  summed as :class:`~vdmcourse.nn.embeddings.LabelEmbedding` sums K labels.
 
 The unconditional branch of classifier-free guidance is all zeros: a zero frame and a
 zero image embedding (the micro-conditioning stays, as in SVD).
@@ -31,7 +34,7 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from vdmcourse.nn.embeddings import sinusoidal_embedding
+from vdmcourse.nn.embeddings import LabelEmbedding, sinusoidal_embedding
 from vdmcourse.nn.unet2d import UNet2D
 from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig, extended_config
 
@@ -170,6 +173,9 @@ class ConditionedUNet3DConfig(UNet3DConfig):
             embedding (0: none; 64 for the evaluator's features).
         micro_conditioning: take SVD's ``added_time_ids`` (:class:`MicroConditioning`).
         signal: take a per-frame signal ``(B, T)`` in ``[0, 1]`` (:class:`SignalEmbedding`).
+        style_classes: label rows after the ``num_classes`` digits (0: none): labels
+            ``num_classes .. num_classes + style_classes - 1`` name styles; the null label
+            (guidance) is then ``num_classes + style_classes``.
         condition_frequency_dim: sinusoid width of each embedded scalar.
         condition_gain: a fixed factor on every conditioning path (the concatenated frame,
             the image embedding, the micro-conditioning and signal vectors). The layers that
@@ -184,10 +190,13 @@ class ConditionedUNet3DConfig(UNet3DConfig):
     signal: bool = False
     condition_frequency_dim: int = 64
     condition_gain: float = 1.0
+    style_classes: int = 0
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("condition_channels", "image_embed_dim"):
+        if self.style_classes and not self.num_classes:
+            raise ValueError(f"ConditionedUNet3DConfig: style_classes needs label conditioning (num_classes); got num_classes={self.num_classes!r}")
+        for name in ("condition_channels", "image_embed_dim", "style_classes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"ConditionedUNet3DConfig: {name} must be an int >= 0; got {value!r}")
@@ -228,6 +237,8 @@ class ConditionedUNet3D(UNet3D):
         gain = float(config.condition_gain)
         self.micro_embed = MicroConditioning(embed_dim, config.condition_frequency_dim, gain) if config.micro_conditioning else None
         self.signal_embed = SignalEmbedding(embed_dim, config.condition_frequency_dim, gain) if config.signal else None
+        if config.style_classes:  # the digits' rows, then the styles', then the null label
+            self.label_embed = LabelEmbedding(config.num_classes + config.style_classes, embed_dim)
         if self.image_embed is not None:
             nn.init.zeros_(self.image_embed.weight)
             nn.init.zeros_(self.image_embed.bias)
@@ -270,7 +281,8 @@ class ConditionedUNet3D(UNet3D):
 
         Every weight is copied; the input conv's conditioning channels and every new
         embedding start at zero, so at initialisation the model's output equals the source
-        model's on the noisy channels, whatever the conditions. ``config``'s UNet3D fields
+        model's on the noisy channels, whatever the conditions (new style rows of the label
+        table start at zero too; the source's null row moves to the new null label). ``config``'s UNet3D fields
         must equal the source's (or give ``fields_``: the new fields, the rest copied).
         """
         if isinstance(image_model, UNet2D):
@@ -284,6 +296,10 @@ class ConditionedUNet3D(UNet3D):
             if name == "input_conv.weight":
                 widened = torch.zeros_like(target[name])  # (c0, C + C_c, 3, 3): the conditioning channels start at zero
                 widened[:, : weight.shape[1]] = weight
+                target[name] = widened
+            elif name == "label_embed.table.weight" and weight.shape != target[name].shape:
+                widened = torch.zeros_like(target[name])  # (num_classes + style_classes + 1, E)
+                widened[: config.num_classes], widened[-1] = weight[: config.num_classes], weight[-1]
                 target[name] = widened
             else:
                 target[name] = weight.clone()
