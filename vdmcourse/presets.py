@@ -1058,8 +1058,10 @@ _PRESETS.append(
 # Sync alone within the 30 CPU-minutes, pretraining counted: sync-cpu's model, loss, clips and
 # recipe started from video-scratch-cpu (824 CPU-s from scratch, the same U-Net as video-cpu, so the
 # signal embedding is added at zero exactly as for sync-cpu) instead of video-cpu (image-cpu before it).
-# steps is a ceiling; the shipped run's --cpu-minutes 14 stops it (results: the manifest entry and
-# benchmarks/results/i2v.md, "Sync within 30 CPU-minutes").
+# steps is a ceiling; the shipped run's --cpu-minutes 14 stopped it at 1142 steps (847 CPU-s; 27.8 CPU-minutes
+# with video-scratch-cpu's 824). Sync pooled r 0.954 against sync-cpu's 0.944 and style-sync-cpu's 0.716 on the
+# same signals, but the digit's identity is weak, as video-scratch-cpu's (benchmarks/results/i2v.md,
+# "Sync within 30 CPU-minutes"; the manifest entry).
 _PRESETS.append(
     dataclasses.replace(
         _SYNC_CPU,
