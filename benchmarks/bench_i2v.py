@@ -14,6 +14,7 @@
     python benchmarks/bench_i2v.py sync      # sync-cpu: driving signal vs generated brightness
     python benchmarks/bench_i2v.py sync --drive scale --checkpoint data/checkpoints/sync-scale-cpu   # signal vs generated digit size
     python benchmarks/bench_i2v.py sync --checkpoint data/checkpoints/style-sync-cpu   # the same signals, the 30-CPU-minute style model
+    python benchmarks/bench_i2v.py sync --checkpoint data/checkpoints/sync-scratch-cpu   # sync-cpu's recipe from video-scratch-cpu (30 CPU-minutes)
     python benchmarks/bench_i2v.py chunks    # decode_chunk_size: time, largest activation, equality (vae-cpu)
     python benchmarks/bench_i2v.py report    # benchmarks/results/i2v.md from the JSON files
 

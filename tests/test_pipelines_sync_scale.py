@@ -62,3 +62,20 @@ def test_the_scale_preset_continues_sync_cpu_on_scaled_clips():
     batch = preset.batches()(torch.Generator().manual_seed(0))
     clips = generate_clips(preset.batch_size, preset.data, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(batch["video"], apply_scale(clips.video, batch["signal"], clips.positions[:, :, 0] + preset.data.digit_size / 2))
+
+
+def test_the_scratch_sync_preset_is_sync_cpu_started_from_video_scratch_cpus_weights():
+    """sync-scratch-cpu (issue 13, within 30 CPU-minutes): sync-cpu's model, loss and clips, but every weight
+    from video-scratch-cpu (itself trained from scratch) and the new signal embedding's output at zero."""
+    from vdmcourse import pretrained
+
+    preset, sync = get_preset("sync-scratch-cpu"), get_preset("sync-cpu")
+    assert preset.init_from == "video-scratch-cpu" and get_preset(preset.init_from).init_from is None
+    assert preset.model_config == sync.model_config and preset.loss is sync.loss and preset.batch_source is sync.batch_source
+    assert preset.train == sync.train
+    model, source = preset.build_model().state_dict(), pretrained.load_pretrained("video-scratch-cpu", device="cpu").state_dict()
+    for name, weight in source.items():
+        assert torch.equal(model[name], weight), name
+    new = set(model) - set(source)
+    assert new and all(name.startswith("signal_embed.") for name in new)
+    assert not model["signal_embed.mlp.2.weight"].any() and not model["signal_embed.mlp.2.bias"].any()
