@@ -334,7 +334,8 @@ def pilot(args) -> dict:
     """dit-cpu with the changes of ``--set``, trained ``--seconds``, scored as ``budgets`` scores
     a snapshot (EMA weights, the same 30 draws). Each pilot writes its own ``dit_pilot_NAME.json``."""
     preset = _override(get_preset(args.base), args.set)
-    result = _train_for(preset, args.seconds, cpu=args.cpu)
+    # The TrainConfig's seed also seeds the weights' initialisation, as `python -m vdmcourse train` does.
+    result = _train_for(preset, args.seconds, seed=preset.train.seed, cpu=args.cpu)
     trainer = result.pop("trainer")
     video = _draw(trainer.ema, preset.metadata())  # digits 0-9, PER_DIGIT times
     evaluator = _evaluator()

@@ -608,6 +608,10 @@ _PRESETS.append(
 # added to the conditioning vector, as SDXL and PixArt-alpha condition on image size
 # (VideoDiTConfig.size_conditioning; zero at init). Trained as dit-multisize-cpu: --cpu-minutes 13,
 # which gave the shipped checkpoint's 4730 steps, the preset's step budget.
+# Its gain at canvases neither saw (digit count, physics) is within the run-to-run spread: a
+# second run of dit-multisize-cpu's recipe (seed 1, same CPU budget) differed from the shipped
+# one by more (benchmarks/results/dit.md, 'Run-to-run spread'). Shipped as lesson 07's example
+# of size conditioning, not as the better model.
 _MULTISIZE = next(preset for preset in _PRESETS if preset.name == "dit-multisize-cpu")
 _PRESETS.append(
     dataclasses.replace(
