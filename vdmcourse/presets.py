@@ -1041,7 +1041,7 @@ _PRESETS.append(
 # scratch, 824 CPU-s) fine-tuned on clips drawn thin / regular / thick and in normal or inverted ink, the
 # style given as label rows beside the digit (style_classes), their brightness following a per-frame
 # signal as sync-cpu's. One model for video-to-video's stroke and ink restyles and for sync to a signal;
-# sync-cpu itself starts from video-cpu (image-cpu's 25 CPU-minutes and more before it). Times are uniform:
+# sync-cpu itself starts from video-cpu (30 training minutes after image-cpu's 25.5; no CPU time recorded for either). Times are uniform:
 # the ink (normal or inverted) is decided in the noisiest steps, where x_t still shows the background for t < ~0.97;
 # under logit-normal times (sync-cpu's) the model met t > 0.97 in 0.03 % of draws and ignored the ink label from noise
 # (a pilot at 1000 steps: sync r 0.43, 82 % of frames inverted when normal ink was asked; see the manifest entry).
