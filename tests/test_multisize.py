@@ -175,7 +175,7 @@ def test_old_checkpoints_load_and_behave_the_same_inside_a_size_conditioned_mode
 
 
 def test_size_conditioning_must_be_a_bool():
-    with pytest.raises(TypeError, match="size_conditioning must be True or False; got 'yes'"):
+    with pytest.raises(ValueError, match="size_conditioning must be True or False; got 'yes'"):
         VideoDiTConfig(size_conditioning="yes")
 
 

@@ -73,6 +73,12 @@ def test_styled_clips_refuse_bad_ink():
         styled_clips(2, CONFIG, generator=_seed(), ink=torch.tensor([0, 2]))
 
 
+@pytest.mark.parametrize("stroke", [[1, 1], torch.ones(3, dtype=torch.long)])
+def test_styled_clips_refuse_a_stroke_of_the_wrong_kind_or_length(stroke):
+    with pytest.raises(ValueError, match=r"styled_clips: stroke must be an int tensor \(N,\) = \(2,\)"):
+        styled_clips(2, CONFIG, generator=_seed(), stroke=stroke)
+
+
 def test_style_labels_follow_the_digits_rows():
     labels = style_labels(torch.tensor([7, 0]), torch.tensor([0, 2]), torch.tensor([1, 0]))
     assert labels.tolist() == [[7, 10, 14], [0, 12, 13]]

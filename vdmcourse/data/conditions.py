@@ -299,6 +299,8 @@ def styled_clips(
     ink = torch.randint(len(INKS), (n,), generator=generator) if ink is None else ink
     if not isinstance(ink, torch.Tensor) or ink.shape != (n,) or ink.is_floating_point() or (n and (ink.min() < 0 or ink.max() > 1)):
         raise ValueError(f"styled_clips: ink must be an int tensor (N,) = ({n},) of 0 (normal) or 1 (inverted); got {ink!r}")
+    if not isinstance(stroke, torch.Tensor) or stroke.shape != (n,):  # restroke checks its values, per digit
+        raise ValueError(f"styled_clips: stroke must be an int tensor (N,) = ({n},) of 0 (thin), 1 (regular) or 2 (thick); got {stroke!r}")
     k, size = clips.digits.shape[1], clips.digits.shape[-1]
     digits = restroke(clips.digits.reshape(n * k, size, size), stroke.repeat_interleave(k)).reshape(clips.digits.shape)
     video = render_clips(digits, clips.positions, config.canvas, combine=config.combine)  # (N, T, 1, H, W)

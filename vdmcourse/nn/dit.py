@@ -166,11 +166,9 @@ class VideoDiTConfig:
             raise ValueError(f"VideoDiTConfig: rope_base must be a number > 1 (the slowest RoPE wavelength); got {self.rope_base!r}")
         if isinstance(self.label_std, bool) or not isinstance(self.label_std, (int, float)) or not self.label_std > 0:
             raise ValueError(f"VideoDiTConfig: label_std must be a number > 0 (the label table's init std); got {self.label_std!r}")
-        if not isinstance(self.size_conditioning, bool):
-            raise TypeError(f"VideoDiTConfig: size_conditioning must be True or False; got {self.size_conditioning!r}")
         if not self.mlp_ratio > 0:
             raise ValueError(f"VideoDiTConfig: mlp_ratio must be positive; got {self.mlp_ratio!r}")
-        for name in ("long_skips", "final_conv"):
+        for name in ("long_skips", "final_conv", "size_conditioning"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"VideoDiTConfig: {name} must be True or False; got {getattr(self, name)!r}")
         if self.long_skips and self.depth < 2:
