@@ -428,6 +428,49 @@ def test_uvit_options_are_refused_when_malformed():
         VideoDiTConfig(depth=1, long_skips=True)
 
 
+# Clean-clip prediction (JiT).
+
+
+def test_x_prediction_turns_the_networks_clean_clip_into_the_flow_velocity():
+    plain = wake_up(dit())
+    x_model = dit(prediction="x")
+    x_model.load_state_dict(plain.state_dict())  # the same network, its output read as x0
+    x, t, labels = clips(3), torch.tensor([0.01, 0.4, 1.0]), torch.tensor([1, 2, 10])
+    x0_hat = plain(x, t, labels)
+    velocity = x_model(x, t, labels)
+    floor = torch.tensor([0.05, 0.4, 1.0]).view(3, 1, 1, 1, 1)  # t below X_PREDICTION_T_MIN is floored
+    torch.testing.assert_close(velocity, (x - x0_hat) / floor)
+    # On the flow path x_t = (1 - t) x0 + t eps, a perfect x0 gives exactly the velocity eps - x0.
+    eps, t_mid = clips(3, seed=7), torch.tensor([0.3, 0.6, 0.9]).view(3, 1, 1, 1, 1)
+    x_t = (1 - t_mid) * x0_hat + t_mid * eps
+    torch.testing.assert_close(x_model.to_velocity(x_t, t_mid.flatten(), x0_hat), eps - x0_hat, rtol=1e-5, atol=1e-5)
+
+
+def test_the_untrained_x_prediction_model_predicts_a_blank_clip():
+    x, t = clips(), times()
+    torch.testing.assert_close(dit(prediction="x")(x, t), x / t.clamp(min=0.05).view(2, 1, 1, 1, 1))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_x_prediction_keeps_packing_exact(layout):
+    model = wake_up(dit(layout=layout, prediction="x")).eval()
+    videos = [torch.randn(t, 1, h, w, generator=seeded(i)) for i, (t, h, w) in enumerate(SIZES)]
+    t = torch.tensor([0.02, 0.5, 0.9])
+    packed = model.forward_packed(videos, t, torch.tensor([4, 10, 7]))
+    for i, video in enumerate(videos):
+        torch.testing.assert_close(packed[i], model(video[None], t[i : i + 1], torch.tensor([[4], [10], [7]][i]))[0], rtol=1e-5, atol=1e-5)
+
+
+def test_x_prediction_is_refused_when_malformed_or_off_the_flow_objective():
+    with pytest.raises(ValueError, match=r"prediction must be one of \('v', 'x'\); got 'x0'"):
+        VideoDiTConfig(prediction="x0")
+    from vdmcourse.presets import get_preset
+
+    preset = get_preset("dit-cpu")
+    with pytest.raises(ValueError, match="prediction='x'.*trains the 'flow' objective; got objective='eps'"):
+        dataclasses.replace(preset, model_config=dataclasses.replace(preset.model_config, prediction="x"), objective="eps")
+
+
 def test_caption_context_goes_through_cross_attention_and_starts_as_nothing():
     model = dit(context_dim=8)
     wake_up(model)

@@ -116,6 +116,11 @@ class Preset:
             raise ValueError(f"Preset {self.name!r}: t_mean shifts logit-normal times only; got t_mean={self.t_mean} with uniform times")
         if self.loss is not None and self.objective is not None:
             raise ValueError(f"Preset {self.name!r}: a preset with its own loss trains no diffusion objective; set objective=None")
+        if getattr(self.model_config, "prediction", "v") == "x" and self.objective != "flow":
+            raise ValueError(
+                f"Preset {self.name!r}: a DiT with prediction='x' turns its clean-clip output into the flow "
+                f"velocity, so it trains the 'flow' objective; got objective={self.objective!r}"
+            )
 
     @property
     def generative(self) -> bool:

@@ -72,10 +72,14 @@ __all__ = [
     "bucket_batch_sizes",
     "LAYOUTS",
     "POSITIONS",
+    "PREDICTIONS",
 ]
 
 LAYOUTS = ("full", "alternate", "stdit")
 POSITIONS = (None, "sincos", "rope", "sincos+rope")
+PREDICTIONS = ("v", "x")
+# prediction="x": the velocity divides by t, floored here (JiT's clip) so t -> 0 stays finite.
+X_PREDICTION_T_MIN = 0.05
 
 
 # ----------------------------------------------------------------------------- config
@@ -117,6 +121,14 @@ class VideoDiTConfig:
         size_conditioning: add an embedding of each clip's (frames, height, width) to its
             conditioning vector (:class:`SizeEmbedding`, as SDXL and PixArt-alpha do with image
             size and aspect ratio): the model is told its canvas. Zero at init.
+        prediction: what the network's last layer outputs. ``"v"``: the flow velocity
+            ``eps - x0`` itself (DiT, SD3). ``"x"``: the clean clip ``x0``, which the model
+            turns into the velocity of the flow path ``x_t = (1 - t) x0 + t eps`` as
+            ``(x_t - x0_hat) / max(t, X_PREDICTION_T_MIN)`` (Li & He 2025, "Back to Basics:
+            Let Denoising Generative Models Denoise", JiT) -- so the loss, the samplers and
+            guidance see a velocity either way. A clean clip is smooth and mostly background; a
+            velocity carries the noise of every pixel, which a token's linear head has to
+            reproduce. With ``"x"`` the untrained model outputs ``x_t / max(t, ...)``, not zero.
     """
 
     channels: int = 1
@@ -139,6 +151,7 @@ class VideoDiTConfig:
     long_skips: bool = False
     final_conv: bool = False
     size_conditioning: bool = False
+    prediction: str = "v"
 
     def __post_init__(self):
         _positive_ints(self, ("channels", "dim", "depth", "heads", "frames", "image_size"))
@@ -171,6 +184,8 @@ class VideoDiTConfig:
         for name in ("long_skips", "final_conv", "size_conditioning"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"VideoDiTConfig: {name} must be True or False; got {getattr(self, name)!r}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"VideoDiTConfig: prediction must be one of {PREDICTIONS}; got {self.prediction!r}")
         if self.long_skips and self.depth < 2:
             raise ValueError(f"VideoDiTConfig: long_skips join block i to block depth - 1 - i and need depth >= 2; got depth={self.depth}")
 
@@ -598,7 +613,15 @@ class VideoDiT(nn.Module):
         layout = TokenLayout.build([grid], packed=False, causal=self.config.causal, device=x.device)
         out = self.forward_tokens(tokens, self.embed(t, cond), layout, context, context_mask)  # (B, L, patch_dim)
         out = rearrange(out, "b (t h w) p -> b t h w p", t=grid[0], h=grid[1], w=grid[2])
-        return self.smooth(unpatchify(out, self.config.patch, self.config.channels))  # (B, T, C, H, W)
+        return self.to_velocity(x, t, self.smooth(unpatchify(out, self.config.patch, self.config.channels)))  # (B, T, C, H, W)
+
+    def to_velocity(self, x: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The network's output ``out`` as the flow velocity: itself (``prediction="v"``), or
+        for ``prediction="x"`` (``out`` = the clean clip) ``(x - out) / max(t, X_PREDICTION_T_MIN)``.
+        ``x``, ``out``: ``(B, T, C, H, W)`` (or one clip ``(T, C, H, W)`` with ``t`` ``()``)."""
+        if self.config.prediction == "v":
+            return out
+        return (x - out) / t.clamp(min=X_PREDICTION_T_MIN).reshape(*t.shape, *[1] * (x.ndim - t.ndim))
 
     def smooth(self, video: torch.Tensor) -> torch.Tensor:
         """U-ViT's last layer (``config.final_conv``): ``video + conv3x3(video)`` on each frame
@@ -654,8 +677,10 @@ class VideoDiT(nn.Module):
         out = self.forward_tokens(self.patch_embed(tokens), self.embed(t, cond), layout)[0]  # (L, patch_dim)
         pieces = out.split([math.prod(g) for g in grids])
         return [
-            self.smooth(unpatchify(rearrange(p, "(t h w) q -> 1 t h w q", t=g[0], h=g[1], w=g[2]), self.config.patch, self.config.channels))[0]
-            for p, g in zip(pieces, grids)
+            self.to_velocity(
+                clip, time, self.smooth(unpatchify(rearrange(p, "(t h w) q -> 1 t h w q", t=g[0], h=g[1], w=g[2]), self.config.patch, self.config.channels))[0]
+            )
+            for clip, time, p, g in zip(clips, t, pieces, grids)
         ]
 
     def tokens_per_clip(self, frames: int, height: int, width: int) -> int:
