@@ -167,7 +167,8 @@ def snapshot(args) -> None:
             shutil.copyfile(run / "model.safetensors", target / name)
             index_path = target / "index.json"
             index = json.loads(index_path.read_text()) if index_path.is_file() else {}
-            index[name] = {"step": checkpoint.step, "train_s": checkpoint.state["elapsed_s"], "load_average": load_average(),
+            index[name] = {"step": checkpoint.step, "train_s": checkpoint.state["elapsed_s"], "cpu_s": checkpoint.state.get("cpu_s"),
+                           "load_average": load_average(),
                            "wall_clock": time.strftime("%H:%M:%S")}
             with atomic_path(index_path) as tmp:
                 tmp.write_text(json.dumps(index, indent=1))

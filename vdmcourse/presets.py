@@ -588,6 +588,31 @@ _PRESETS.append(
     )
 )
 
+# dit-cpu predicting the clean clip (VideoDiTConfig.prediction="x"; Li & He 2025, JiT): the
+# network's last layer draws x0, which is smooth and mostly background, and the model turns it
+# into the flow velocity, so loss, samplers and guidance are dit-cpu's. Single-frame probes of
+# 300 CPU-s (benchmarks/results/dit.md, "Predicting the clean clip"): velocity-predicting DiTs
+# paint speckled blobs whatever their positions or patch; the clean-clip one draws strokes.
+_PRESETS.append(
+    dataclasses.replace(
+        _DIT_CPU,
+        name="dit-x-cpu",
+        description="dit-cpu predicting the clean clip, turned into the flow velocity (JiT), trained from scratch (CPU)",
+        model_config=dataclasses.replace(_DIT_CPU.model_config, prediction="x"),
+    )
+)
+# ... and trained as dit-joint-cpu: half the steps on batches of 40 two-frame snippets, where the
+# digit's shape is most of what there is to learn (Video LDM and Sora train on images beside clips).
+_DIT_JOINT = next(preset for preset in _PRESETS if preset.name == "dit-joint-cpu")
+_PRESETS.append(
+    dataclasses.replace(
+        _DIT_JOINT,
+        name="dit-joint-x-cpu",
+        description="dit-joint-cpu predicting the clean clip (JiT): 2-frame snippets beside 10-frame clips (CPU)",
+        model_config=dataclasses.replace(_DIT_JOINT.model_config, prediction="x"),
+    )
+)
+
 # One DiT for many sizes (lesson 07, benchmarks/results/dit.md "Many sizes"): dit-cpu's model
 # with sin-cos + RoPE positions (the walls of each canvas at known rows and columns), trained on
 # Open-Sora's bucketed batches -- 24 and 32 px squares and a 24x48 (2:1) canvas, 6 to 12 frames,
