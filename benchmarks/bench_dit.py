@@ -13,6 +13,8 @@ time, and sample quality at fixed training budgets against the U-Net.
     python benchmarks/bench_dit.py multisize --models dit-multisize-cpu dit-multisize-sizecond-cpu
                                                              # models at sizes they saw and never saw, 100 clips each
     python benchmarks/bench_dit.py identity --clips 60       # what identity persistence counts, on dit-cpu and video-cpu
+    python benchmarks/bench_dit.py frames NAME --base dit-cpu --seconds 300 --set prediction=x
+                                                             # a preset's model on single frames: does it draw the digit?
 
 ``flops`` counts one training step's FLOPs with ``torch.utils.flop_counter.FlopCounterMode``
 (forward + backward; the optimiser's elementwise work is not counted), times the step, and
@@ -355,6 +357,39 @@ def pilot(args) -> dict:
     return row
 
 
+FRAME_DRAWS = 200  # single frames drawn per probe: digits 0-9 in turn
+
+
+def frames(args) -> dict:
+    """A single-frame probe: ``--base``'s model with ``--set`` changes trained on single 32x32
+    frames (``frames=1``; a DiT's patch becomes ``(1, ph, pw)``) for ``--seconds`` of CPU time,
+    then ``FRAME_DRAWS`` frames drawn (the preset's sampler and guidance, seed 0) and read by the
+    evaluator: the share showing the digit asked for. Where a DiT's pictures go wrong without
+    the question of motion. Each probe writes its own ``dit_frames_NAME.json`` and strip."""
+    preset = get_preset(args.base)
+    model_config = preset.model_config
+    if hasattr(model_config, "patch"):
+        model_config = dataclasses.replace(model_config, frames=1, patch=(1, *model_config.patch[1:]))
+    preset = _override(dataclasses.replace(preset, model_config=model_config, data=dataclasses.replace(preset.data, frames=1),
+                                           batch_source=None), args.set)
+    result = _train_for(preset, args.seconds, seed=preset.train.seed, cpu=True)
+    trainer = result.pop("trainer")
+    info = preset.metadata()
+    asked = torch.arange(FRAME_DRAWS) % 10
+    video = to_unit_range(sample(trainer.ema.eval(), (FRAME_DRAWS, 1, 1, 32, 32), sampler=info["sampler"], steps=info["sample_steps"],
+                                 cond=asked, guidance_scale=info["guidance_scale"], generator=seed_everything(0), progress=False))
+    strip = RESULTS / f"dit_frames_{args.name}.png"
+    with atomic_path(strip) as tmp:
+        frame_strip(video[:10].transpose(0, 1), titles=[args.name]).savefig(tmp, format="png", dpi=120)
+    row = {"name": args.name, "base": args.base, "changes": list(args.set), "model": type(trainer.model).__name__, **result,
+           "draws": FRAME_DRAWS, "asked_digit": _asked_digit(video, _evaluator(), asked), "load_average": load_average(),
+           "strip": str(strip.relative_to(RESULTS.parent.parent))}
+    print({k: v for k, v in row.items() if k != "loss_curve"}, flush=True)
+    with atomic_path(RESULTS / f"dit_frames_{args.name}.json") as tmp:
+        tmp.write_text(json.dumps(row, indent=1) + "\n")
+    return row
+
+
 def budgets(args) -> dict:
     run = Path(args.run)
     index = json.loads((run / "snapshots" / "index.json").read_text())
@@ -610,6 +645,21 @@ def write_report(results: dict) -> None:
                          f"{format(r['asked_digit'], '.2f') if 'asked_digit' in r else 'n/a'} | "
                          f"{r['shape_change']:.2f} | {r['physics_px']:.2f} | {r['flicker']:.4f} | [{Path(r['strip']).name}]({Path(r['strip']).name}) |")
         lines.append("")
+    probes = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("dit_frames_*.json"))]
+    if probes:
+        lines += ["## Predicting the clean clip: single-frame probes", "",
+                  "Each model trained on single 32x32 frames (one 16-px digit) for the same CPU seconds (`bench_dit.py frames NAME "
+                  "--base PRESET --seconds S --set ...`; a DiT's patch becomes 1x4x4), one torch thread, then "
+                  f"{FRAME_DRAWS} frames drawn (digits 0-9 in turn, seed 0, the preset's sampler and guidance) and read by the "
+                  "evaluator: 'asked digit' is the share showing the digit asked for (chance 0.10; standard error about 0.03). "
+                  "Loss: the training loss of the last 50 steps; with prediction x it is still the velocity's MSE.", "",
+                  "| probe | model | changes | steps | CPU s | load avg | loss (last 50) | asked digit | strip |",
+                  "|---|---|---|---:|---:|---|---:|---:|---|"]
+        for r in probes:
+            lines.append(f"| {r['name']} | {r['base']} ({r['model']}) | {', '.join(r['changes']) or '(none)'} | {r['steps']} | "
+                         f"{r['train_s']:.0f} | {r['load_average']} | {r['loss_last_50']:.4f} | {r['asked_digit']:.2f} | "
+                         f"[{Path(r['strip']).name}]({Path(r['strip']).name}) |")
+        lines.append("")
     if "sampling" in stored:
         sm = stored["sampling"]
         lines += ["## Sampling time, 8 clips", "", f"Best of a few runs at each checkpoint's default sampler, steps and guidance "
@@ -684,6 +734,11 @@ def main(argv=None) -> int:
     budgets_parser.add_argument("--label", default="", help="a trial recipe's run: stored as budgets_LABEL, strips dit_LABEL_samples_*.png")
     budgets_parser.add_argument("--preset", default="dit-cpu", help="the preset the run trained (shown in the table)")
     budgets_parser.add_argument("--cpu-s-per-step", type=float, help="budgets in CPU minutes: the run's measured CPU seconds per step")
+    frames_parser = sub.add_parser("frames", help="a single-frame probe of a preset's model (results/dit_frames_NAME.json)")
+    frames_parser.add_argument("name")
+    frames_parser.add_argument("--base", default="dit-cpu")
+    frames_parser.add_argument("--seconds", type=float, default=300.0, help="CPU seconds of training")
+    frames_parser.add_argument("--set", nargs="*", default=[], help="key=value changes, as pilot")
     pilot_parser = sub.add_parser("pilot", help="a short run of dit-cpu with changes (results/dit_pilot_NAME.json)")
     pilot_parser.add_argument("name")
     pilot_parser.add_argument("--base", default="dit-cpu")
@@ -706,8 +761,8 @@ def main(argv=None) -> int:
     if args.command == "note":
         write_report({"notes": args.text})
         return 0
-    if args.command == "pilot":  # its own json (pilots run side by side); the report gathers them
-        pilot(args)
+    if args.command in ("pilot", "frames"):  # its own json (they run side by side); the report gathers them
+        {"pilot": pilot, "frames": frames}[args.command](args)
         write_report({})
         return 0
     run = {"flops": flops, "layouts": layouts, "packing": packing, "scaling": scaling, "sampling": sampling, "budgets": budgets,
