@@ -409,13 +409,16 @@ def budgets(args) -> dict:
     cpu_step = getattr(args, "cpu_s_per_step", None)
     if cpu_step:  # budgets in CPU minutes: a snapshot's CPU time is its step times the run's measured CPU per step
         index = {name: {**entry, "train_s": entry["step"] * cpu_step} for name, entry in index.items()}
+    elif getattr(args, "cpu_clock", False):  # the trainer's own CPU clock, recorded by the snapshot copier
+        index = {name: {**entry, "train_s": entry["cpu_s"]} for name, entry in index.items()}
     trained_s = max(entry["train_s"] for entry in index.values())
     step_s = trained_s / max(entry["step"] for entry in index.values())
     for previous, minutes in zip((0, *BUDGETS_MIN), BUDGETS_MIN):
         # with CPU minutes a budget is an upper bound: the smallest budget above a run's total stands for the whole run
-        if (trained_s <= previous * 60) if cpu_step else (trained_s < minutes * 60 - step_s):
+        cpu_minutes = cpu_step or getattr(args, "cpu_clock", False)
+        if (trained_s <= previous * 60) if cpu_minutes else (trained_s < minutes * 60 - step_s):
             continue
-        _, name = max((entry["train_s"], name) for name, entry in index.items() if entry["train_s"] <= minutes * 60 + (0 if cpu_step else step_s))
+        _, name = max((entry["train_s"], name) for name, entry in index.items() if entry["train_s"] <= minutes * 60 + (0 if cpu_minutes else step_s))
         entry = index[name]
         checkpoint = load_checkpoint(run / "snapshots" / name)
         video = _draw(build_model(checkpoint), checkpoint.metadata)
@@ -424,7 +427,8 @@ def budgets(args) -> dict:
                      "strip": strip_for(video, f"{minutes:02d}min")})
         print(rows[-1], flush=True)
     return {"run": str(run), "preset": getattr(args, "preset", None), "rows": rows,
-            "clock": f"CPU minutes ({cpu_step:.3f} CPU-s per step, the run's /usr/bin/time total over its steps)" if cpu_step else "the trainer's clock (wall)"}
+            "clock": f"CPU minutes ({cpu_step:.3f} CPU-s per step, the run's /usr/bin/time total over its steps)" if cpu_step
+            else "CPU minutes (the trainer's CPU clock, `--cpu-minutes`)" if getattr(args, "cpu_clock", False) else "the trainer's clock (wall)"}
 
 
 def _draw_sized(model, info: dict, size, n: int, seed: int = 0) -> torch.Tensor:
@@ -734,6 +738,7 @@ def main(argv=None) -> int:
     budgets_parser.add_argument("--label", default="", help="a trial recipe's run: stored as budgets_LABEL, strips dit_LABEL_samples_*.png")
     budgets_parser.add_argument("--preset", default="dit-cpu", help="the preset the run trained (shown in the table)")
     budgets_parser.add_argument("--cpu-s-per-step", type=float, help="budgets in CPU minutes: the run's measured CPU seconds per step")
+    budgets_parser.add_argument("--cpu-clock", action="store_true", help="budgets in CPU minutes of the trainer's own CPU clock (a --cpu-minutes run)")
     frames_parser = sub.add_parser("frames", help="a single-frame probe of a preset's model (results/dit_frames_NAME.json)")
     frames_parser.add_argument("name")
     frames_parser.add_argument("--base", default="dit-cpu")
