@@ -405,6 +405,15 @@ def _draw_sized(model, info: dict, size, n: int, seed: int = 0, time_scale: floa
     return to_unit_range(clips)
 
 
+def _speed(video) -> float:
+    """How far (px) the digit's ink centre moves from one frame to the next in one-digit clips
+    ``video`` ``(N, T, 1, H, W)``: the mean over consecutive frames where it is seen, clean, in both."""
+    tracks = track_digits(video, 1)
+    centres, clean = tracks.centres[:, :, 0], tracks.clean[:, :, 0] & torch.isfinite(tracks.centres[:, :, 0]).all(-1)  # (N, T, 2), (N, T)
+    steps = (centres[:, 1:] - centres[:, :-1]).norm(dim=-1)  # (N, T - 1)
+    return steps[clean[:, 1:] & clean[:, :-1]].mean().item()
+
+
 def _size_scores(video, real_features, evaluator) -> dict:
     """Per-clip metrics of ``video`` ``(N, T, 1, H, W)``, its background level before and after
     the longest training duration, and its KID and Fréchet distance to ``real_features`` (real
@@ -412,7 +421,7 @@ def _size_scores(video, real_features, evaluator) -> dict:
     shorter than the window -- and Fréchet None with fewer clips than feature dimensions)."""
     background = background_level(video)  # (N, T)
     longest = max(size[0] for size in MULTISIZE_BUCKETS)
-    scores = {**clip_metrics(video, evaluator, 1), "shape_change": shape_change(video).mean().item(),
+    scores = {**clip_metrics(video, evaluator, 1), "shape_change": shape_change(video).mean().item(), "speed_px": _speed(video),
               "background": background[:, :longest].nanmean().item(),
               "background_late": background[:, longest:].nanmean().item() if video.shape[1] > longest else None,
               "kid": None, "frechet": None}
@@ -650,6 +659,7 @@ def write_report(results: dict) -> None:
     for key in sorted(k for k in stored if k == "multisize" or k.startswith("multisize_")):
         ms = stored[key]
         title = "One model, many sizes" if key == "multisize" else f"Many sizes, pilots ({key.removeprefix('multisize_')})"
+        speed = any("speed_px" in r["videos"] for r in ms["rows"])  # a column since ms7: older tables have none
         interpolated = "" if all(r.get("time_scale", 1.0) == 1.0 for r in ms["rows"]) else (
             f"Rows '{INTERPOLATED.removeprefix(', ')}': sampled with the frame positions (sin-cos table and RoPE) scaled by the "
             "longest trained clip's frames over the asked frames, so that they fall inside the range training saw ("
@@ -667,10 +677,12 @@ def write_report(results: dict) -> None:
                   "n/a for clips under 10 frames; Fréchet needs more clips than the evaluator's 64 feature dimensions (n/a with 64 clips or fewer). "
                   f"Background: the mean brightness of each frame's background (`vdmcourse.multisize.background_level`; real clips about 0), "
                   f"over the first {max(b[0] for b in ms['buckets'])} frames (the longest clips trained) and after them. "
+                  + ("Speed: how far the digit's ink centre moves from one frame to the next, in px (mean over consecutive clean "
+                     "frames; real clips of the size in brackets). " if speed else "")
                   + interpolated + strips, "",
                   ("| model | T x H x W | in training | tokens | clips | identity | physics px | digit count | flicker | shape change | "
-                   "background | background late | KID | Fréchet | sample CPU s | load avg |"),
-                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                   f"background | background late | KID | Fréchet | {'speed px/frame | ' if speed else ''}sample CPU s | load avg |"),
+                  f"|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{'---:|' if speed else ''}---:|---|"]
 
         def both(row, key, spec):
             value, floor = row["videos"].get(key), row["real"].get(key)
@@ -681,6 +693,7 @@ def write_report(results: dict) -> None:
                          f"{r.get('clips', ms.get('clips'))} | {both(r, 'identity', '.2f')} | {both(r, 'physics_px', '.2f')} | {both(r, 'digit_count', '.2f')} | "
                          f"{both(r, 'flicker', '.4f')} | {both(r, 'shape_change', '.2f')} | {both(r, 'background', '.4f')} | "
                          f"{both(r, 'background_late', '.4f')} | {both(r, 'kid', '.2f')} | {both(r, 'frechet', '.1f')} | "
+                         f"{both(r, 'speed_px', '.2f') + ' | ' if speed else ''}"
                          f"{r['sample_cpu_s']:.0f} | {r.get('load_average', ms.get('load_average'))} |")
         lines.append("")
     if "identity" in stored:
