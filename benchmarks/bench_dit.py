@@ -60,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_unet3d import CLIPS, PER_DIGIT, _draw, _evaluator, _scores, load_average, saved_for_backward_mb  # noqa: E402
 
 from vdmcourse.course import CHECKPOINT_DIR, seed_everything, to_unit_range  # noqa: E402
-from vdmcourse.metrics import clip_metrics, frame_classes, frechet_distance, identity_left_out, identity_persistence, kid, track_digits, video_features  # noqa: E402
+from vdmcourse.metrics import clip_metrics, frame_classes, frechet_distance, identity_left_out, identity_persistence, kid, physics_scores, track_digits, video_features  # noqa: E402
 from vdmcourse.metrics.temporal import shape_change  # noqa: E402
 from vdmcourse.multisize import background_level, bucketed_batch, evaluator_window, generate_sized_clips  # noqa: E402
 from vdmcourse.data import MovingMNISTConfig, generate_clips  # noqa: E402
@@ -405,13 +405,13 @@ def _draw_sized(model, info: dict, size, n: int, seed: int = 0, time_scale: floa
     return to_unit_range(clips)
 
 
-def _speed(video) -> float:
-    """How far (px) the digit's ink centre moves from one frame to the next in one-digit clips
-    ``video`` ``(N, T, 1, H, W)``: the mean over consecutive frames where it is seen, clean, in both."""
-    tracks = track_digits(video, 1)
-    centres, clean = tracks.centres[:, :, 0], tracks.clean[:, :, 0] & torch.isfinite(tracks.centres[:, :, 0]).all(-1)  # (N, T, 2), (N, T)
-    steps = (centres[:, 1:] - centres[:, :-1]).norm(dim=-1)  # (N, T - 1)
-    return steps[clean[:, 1:] & clean[:, :-1]].mean().item()
+def _speed(video, digit_size: int) -> float:
+    """The speed (px a frame) of the motion law fitted to each one-digit clip of ``video``
+    ``(N, T, 1, H, W)`` (``physics_scores``' bounce fit: constant speed between the walls, so the
+    frame-to-frame jitter of the ink centre does not count), averaged over clips with a fit."""
+    fit = physics_scores(video, 1, digit_size).fit
+    speed = fit.velocity.norm(dim=-1)  # (N,)
+    return speed[torch.isfinite(fit.residual)].mean().item()
 
 
 def _size_scores(video, real_features, evaluator) -> dict:
@@ -421,7 +421,7 @@ def _size_scores(video, real_features, evaluator) -> dict:
     shorter than the window -- and Fréchet None with fewer clips than feature dimensions)."""
     background = background_level(video)  # (N, T)
     longest = max(size[0] for size in MULTISIZE_BUCKETS)
-    scores = {**clip_metrics(video, evaluator, 1), "shape_change": shape_change(video).mean().item(), "speed_px": _speed(video),
+    scores = {**clip_metrics(video, evaluator, 1), "shape_change": shape_change(video).mean().item(), "speed_px": _speed(video, evaluator.config.digit_size),
               "background": background[:, :longest].nanmean().item(),
               "background_late": background[:, longest:].nanmean().item() if video.shape[1] > longest else None,
               "kid": None, "frechet": None}
@@ -677,8 +677,8 @@ def write_report(results: dict) -> None:
                   "n/a for clips under 10 frames; Fréchet needs more clips than the evaluator's 64 feature dimensions (n/a with 64 clips or fewer). "
                   f"Background: the mean brightness of each frame's background (`vdmcourse.multisize.background_level`; real clips about 0), "
                   f"over the first {max(b[0] for b in ms['buckets'])} frames (the longest clips trained) and after them. "
-                  + ("Speed: how far the digit's ink centre moves from one frame to the next, in px (mean over consecutive clean "
-                     "frames; real clips of the size in brackets). " if speed else "")
+                  + ("Speed: px a frame of the motion law fitted to each clip (the physics score's bounce fit, so the ink centre's "
+                     "jitter does not count; real clips in brackets). " if speed else "")
                   + interpolated + strips, "",
                   ("| model | T x H x W | in training | tokens | clips | identity | physics px | digit count | flicker | shape change | "
                    f"background | background late | KID | Fréchet | {'speed px/frame | ' if speed else ''}sample CPU s | load avg |"),
