@@ -12,6 +12,8 @@ time, and sample quality at fixed training budgets against the U-Net.
                                                              # a short run of dit-cpu with changes, scored as budgets
     python benchmarks/bench_dit.py multisize --models dit-multisize-cpu dit-multisize-sizecond-cpu
                                                              # models at sizes they saw and never saw, 100 clips each
+    python benchmarks/bench_dit.py multisize --key multisize_interp --sizes 20x32x32 --interpolate
+                                                             # longer clips as sampled and with time positions squeezed
     python benchmarks/bench_dit.py identity --clips 60       # what identity persistence counts, on dit-cpu and video-cpu
 
 ``flops`` counts one training step's FLOPs with ``torch.utils.flop_counter.FlopCounterMode``
