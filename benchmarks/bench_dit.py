@@ -12,6 +12,8 @@ time, and sample quality at fixed training budgets against the U-Net.
                                                              # a short run of dit-cpu with changes, scored as budgets
     python benchmarks/bench_dit.py multisize --models dit-multisize-cpu dit-multisize-sizecond-cpu
                                                              # models at sizes they saw and never saw, 100 clips each
+    python benchmarks/bench_dit.py multisize --key multisize_interp --sizes 20x32x32 --interpolate
+                                                             # longer clips as sampled and with time positions squeezed
     python benchmarks/bench_dit.py identity --clips 60       # what identity persistence counts, on dit-cpu and video-cpu
     python benchmarks/bench_dit.py frames NAME --base dit-cpu --seconds 300 --set prediction=x
                                                              # a preset's model on single frames: does it draw the digit?
@@ -49,6 +51,7 @@ import dataclasses
 import functools
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -61,11 +64,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_unet3d import CLIPS, PER_DIGIT, _draw, _evaluator, _scores, load_average, saved_for_backward_mb  # noqa: E402
 
 from vdmcourse.course import CHECKPOINT_DIR, seed_everything, to_unit_range  # noqa: E402
-from vdmcourse.metrics import clip_metrics, frame_classes, frechet_distance, identity_left_out, identity_persistence, kid, track_digits, video_features  # noqa: E402
+from vdmcourse.metrics import clip_metrics, frame_classes, frechet_distance, identity_left_out, identity_persistence, kid, physics_scores, track_digits, video_features  # noqa: E402
 from vdmcourse.metrics.temporal import shape_change  # noqa: E402
 from vdmcourse.multisize import background_level, bucketed_batch, evaluator_window, generate_sized_clips  # noqa: E402
 from vdmcourse.data import MovingMNISTConfig, generate_clips  # noqa: E402
-from vdmcourse.diffusion import sample  # noqa: E402
+from vdmcourse.diffusion import null_label_of, sample  # noqa: E402
 import vdmcourse.nn.dit as dit_module  # noqa: E402
 from vdmcourse.nn.attention import naive_attention  # noqa: E402
 from vdmcourse.nn.dit import bucket_batch_sizes  # noqa: E402
@@ -431,13 +434,25 @@ def budgets(args) -> dict:
             else "CPU minutes (the trainer's CPU clock, `--cpu-minutes`)" if getattr(args, "cpu_clock", False) else "the trainer's clock (wall)"}
 
 
-def _draw_sized(model, info: dict, size, n: int, seed: int = 0) -> torch.Tensor:
+def _draw_sized(model, info: dict, size, n: int, seed: int = 0, time_scale: float = 1.0) -> torch.Tensor:
     """``n`` clips of ``size`` = (T, H, W), digits 0, 1, ..., 9, 0, ... with the checkpoint's
-    sampler settings: ``(n, T, 1, H, W)`` in [0, 1]."""
+    sampler settings: ``(n, T, 1, H, W)`` in [0, 1]. ``time_scale`` != 1: the model's frame
+    positions scaled by it at every step (``VideoDiT.forward``'s position interpolation)."""
     frames, height, width = size
-    clips = sample(model, (n, frames, 1, height, width), sampler=info["sampler"], steps=info["sample_steps"],
-                   cond=torch.arange(n) % 10, guidance_scale=info["guidance_scale"], generator=seed_everything(seed), progress=False)
+    net = model if time_scale == 1.0 else functools.partial(model, time_scale=time_scale)
+    clips = sample(net, (n, frames, 1, height, width), sampler=info["sampler"], steps=info["sample_steps"],
+                   cond=torch.arange(n) % 10, guidance_scale=info["guidance_scale"], null_label=null_label_of(model),
+                   generator=seed_everything(seed), progress=False)
     return to_unit_range(clips)
+
+
+def _speed(video, digit_size: int) -> float:
+    """The speed (px a frame) of the motion law fitted to each one-digit clip of ``video``
+    ``(N, T, 1, H, W)`` (``physics_scores``' bounce fit: constant speed between the walls, so the
+    frame-to-frame jitter of the ink centre does not count), averaged over clips with a fit."""
+    fit = physics_scores(video, 1, digit_size).fit
+    speed = fit.velocity.norm(dim=-1)  # (N,)
+    return speed[torch.isfinite(fit.residual)].mean().item()
 
 
 def _size_scores(video, real_features, evaluator) -> dict:
@@ -447,7 +462,7 @@ def _size_scores(video, real_features, evaluator) -> dict:
     shorter than the window -- and Fréchet None with fewer clips than feature dimensions)."""
     background = background_level(video)  # (N, T)
     longest = max(size[0] for size in MULTISIZE_BUCKETS)
-    scores = {**clip_metrics(video, evaluator, 1), "shape_change": shape_change(video).mean().item(),
+    scores = {**clip_metrics(video, evaluator, 1), "shape_change": shape_change(video).mean().item(), "speed_px": _speed(video, evaluator.config.digit_size),
               "background": background[:, :longest].nanmean().item(),
               "background_late": background[:, longest:].nanmean().item() if video.shape[1] > longest else None,
               "kid": None, "frechet": None}
@@ -467,10 +482,16 @@ def _trained_sizes(info: dict) -> list[tuple[int, int, int]]:
     return [(info["sample_shape"][0], *info["sample_shape"][2:])]
 
 
+INTERPOLATED = ", time squeezed"  # the name suffix of `multisize --interpolate` rows
+
+
 def multisize(args) -> dict:
     """Each model of ``--models`` at each size of ``--sizes``: ``--clips`` clips against as many
     real clips of that size (a second real set gives the floor). Rows of models not in this
-    run are kept from the stored table (``--key``), so models can be scored in separate runs."""
+    run are kept from the stored table (``--key``), so models can be scored in separate runs;
+    such a run draws its own strip beside the table's others. ``--interpolate``: at sizes
+    longer than a model's longest training clip, a second row "NAME, time squeezed" samples
+    with the frame positions scaled by trained / asked frames (position interpolation)."""
     import matplotlib.pyplot as plt
 
     evaluator = _evaluator()
@@ -484,39 +505,58 @@ def multisize(args) -> dict:
         paths[name] = str(Path(checkpoint.path).resolve().relative_to(RESULTS.parent.parent.resolve()))
         model, info = build_model(checkpoint), checkpoint.metadata
         trained = _trained_sizes(info)
+        longest = max(s[0] for s in trained)
         for size in [tuple(s) for s in args.sizes]:
-            if size not in references:
-                real, floor = (generate_sized_clips(args.clips, real_data, frames=size[0], height=size[1], width=size[2],
-                                                    generator=torch.Generator().manual_seed(seed)).video for seed in (0, 1))
-                features = video_features(evaluator, evaluator_window(real, **window)) if size[0] >= window["frames"] else None
-                references[size] = (real, features, _size_scores(floor, features, evaluator))
-            real, features, floor_scores = references[size]
-            started = time.process_time()
-            video = _draw_sized(model, info, size, args.clips)
-            sample_cpu_s = time.process_time() - started
-            row = {"model": name, "size": list(size), "seen": size in trained, "tokens": model.tokens_per_clip(*size),
-                   "clips": args.clips, "sample_cpu_s": sample_cpu_s, "load_average": load_average(),
-                   "videos": _size_scores(video, features, evaluator), "real": floor_scores}
-            rows.append(row)
-            print(row, flush=True)
-            shown.setdefault(size, [("real", real[3])]).insert(-1, (name + ("" if row["seen"] else " (never seen)"), video[3]))
-    # the strip: for each size, digit 3's clip from each model above a real clip of that size (every other frame)
-    fig, axes = plt.subplots(len(shown), 1, figsize=(11, 0.95 * sum(len(v) for v in shown.values())), layout="constrained",
-                             gridspec_kw={"height_ratios": [len(v) for v in shown.values()]}, squeeze=False)
-    for ax, (size, clips) in zip(axes[:, 0], shown.items()):
-        frame_strip(torch.stack([clip for _, clip in clips]), every=2, titles=[label for label, _ in clips], ax=ax)
-        ax.set_title(f"{size[0]} frames, {size[1]}x{size[2]}", fontsize=9, loc="left")
-    strip = RESULTS / f"dit_{args.key}.png"
-    with atomic_path(strip) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+            scales = [1.0] + ([longest / size[0]] if args.interpolate and size[0] > longest else [])
+            for time_scale in scales:
+                label = name if time_scale == 1.0 else name + INTERPOLATED
+                if time_scale != 1.0:
+                    paths[label] = paths[name]
+                rows.append(_multisize_row(model, info, label, size, trained, time_scale, args.clips, references, real_data, window, evaluator))
+                real, video = references[size][0], rows[-1].pop("video")
+                shown.setdefault(size, [("real", real[3])]).insert(-1, (label + ("" if rows[-1]["seen"] else " (never seen)"), video[3]))
     path = RESULTS / "dit.json"
     stored = json.loads(path.read_text()).get(args.key, {}) if path.is_file() else {}
     # rows of an earlier run's table (which gave clips and load once for all rows) keep their own
     kept = [{"clips": stored.get("clips"), "load_average": stored.get("load_average"), **row}
             for row in stored.get("rows", []) if row["model"] not in paths]
+    # the strip: for each size, digit 3's clip from each model above a real clip of that size (every other frame);
+    # a run beside kept rows gets its own file, and the table lists each strip with the models it shows
+    # (an older table's single strip showed the models whose rows it keeps)
+    slug = "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", entry.partition("=")[0]) for entry in args.models)
+    strip = RESULTS / (f"dit_{args.key}.png" if not kept else f"dit_{args.key}_{slug}.png")
+    fig, axes = plt.subplots(len(shown), 1, figsize=(11, 0.95 * sum(len(v) for v in shown.values())), layout="constrained",
+                             gridspec_kw={"height_ratios": [len(v) for v in shown.values()]}, squeeze=False)
+    for ax, (size, clips) in zip(axes[:, 0], shown.items()):
+        frame_strip(torch.stack([clip for _, clip in clips]), every=2, titles=[label for label, _ in clips], ax=ax)
+        ax.set_title(f"{size[0]} frames, {size[1]}x{size[2]}", fontsize=9, loc="left")
+    with atomic_path(strip) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    strip = str(strip.relative_to(RESULTS.parent.parent))
+    kept_models = list(dict.fromkeys(row["model"] for row in kept))
+    earlier = stored.get("strips") or ([{"path": stored["strip"], "models": kept_models}] if "strip" in stored and kept else [])
+    strips = [{"path": s["path"], "models": [m for m in s["models"] if m in kept_models]} for s in earlier if s["path"] != strip]
+    strips = [s for s in strips if s["models"]] + [{"path": strip, "models": list(paths)}]
     return {"models": {**stored.get("models", {}), **paths}, "buckets": [list(s) for s in MULTISIZE_BUCKETS],
-            "rows": rows + kept, "strip": str(strip.relative_to(RESULTS.parent.parent))}
+            "rows": rows + kept, "strips": strips}
+
+
+def _multisize_row(model, info, name, size, trained, time_scale, clips, references, real_data, window, evaluator) -> dict:
+    """One row of ``multisize``'s table (with its clips under "video"); fills ``references``."""
+    if size not in references:
+        real, floor = (generate_sized_clips(clips, real_data, frames=size[0], height=size[1], width=size[2],
+                                            generator=torch.Generator().manual_seed(seed)).video for seed in (0, 1))
+        features = video_features(evaluator, evaluator_window(real, **window)) if size[0] >= window["frames"] else None
+        references[size] = (real, features, _size_scores(floor, features, evaluator))
+    _, features, floor_scores = references[size]
+    started = time.process_time()
+    video = _draw_sized(model, info, size, clips, time_scale=time_scale)
+    row = {"model": name, "size": list(size), "seen": size in trained, "tokens": model.tokens_per_clip(*size),
+           "time_scale": time_scale, "clips": clips, "sample_cpu_s": time.process_time() - started, "load_average": load_average(),
+           "videos": _size_scores(video, features, evaluator), "real": floor_scores}
+    print(row, flush=True)
+    return {**row, "video": video}
 
 
 def _asked_digit(video, evaluator, asked) -> float:
@@ -675,6 +715,15 @@ def write_report(results: dict) -> None:
     for key in sorted(k for k in stored if k == "multisize" or k.startswith("multisize_")):
         ms = stored[key]
         title = "One model, many sizes" if key == "multisize" else f"Many sizes, pilots ({key.removeprefix('multisize_')})"
+        speed = any("speed_px" in r["videos"] for r in ms["rows"])  # a column since ms7: older tables have none
+        interpolated = "" if all(r.get("time_scale", 1.0) == 1.0 for r in ms["rows"]) else (
+            f"Rows '{INTERPOLATED.removeprefix(', ')}': sampled with the frame positions (sin-cos table and RoPE) scaled by the "
+            "longest trained clip's frames over the asked frames, so that they fall inside the range training saw ("
+            + ", ".join(sorted({f"x{r['time_scale']:.2f} at {r['size'][0]} frames" for r in ms["rows"] if r.get("time_scale", 1.0) != 1.0}))
+            + "; position interpolation, Chen et al. 2023: `VideoDiT.forward(time_scale=...)`, `multisize --interpolate`). ")
+        strips = ("Strips (digit 3 at each size, every other frame): " + ", ".join(
+            f"[{Path(s['path']).name}]({Path(s['path']).name}) ({'; '.join(s['models'])})" for s in ms["strips"]) + "."
+                  if "strips" in ms else f"Strip: [{Path(ms['strip']).name}]({Path(ms['strip']).name}) (digit 3 at each size, every other frame).")
         lines += [f"## {title}", "",
                   f"Checkpoints: {', '.join(f'{name} (`{path}`)' for name, path in ms.get('models', {}).items())}. The multisize presets "
                   f"train on bucketed batches of {len(ms['buckets'])} sizes (T x H x W: {', '.join('x'.join(map(str, b)) for b in ms['buckets'])}). "
@@ -684,10 +733,12 @@ def write_report(results: dict) -> None:
                   "n/a for clips under 10 frames; Fréchet needs more clips than the evaluator's 64 feature dimensions (n/a with 64 clips or fewer). "
                   f"Background: the mean brightness of each frame's background (`vdmcourse.multisize.background_level`; real clips about 0), "
                   f"over the first {max(b[0] for b in ms['buckets'])} frames (the longest clips trained) and after them. "
-                  f"Strip: [{Path(ms['strip']).name}]({Path(ms['strip']).name}) (digit 3 at each size, every other frame).", "",
+                  + ("Speed: px a frame of the motion law fitted to each clip (the physics score's bounce fit, so the ink centre's "
+                     "jitter does not count; real clips in brackets). " if speed else "")
+                  + interpolated + strips, "",
                   ("| model | T x H x W | in training | tokens | clips | identity | physics px | digit count | flicker | shape change | "
-                   "background | background late | KID | Fréchet | sample CPU s | load avg |"),
-                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                   f"background | background late | KID | Fréchet | {'speed px/frame | ' if speed else ''}sample CPU s | load avg |"),
+                  f"|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{'---:|' if speed else ''}---:|---|"]
 
         def both(row, key, spec):
             value, floor = row["videos"].get(key), row["real"].get(key)
@@ -698,6 +749,7 @@ def write_report(results: dict) -> None:
                          f"{r.get('clips', ms.get('clips'))} | {both(r, 'identity', '.2f')} | {both(r, 'physics_px', '.2f')} | {both(r, 'digit_count', '.2f')} | "
                          f"{both(r, 'flicker', '.4f')} | {both(r, 'shape_change', '.2f')} | {both(r, 'background', '.4f')} | "
                          f"{both(r, 'background_late', '.4f')} | {both(r, 'kid', '.2f')} | {both(r, 'frechet', '.1f')} | "
+                         f"{both(r, 'speed_px', '.2f') + ' | ' if speed else ''}"
                          f"{r['sample_cpu_s']:.0f} | {r.get('load_average', ms.get('load_average'))} |")
         lines.append("")
     if "identity" in stored:
@@ -758,6 +810,8 @@ def main(argv=None) -> int:
                                   default=MULTISIZE_SEEN + MULTISIZE_UNSEEN, help="TxHxW, e.g. 10x40x40")
     multisize_parser.add_argument("--clips", type=int, default=100, help="clips per size (the Fréchet distance needs more than 64)")
     multisize_parser.add_argument("--key", default="multisize", help="the table: multisize (the models) or multisize_NAME (pilots)")
+    multisize_parser.add_argument("--interpolate", action="store_true",
+                                  help="also sample sizes longer than a model's training clips with time positions squeezed into them")
     identity_parser = sub.add_parser("identity", help="what identity persistence counts, on shipped models' samples")
     identity_parser.add_argument("--clips", type=int, default=60)
     identity_parser.add_argument("--models", nargs="+", default=["dit-cpu", "video-cpu"])

@@ -281,6 +281,46 @@ def test_every_clip_of_a_packed_batch_gives_what_it_gives_alone(layout, causal):
         torch.testing.assert_close(packed[i], alone, rtol=1e-5, atol=1e-5)
 
 
+# Position interpolation in time (sampling clips longer than any trained).
+
+
+@pytest.mark.parametrize("position", ["sincos", "rope", "sincos+rope", None])
+def test_time_scale_one_is_the_model_as_it_was_and_another_scale_moves_only_positioned_models(position):
+    model = wake_up(dit(position=position)).eval()
+    x, t, labels = clips(frames=6), times(), torch.tensor([3, 10])
+    with torch.no_grad():
+        plain = model(x, t, labels)
+        assert torch.equal(model(x, t, labels, time_scale=1.0), plain)
+        assert torch.equal(model.forward_packed(list(x), t, labels, time_scale=1.0)[0], model.forward_packed(list(x), t, labels)[0])
+        squeezed = model(x, t, labels, time_scale=0.6)
+    if position is None:
+        assert torch.equal(squeezed, plain)  # no positions, nothing to scale
+    else:
+        assert not torch.allclose(squeezed, plain, atol=1e-4)
+
+
+def test_time_scale_multiplies_the_frame_positions_and_nothing_else():
+    plain = TokenLayout.build([(5, 2, 3)], packed=False, causal=False, device="cpu")
+    squeezed = TokenLayout.build([(5, 2, 3)], packed=False, causal=False, device="cpu", time_scale=0.6)
+    torch.testing.assert_close(squeezed.positions[:, 0], 0.6 * plain.positions[:, 0])
+    assert torch.equal(squeezed.positions[:, 1:], plain.positions[:, 1:]) and squeezed.time_scale == 0.6
+    q = torch.randn(2, 4, 30, 12)
+    cos, sin, swap = squeezed.rope_tables(12)  # the fast path rotates by the scaled frames, as rope_3d does
+    torch.testing.assert_close(q * cos + q[..., swap] * sin, rope_3d(q, squeezed.positions))
+
+
+def test_time_scale_keeps_packing_exact_and_is_refused_when_bad():
+    model = wake_up(dit(position="sincos+rope")).eval()
+    videos = [torch.randn(t, 1, h, w, generator=seeded(i)) for i, (t, h, w) in enumerate(SIZES)]
+    t = times(3)
+    packed = model.forward_packed(videos, t, time_scale=0.5)
+    for i, video in enumerate(videos):
+        torch.testing.assert_close(packed[i], model(video[None], t[i : i + 1], time_scale=0.5)[0], rtol=1e-5, atol=1e-5)
+    for bad in (0.0, -1.0, float("nan"), "0.6"):
+        with pytest.raises(ValueError, match="time_scale must be a finite number > 0"):
+            model(clips(), times(), time_scale=bad)
+
+
 def test_a_packing_mask_that_lets_clips_see_each_other_breaks_the_equivalence(monkeypatch):
     model = wake_up(dit()).eval()
     videos = [torch.randn(t, 1, h, w, generator=seeded(i)) for i, (t, h, w) in enumerate(SIZES)]

@@ -117,6 +117,32 @@ def test_sincos_tables_encode_each_axis_and_fit_any_length():
         sincos_table_3d(0, 2, 2, 12)
 
 
+def test_scaled_sincos_tables_are_the_formula_at_positions_times_the_scale():
+    # Position interpolation: scale 1 is the plain table bit for bit; scale s is the table at i * s.
+    assert torch.equal(sincos_table_1d(7, 8, start=2, scale=1.0), sincos_table_1d(7, 8, start=2))
+    assert torch.equal(sincos_table_3d(5, 3, 4, 16, time_scale=1.0), sincos_table_3d(5, 3, 4, 16))
+    scale, half = 0.6, 4
+    table = sincos_table_1d(20, 2 * half, scale=scale)
+    for i in range(20):
+        for k in range(half):
+            angle = i * scale * 10000 ** (-k / half)
+            assert table[i, k].item() == pytest.approx(math.cos(angle), abs=1e-6)
+            assert table[i, half + k].item() == pytest.approx(math.sin(angle), abs=1e-6)
+    torch.testing.assert_close(sincos_table_1d(3, 8, start=4, scale=0.5), sinusoidal_embedding(torch.tensor([2.0, 2.5, 3.0]), 8))
+    three, plain = sincos_table_3d(20, 3, 4, 16, time_scale=scale), sincos_table_3d(20, 3, 4, 16)
+    torch.testing.assert_close(three[:, 0, 0, :8], sincos_table_1d(20, 8, scale=scale))  # time: scaled
+    assert torch.equal(three[..., 8:], plain[..., 8:])  # rows and columns: untouched
+    torch.testing.assert_close(three[10, 0, 0], sincos_table_3d(7, 3, 4, 16)[6, 0, 0])  # frame 10 of 20 at 0.6 = frame 6
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -0.5, float("nan"), float("inf"), "0.5", True, None])
+def test_a_bad_position_scale_is_refused_by_name(bad):
+    with pytest.raises(ValueError, match="sincos_table_1d: scale must be a finite number > 0"):
+        sincos_table_1d(4, 8, scale=bad)
+    with pytest.raises(ValueError, match="sincos_table_3d: time_scale must be a finite number > 0"):
+        sincos_table_3d(4, 2, 2, 12, time_scale=bad)
+
+
 def test_position_table_refuses_more_positions_than_it_holds():
     frozen = PositionTable(8, 16)
     torch.testing.assert_close(frozen(5), sincos_table_1d(5, 16))

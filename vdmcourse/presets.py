@@ -638,10 +638,11 @@ _PRESETS.append(
 # added to the conditioning vector, as SDXL and PixArt-alpha condition on image size
 # (VideoDiTConfig.size_conditioning; zero at init). Trained as dit-multisize-cpu: --cpu-minutes 13,
 # which gave the shipped checkpoint's 4730 steps, the preset's step budget.
-# Its gain at canvases neither saw (digit count, physics) is within the run-to-run spread: a
-# second run of dit-multisize-cpu's recipe (seed 1, same CPU budget) differed from the shipped
-# one by more (benchmarks/results/dit.md, 'Run-to-run spread'). Shipped as lesson 07's example
-# of size conditioning, not as the better model.
+# Its gain at canvases neither saw is not established: with two runs of each recipe (seed 1 of
+# each, same CPU budget) the difference of the recipes' means changes sign with the canvas (digit
+# count worse at 40x40 and 48x24, better at 32x64) and is larger than the gap between two runs of
+# one recipe only for digit count at 32x64, just (benchmarks/results/dit.md, 'Run-to-run spread,
+# both recipes'). Shipped as lesson 07's example of size conditioning, not as the better model.
 _MULTISIZE = next(preset for preset in _PRESETS if preset.name == "dit-multisize-cpu")
 _PRESETS.append(
     dataclasses.replace(

@@ -54,7 +54,13 @@ from torch import nn
 from vdmcourse.nn.attention import attention, causal_mask
 from vdmcourse.nn.blocks import FeedForward
 from vdmcourse.nn.conditioning import MicroConditioning
-from vdmcourse.nn.embeddings import LabelEmbedding, TimestepEmbedding, apply_rope, sincos_table_3d
+from vdmcourse.nn.embeddings import (
+    LabelEmbedding,
+    TimestepEmbedding,
+    _check_position_scale,
+    apply_rope,
+    sincos_table_3d,
+)
 
 __all__ = [
     "VideoDiTConfig",
@@ -298,7 +304,8 @@ class TokenLayout:
     other in a single sequence ``(1, sum(t*h*w), D)``; ``segments`` ``(L,)`` says which
     clip each token belongs to, and attention is masked to stay inside a clip
     (block-diagonal). ``positions`` ``(L, 3)``: each token's (frame, row, column) in
-    its own clip.
+    its own clip, the frame times ``time_scale`` (1: token frames 0, 1, 2, ...; below 1:
+    position interpolation, which the sin-cos table follows too).
     """
 
     grids: list[tuple[int, int, int]]
@@ -306,15 +313,19 @@ class TokenLayout:
     positions: torch.Tensor
     segments: torch.Tensor | None = None
     causal: bool = False
+    time_scale: float = 1.0
 
     @classmethod
-    def build(cls, grids, *, packed: bool, causal: bool, device) -> TokenLayout:
+    def build(cls, grids, *, packed: bool, causal: bool, device, time_scale: float = 1.0) -> TokenLayout:
+        time_scale = _check_position_scale(time_scale, "time_scale", "TokenLayout.build")
         positions = torch.cat([_grid_positions(g, device) for g in grids])  # (L, 3)
+        if time_scale != 1.0:
+            positions[:, 0] *= time_scale
         segments = None
         if packed:
             sizes = torch.tensor([math.prod(g) for g in grids], device=device)
             segments = torch.repeat_interleave(torch.arange(len(grids), device=device), sizes)  # (L,)
-        return cls(list(grids), packed, positions, segments, causal)
+        return cls(list(grids), packed, positions, segments, causal, time_scale)
 
     @property
     def length(self) -> int:
@@ -606,11 +617,15 @@ class VideoDiT(nn.Module):
             cond = torch.full((t.shape[0],), self.label_embed.null_label, dtype=torch.long, device=t.device)
         return emb + self.label_embed(cond)  # (B, D)
 
-    def forward(self, x, t, cond=None, context=None, context_mask=None) -> torch.Tensor:
+    def forward(self, x, t, cond=None, context=None, context_mask=None, *, time_scale: float = 1.0) -> torch.Tensor:
+        """See the class docstring. ``time_scale``: a factor on the token frames' positions
+        (sin-cos and RoPE alike; 1 = as trained). Below 1 it is *position interpolation*
+        (Chen et al. 2023): clips longer than any trained sampled with their frames squeezed
+        onto the positions training saw, ``time_scale = trained frames / asked frames``."""
         self._check_clips(x, t, cond, context)
         grid = self._grid(x.shape)
         tokens = rearrange(self.patch_embed(patchify(x, self.config.patch)), "b t h w d -> b (t h w) d")  # (B, L, D)
-        layout = TokenLayout.build([grid], packed=False, causal=self.config.causal, device=x.device)
+        layout = TokenLayout.build([grid], packed=False, causal=self.config.causal, device=x.device, time_scale=time_scale)
         out = self.forward_tokens(tokens, self.embed(t, cond), layout, context, context_mask)  # (B, L, patch_dim)
         out = rearrange(out, "b (t h w) p -> b t h w p", t=grid[0], h=grid[1], w=grid[2])
         return self.to_velocity(x, t, self.smooth(unpatchify(out, self.config.patch, self.config.channels)))  # (B, T, C, H, W)
@@ -640,7 +655,8 @@ class VideoDiT(nn.Module):
             sizes = " + ".join(f"{t}*{h}*{w}" for t, h, w in layout.grids)
             raise ValueError(f"VideoDiT: the clips' token grids add up to {sizes} = {expected} tokens; got {tokens.shape[1]}")
         if self.config.position and "sincos" in self.config.position:
-            table = torch.cat([sincos_table_3d(*g, self.config.dim, device=tokens.device).reshape(-1, self.config.dim) for g in layout.grids])
+            table = torch.cat([sincos_table_3d(*g, self.config.dim, time_scale=layout.time_scale, device=tokens.device).reshape(-1, self.config.dim)
+                               for g in layout.grids])
             tokens = tokens + table.to(tokens.dtype)  # (B, L, D)
         if self.size_embed is not None:  # each clip's (frames, height, width) = its token grid times the patch
             sizes = torch.tensor([[g * p for g, p in zip(grid, self.config.patch)] for grid in layout.grids], device=tokens.device)
@@ -654,13 +670,14 @@ class VideoDiT(nn.Module):
                 skips.append(tokens)
         return self.final(tokens, cond_emb, layout)
 
-    def forward_packed(self, clips, t, cond=None) -> list[torch.Tensor]:
+    def forward_packed(self, clips, t, cond=None, *, time_scale: float = 1.0) -> list[torch.Tensor]:
         """Clips of different sizes in ONE token sequence (NaViT, "Patch n' Pack").
 
         ``clips``: a list of ``(T_i, C, H_i, W_i)`` tensors; ``t`` ``(N,)``; ``cond`` None or
         ``(N,)`` / ``(N, K)``. Each clip's tokens keep their own positions and attend only
         within their clip (a block-diagonal mask), so each output equals what the clip
-        gives alone, to float rounding. Returns the list of ``(T_i, C, H_i, W_i)`` outputs.
+        gives alone, to float rounding. ``time_scale`` as in :meth:`forward`, for every clip.
+        Returns the list of ``(T_i, C, H_i, W_i)`` outputs.
         """
         if not isinstance(clips, (list, tuple)) or not clips:
             raise ValueError(f"VideoDiT.forward_packed expects a non-empty list of (T, C, H, W) clips; got {type(clips).__name__}")
@@ -673,7 +690,7 @@ class VideoDiT(nn.Module):
         self._check_conditioning(len(clips), t, cond, None)
         grids = [self._grid(clip.shape) for clip in clips]
         tokens = torch.cat([rearrange(patchify(c[None], self.config.patch), "1 t h w p -> (t h w) p") for c in clips])[None]
-        layout = TokenLayout.build(grids, packed=True, causal=self.config.causal, device=tokens.device)
+        layout = TokenLayout.build(grids, packed=True, causal=self.config.causal, device=tokens.device, time_scale=time_scale)
         out = self.forward_tokens(self.patch_embed(tokens), self.embed(t, cond), layout)[0]  # (L, patch_dim)
         pieces = out.split([math.prod(g) for g in grids])
         return [

@@ -46,6 +46,14 @@ def _check_length(value, name: str, who: str) -> None:
         raise ValueError(f"{who}: {name} must be a positive int; got {value!r}")
 
 
+def _check_position_scale(value, name: str, who: str) -> float:
+    """``value`` as a float if it is a finite number > 0 (a factor on positions), else a
+    ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{who}: {name} must be a finite number > 0 (a factor on positions); got {value!r}")
+    return float(value)
+
+
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding of one scalar per row (Vaswani et al. 2017; DDPM; DiT).
 
@@ -191,16 +199,20 @@ class LabelEmbedding(nn.Module):
         return drop_labels(labels, p, null_label=self.null_label, generator=generator)
 
 
-def sincos_table_1d(length: int, dim: int, *, start: int = 0, device=None) -> torch.Tensor:
-    """Sin-cos embedding of positions ``start, ..., start + length - 1``.
+def sincos_table_1d(length: int, dim: int, *, start: int = 0, scale: float = 1.0, device=None) -> torch.Tensor:
+    """Sin-cos embedding of positions ``start, ..., start + length - 1``, each times ``scale``.
 
-    Computed on the fly, so any length works (no table to outgrow). Returns a
-    float32 ``(length, dim)`` tensor with values in ``[-1, 1]``.
+    Computed on the fly, so any length works (no table to outgrow). ``scale`` below 1
+    squeezes the positions together: *position interpolation* (Chen et al. 2023), which
+    maps a sequence longer than any trained onto the range of positions training saw
+    (``scale = trained / asked``). Returns a float32 ``(length, dim)`` tensor with values
+    in ``[-1, 1]``.
     """
     _check_length(length, "length", "sincos_table_1d")
     _check_dim(dim, "sincos_table_1d")
+    scale = _check_position_scale(scale, "scale", "sincos_table_1d")
     positions = torch.arange(start, start + length, dtype=torch.float32, device=device)  # (L,)
-    return sinusoidal_embedding(positions, dim)  # (L, dim)
+    return sinusoidal_embedding(positions if scale == 1.0 else positions * scale, dim)  # (L, dim)
 
 
 def sincos_table_2d(height: int, width: int, dim: int, *, device=None) -> torch.Tensor:
@@ -219,19 +231,22 @@ def sincos_table_2d(height: int, width: int, dim: int, *, device=None) -> torch.
     )  # (H, W, dim)
 
 
-def sincos_table_3d(frames: int, height: int, width: int, dim: int, *, device=None) -> torch.Tensor:
+def sincos_table_3d(frames: int, height: int, width: int, dim: int, *, time_scale: float = 1.0, device=None) -> torch.Tensor:
     """Sin-cos position table of a ``frames x height x width`` grid, channels last.
 
     The channels are split into three even parts -- rows and columns get
     ``2 * (dim // 6)`` each, time gets the rest -- and each part encodes its own
-    axis. ``dim`` must be even and at least 6. Returns float32 ``(T, H, W, dim)``.
+    axis. ``dim`` must be even and at least 6. ``time_scale`` multiplies the frame
+    positions only (position interpolation in time, see :func:`sincos_table_1d`).
+    Returns float32 ``(T, H, W, dim)``.
     """
     for value, name in ((frames, "frames"), (height, "height"), (width, "width")):
         _check_length(value, name, "sincos_table_3d")
     _check_dim(dim, "sincos_table_3d", even=True, minimum=6)
     spatial = 2 * (dim // 6)
     shape = (frames, height, width, -1)
-    time = sincos_table_1d(frames, dim - 2 * spatial, device=device)[:, None, None]  # (T, 1, 1, d_t)
+    time_scale = _check_position_scale(time_scale, "time_scale", "sincos_table_3d")
+    time = sincos_table_1d(frames, dim - 2 * spatial, scale=time_scale, device=device)[:, None, None]  # (T, 1, 1, d_t)
     rows = sincos_table_1d(height, spatial, device=device)[None, :, None]  # (1, H, 1, d_s)
     cols = sincos_table_1d(width, spatial, device=device)[None, None, :]  # (1, 1, W, d_s)
     return torch.cat([time.expand(shape), rows.expand(shape), cols.expand(shape)], dim=-1)  # (T, H, W, dim)
