@@ -73,7 +73,7 @@ import vdmcourse.nn.dit as dit_module  # noqa: E402
 from vdmcourse.nn.attention import naive_attention  # noqa: E402
 from vdmcourse.nn.dit import bucket_batch_sizes  # noqa: E402
 from vdmcourse.presets import MULTISIZE_BUCKETS, get_preset  # noqa: E402
-from vdmcourse.pretrained import atomic_path, build_model, load_checkpoint, load_pretrained, save_checkpoint  # noqa: E402
+from vdmcourse.pretrained import atomic_path, build_model, load_checkpoint, load_pretrained, read_manifest, save_checkpoint  # noqa: E402
 from vdmcourse.train import Trainer, machine_info  # noqa: E402
 from vdmcourse.viz import frame_strip  # noqa: E402
 
@@ -625,7 +625,8 @@ def write_report(results: dict) -> None:
         if key not in stored:
             continue
         name = stored[key].get("preset") or "dit-cpu"
-        lines += [f"## Samples at fixed CPU training budgets ({name}, from scratch{', a trial recipe: not shipped' if key != 'budgets' else ''})", "",
+        shipped = key == "budgets" or name in {entry["name"] for entry in read_manifest()["checkpoints"]}
+        lines += [f"## Samples at fixed CPU training budgets ({name}, from scratch{'' if shipped else ', a trial recipe: not shipped'})", "",
                   f"Run `{stored[key]['run']}`. "
                   "Measured exactly as `bench_unet3d.py budgets` measures `video-cpu` (see `unet3d.md` for the definitions): "
                   f"{CLIPS} clips ({PER_DIGIT} of each digit), seed 0, the preset's sampler; strips show digits 0-4. "
