@@ -305,6 +305,13 @@ def _best_seconds(run, repeats: int) -> float:
 SAMPLING_LATENT = (("latent-video-cpu", "shipped"), ("latent-dit-cpu", "untrained (timing only)"))
 
 
+def _draw_timed(model, shape, kwargs: dict, vae=None) -> torch.Tensor:
+    """One timed draw: ``sample`` from seed 0, then (latent models) the VAE's decoding."""
+    with torch.no_grad():
+        clips = sample(model, shape, generator=seed_everything(0), **kwargs)
+        return clips if vae is None else vae.decode_latents(clips)
+
+
 def sampling(args) -> dict:
     """8 clips at each model's default sampler, steps and guidance, with ``--threads`` torch threads:
     the shipped pixel DiTs and U-Net, and latent models with vae-cpu's decoding included."""
@@ -315,8 +322,9 @@ def sampling(args) -> dict:
             if not (CHECKPOINT_DIR / f"{name}.safetensors").is_file():
                 continue
             info, model = load_checkpoint(CHECKPOINT_DIR / f"{name}.safetensors").metadata, load_pretrained(name, device="cpu")
-            kwargs = dict(sampler=info["sampler"], steps=info["sample_steps"], cond=torch.arange(8), guidance_scale=info["guidance_scale"], progress=False)
-            seconds = _best_seconds(lambda: sample(model, (8, *info["sample_shape"]), generator=seed_everything(0), **kwargs), args.repeats)
+            kwargs = {"sampler": info["sampler"], "steps": info["sample_steps"], "cond": torch.arange(8), "guidance_scale": info["guidance_scale"],
+                      "progress": False}
+            seconds = _best_seconds(functools.partial(_draw_timed, model, (8, *info["sample_shape"]), kwargs), args.repeats)
             rows.append({"model": name, "space": "pixels", "weights": "shipped", "sampler": info["sampler"], "steps": info["sample_steps"],
                          "guidance": info["guidance_scale"], "seconds_8_clips": seconds, "threads": threads})
             print(rows[-1], flush=True)
@@ -324,13 +332,9 @@ def sampling(args) -> dict:
             preset = get_preset(name)
             model = load_pretrained(name, device="cpu") if weights == "shipped" else preset.build_model().eval()
             vae = load_latent_vae(preset.vae)
-            kwargs = dict(sampler=preset.sampler, steps=preset.sample_steps, cond=torch.arange(8), guidance_scale=preset.guidance_scale, progress=False)
-
-            def run():
-                with torch.no_grad():
-                    return vae.decode_latents(sample(model, (8, *preset.latent_shape), generator=seed_everything(0), **kwargs))
-
-            seconds = _best_seconds(run, args.repeats)
+            kwargs = {"sampler": preset.sampler, "steps": preset.sample_steps, "cond": torch.arange(8), "guidance_scale": preset.guidance_scale,
+                      "progress": False}
+            seconds = _best_seconds(functools.partial(_draw_timed, model, (8, *preset.latent_shape), kwargs, vae), args.repeats)
             rows.append({"model": name, "space": f"{preset.vae} latents {'x'.join(map(str, preset.latent_shape))}, decoding included",
                          "weights": weights, "sampler": preset.sampler, "steps": preset.sample_steps, "guidance": preset.guidance_scale,
                          "seconds_8_clips": seconds, "threads": threads})
