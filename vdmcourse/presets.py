@@ -590,19 +590,25 @@ _PRESETS.append(
 
 # dit-cpu predicting the clean clip (VideoDiTConfig.prediction="x"; Li & He 2025, JiT): the
 # network's last layer draws x0, which is smooth and mostly background, and the model turns it
-# into the flow velocity, so loss, samplers and guidance are dit-cpu's. Single-frame probes of
-# 300 CPU-s (benchmarks/results/dit.md, "Predicting the clean clip"): velocity-predicting DiTs
-# paint speckled blobs whatever their positions or patch; the clean-clip one draws strokes.
+# into the flow velocity, so loss, samplers and guidance are dit-cpu's. The shipped checkpoint is
+# --cpu-minutes 15 on one core of a shared machine: 5484 steps, the preset's step budget.
+# evaluate --num 200: Frechet 25.2 against dit-cpu's 35.2, a third of its flicker, physics 2.31
+# against 2.72 px, identity unchanged (0.35); strokes where dit-cpu paints speckle. On single
+# frames the gain is small (benchmarks/results/dit.md, "Predicting the clean clip").
 _PRESETS.append(
     dataclasses.replace(
         _DIT_CPU,
         name="dit-x-cpu",
         description="dit-cpu predicting the clean clip, turned into the flow velocity (JiT), trained from scratch (CPU)",
         model_config=dataclasses.replace(_DIT_CPU.model_config, prediction="x"),
+        steps=5484,
     )
 )
 # ... and trained as dit-joint-cpu: half the steps on batches of 40 two-frame snippets, where the
-# digit's shape is most of what there is to learn (Video LDM and Sora train on images beside clips).
+# digit's shape is most of what there is to learn (Video LDM and Sora train on images beside
+# clips). The shipped checkpoint is --cpu-minutes 15 as above: 6291 steps, the step budget.
+# evaluate --num 200: Frechet 17.1, identity 0.41, digit count 0.91 -- the best DiT at 15
+# CPU-minutes, and still rising at 30 (identity 0.54 on the budget table's 30 draws).
 _DIT_JOINT = next(preset for preset in _PRESETS if preset.name == "dit-joint-cpu")
 _PRESETS.append(
     dataclasses.replace(
@@ -610,6 +616,7 @@ _PRESETS.append(
         name="dit-joint-x-cpu",
         description="dit-joint-cpu predicting the clean clip (JiT): 2-frame snippets beside 10-frame clips (CPU)",
         model_config=dataclasses.replace(_DIT_JOINT.model_config, prediction="x"),
+        steps=6291,
     )
 )
 
