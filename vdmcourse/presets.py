@@ -620,6 +620,18 @@ _PRESETS.append(
     )
 )
 
+# Trial (not shipped): dit-joint-x-cpu with three steps in four on snippets instead of one in
+# two, to see whether still more shapes per CPU-second keep the digit better.
+_PRESETS.append(
+    dataclasses.replace(
+        next(preset for preset in _PRESETS if preset.name == "dit-joint-x-cpu"),
+        name="dit-joint3-x-cpu",
+        description="dit-joint-x-cpu with three steps in four on 2-frame snippets (CPU; a trial recipe)",
+        batch_source=functools.partial(bucketed_batch, data=MovingMNISTConfig.cpu(), sizes=((2, 32, 32),) * 3 + ((10, 32, 32),),
+                                       patch=_DIT_CPU.model_config.patch),
+    )
+)
+
 # One DiT for many sizes (lesson 07, benchmarks/results/dit.md "Many sizes"): dit-cpu's model
 # with sin-cos + RoPE positions (the walls of each canvas at known rows and columns), trained on
 # Open-Sora's bucketed batches -- 24 and 32 px squares and a 24x48 (2:1) canvas, 6 to 12 frames,

@@ -33,6 +33,11 @@ sizes (buckets and packing).
   output frame after :func:`unpatchify`, which smooths the seams between patches.
   Both start as nothing (the Linear as ``[I | 0]``, the convolution as a
   zero-initialised residual), so the untrained model still outputs exactly zero.
+* **What the last layer writes**: the flow velocity (DiT, SD3), or with
+  ``prediction="x"`` the clean clip, which the model turns into the velocity
+  (:meth:`VideoDiT.to_velocity`; Li & He 2025, JiT). A clean clip is smooth and mostly
+  background, a velocity holds fresh noise in every pixel: for a small pixel-space DiT
+  the clean clip is the easier thing to write (benchmarks/results/dit.md).
 * **Variable size**, both ways the field does it: a batch of one size (a *bucket*,
   Open-Sora; :func:`bucket_batch_sizes` keeps tokens per batch about constant), or
   clips of different sizes *packed* into one token sequence with a block-diagonal
