@@ -623,7 +623,7 @@ _PRESETS.append(
 # Trial (not shipped): dit-joint-x-cpu with three steps in four on snippets instead of one in
 # two, to see whether still more shapes per CPU-second keep the digit better. A 900 CPU-s pilot
 # (`bench_dit.py pilot joint3_x_cpu900 --base dit-joint3-x-cpu --seconds 900 --cpu`) scored
-# identity 0.45, asked digit 0.47, physics 2.31 px against dit-joint-x-cpu's 0.43, 0.46, 2.41 at
+# identity 0.45, asked digit 0.47, physics 2.31 px against dit-joint-x-cpu's 0.43, 0.45, 2.41 at
 # 15 minutes (30 draws each): no measurable gain (benchmarks/results/dit.md, "Snippet share").
 _PRESETS.append(
     dataclasses.replace(
