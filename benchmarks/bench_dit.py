@@ -312,32 +312,33 @@ def _draw_timed(model, shape, kwargs: dict, vae=None) -> torch.Tensor:
         return clips if vae is None else vae.decode_latents(clips)
 
 
+def _sampling_case(name, space, weights, model, shape, sampler, steps, guidance, vae=None):
+    """(row fields, the timed draw) of one model at its default sampler, steps and guidance."""
+    kwargs = {"sampler": sampler, "steps": steps, "cond": torch.arange(8), "guidance_scale": guidance, "progress": False}
+    fields = {"model": name, "space": space, "weights": weights, "sampler": sampler, "steps": steps, "guidance": guidance}
+    return fields, functools.partial(_draw_timed, model, shape, kwargs, vae)
+
+
 def sampling(args) -> dict:
     """8 clips at each model's default sampler, steps and guidance, with ``--threads`` torch threads:
     the shipped pixel DiTs and U-Net, and latent models with vae-cpu's decoding included."""
+    cases = []  # each model loaded once, then timed at every thread count
+    for name in ("dit-cpu", "dit-x-cpu", "dit-joint-x-cpu", "video-cpu"):
+        if (CHECKPOINT_DIR / f"{name}.safetensors").is_file():
+            info = load_checkpoint(CHECKPOINT_DIR / f"{name}.safetensors").metadata
+            cases.append(_sampling_case(name, "pixels", "shipped", load_pretrained(name, device="cpu"), (8, *info["sample_shape"]),
+                                        info["sampler"], info["sample_steps"], info["guidance_scale"]))
+    for name, weights in SAMPLING_LATENT:
+        preset = get_preset(name)
+        model = load_pretrained(name, device="cpu") if weights == "shipped" else preset.build_model().eval()
+        space = f"{preset.vae} latents {'x'.join(map(str, preset.latent_shape))}, decoding included"
+        cases.append(_sampling_case(name, space, weights, model, (8, *preset.latent_shape), preset.sampler, preset.sample_steps,
+                                    preset.guidance_scale, load_latent_vae(preset.vae)))
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for name in ("dit-cpu", "dit-x-cpu", "dit-joint-x-cpu", "video-cpu"):
-            if not (CHECKPOINT_DIR / f"{name}.safetensors").is_file():
-                continue
-            info, model = load_checkpoint(CHECKPOINT_DIR / f"{name}.safetensors").metadata, load_pretrained(name, device="cpu")
-            kwargs = {"sampler": info["sampler"], "steps": info["sample_steps"], "cond": torch.arange(8), "guidance_scale": info["guidance_scale"],
-                      "progress": False}
-            seconds = _best_seconds(functools.partial(_draw_timed, model, (8, *info["sample_shape"]), kwargs), args.repeats)
-            rows.append({"model": name, "space": "pixels", "weights": "shipped", "sampler": info["sampler"], "steps": info["sample_steps"],
-                         "guidance": info["guidance_scale"], "seconds_8_clips": seconds, "threads": threads})
-            print(rows[-1], flush=True)
-        for name, weights in SAMPLING_LATENT:
-            preset = get_preset(name)
-            model = load_pretrained(name, device="cpu") if weights == "shipped" else preset.build_model().eval()
-            vae = load_latent_vae(preset.vae)
-            kwargs = {"sampler": preset.sampler, "steps": preset.sample_steps, "cond": torch.arange(8), "guidance_scale": preset.guidance_scale,
-                      "progress": False}
-            seconds = _best_seconds(functools.partial(_draw_timed, model, (8, *preset.latent_shape), kwargs, vae), args.repeats)
-            rows.append({"model": name, "space": f"{preset.vae} latents {'x'.join(map(str, preset.latent_shape))}, decoding included",
-                         "weights": weights, "sampler": preset.sampler, "steps": preset.sample_steps, "guidance": preset.guidance_scale,
-                         "seconds_8_clips": seconds, "threads": threads})
+        for fields, draw in cases:
+            rows.append({**fields, "seconds_8_clips": _best_seconds(draw, args.repeats), "threads": threads})
             print(rows[-1], flush=True)
     return {"load_average": load_average(), "rows": rows}
 
