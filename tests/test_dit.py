@@ -511,6 +511,36 @@ def test_x_prediction_is_refused_when_malformed_or_off_the_flow_objective():
         dataclasses.replace(preset, model_config=dataclasses.replace(preset.model_config, prediction="x"), objective="eps")
 
 
+# Mixed frame noise (PYoCo): a property of the model that training and sampling read.
+
+
+def test_noise_mix_travels_with_the_checkpoint_and_reaches_training_and_sampling(tmp_path):
+    from vdmcourse.diffusion import noise_mix_of, sample
+
+    model = wake_up(dit(noise_mix=2.0)).eval()
+    loaded = build_model(save_checkpoint(tmp_path / "mixed.safetensors", model))
+    assert loaded.config.noise_mix == 2.0 and noise_mix_of(loaded) == 2.0 and noise_mix_of(dit()) == 0.0
+    # The network ignores it: the same weights give the same output with and without.
+    plain = dit()
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(plain.eval()(clips(), times()), model(clips(), times()))
+    # Training sees noise whose frames correlate 0.8; sampling starts from it (seeded alike).
+    seen = []
+    hook = model.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    training_loss(model, torch.zeros(64, 4, 1, 16, 16), generator=seeded(0))
+    sample(model, (64, 4, 1, 16, 16), steps=1, generator=seeded(0), progress=False)
+    hook.remove()
+    for x in seen:  # training: x_t = t * eps (x0 = 0), normalised per clip; sampling: x_1 = eps
+        eps = x / x.std(dim=(1, 2, 3, 4), keepdim=True)
+        assert (eps[:, 0] * eps[:, 3]).mean().item() == pytest.approx(0.8, abs=0.05)
+
+
+def test_noise_mix_is_refused_when_malformed():
+    for bad in (-1.0, float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="noise_mix must be a finite number >= 0"):
+            VideoDiTConfig(noise_mix=bad)
+
+
 def test_caption_context_goes_through_cross_attention_and_starts_as_nothing():
     model = dit(context_dim=8)
     wake_up(model)

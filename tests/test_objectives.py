@@ -5,7 +5,9 @@ from vdmcourse.diffusion import NULL_LABEL
 from vdmcourse.diffusion.objectives import (
     OBJECTIVES,
     convert,
+    frame_noise,
     model_target,
+    noise_mix_of,
     predict_x0_eps,
     resolve_schedule,
     sample_timesteps,
@@ -234,3 +236,38 @@ def test_training_loss_refuses_bad_input():
         predict_x0_eps(torch.zeros(2, 3), torch.zeros(2, 4), torch.rand(2), objective="eps")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         model_target(x0, x0, torch.tensor([0.5, 1000.0]), objective="flow")
+
+
+def test_frame_noise_is_standard_with_the_promised_frame_correlation():
+    for mix, correlation in ((0.0, 0.0), (1.0, 0.5), (2.0, 0.8)):
+        noise = frame_noise((4000, 3, 1, 2, 2), mix=mix, generator=torch.Generator().manual_seed(0))
+        assert noise.mean().item() == pytest.approx(0.0, abs=0.02) and noise.std().item() == pytest.approx(1.0, abs=0.02)
+        for a, b in ((0, 1), (0, 2), (1, 2)):
+            measured = (noise[:, a] * noise[:, b]).mean().item()
+            assert measured == pytest.approx(correlation, abs=0.03), (mix, a, b)
+        across_clips = (noise[:-1] * noise[1:]).mean().item()  # clips stay independent
+        assert across_clips == pytest.approx(0.0, abs=0.03)
+
+
+def test_frame_noise_without_mix_is_the_plain_draw_and_refuses_bad_mixes():
+    plain = torch.randn((2, 3, 1, 4, 4), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(frame_noise((2, 3, 1, 4, 4), generator=torch.Generator().manual_seed(5)), plain)
+    assert frame_noise((5, 2), mix=0.0).shape == (5, 2)
+    for bad in (-0.5, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ValueError, match="mix must be a finite number >= 0"):
+            frame_noise((2, 3, 4), mix=bad)
+    with pytest.raises(ValueError, match=r"needs shape \(B, T, ...\); got \(5, 2\)"):
+        frame_noise((5, 2), mix=1.0)
+
+
+def test_training_loss_draws_the_models_frame_noise():
+    class Mixed(Recorder):
+        class config:  # noqa: N801 -- stands in for a model config with the field
+            noise_mix = 3.0
+
+    assert noise_mix_of(Mixed()) == 3.0 and noise_mix_of(Recorder()) == 0.0 and noise_mix_of(lambda x, t: x) == 0.0
+    x0 = torch.zeros(200, 4, 1, 4, 4)  # x0 = 0: x_t = t * eps, so x_t / t is the noise drawn
+    for model, correlation in ((Recorder(), 0.0), (Mixed(), 0.9)):
+        training_loss(model, x0, generator=torch.Generator().manual_seed(0))
+        eps = model.x / model.t[:, None, None, None, None]
+        assert (eps[:, 0] * eps[:, 3]).mean().item() == pytest.approx(correlation, abs=0.05)

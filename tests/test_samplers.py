@@ -6,6 +6,7 @@ import torch
 
 from vdmcourse.diffusion import model_evaluations, sample
 from vdmcourse.diffusion.objectives import model_target, resolve_schedule
+from vdmcourse.diffusion.schedules import linear_schedule
 
 WEIGHTS = torch.tensor([0.3, 0.7], dtype=torch.float64)
 MEANS = torch.tensor([[-0.6, 0.4], [0.5, -0.3]], dtype=torch.float64)
@@ -223,3 +224,33 @@ def test_dpmpp_2m_with_one_or_two_steps_is_ddim():
     for steps in (1, 2):  # the first step has no previous prediction, the last ends at sigma = 0: both DDIM
         kwargs = dict(objective="flow", steps=steps, noise=noise(4)[:200], progress=False)
         torch.testing.assert_close(sample(model, (200, 2), sampler="dpm++2m", **kwargs), sample(model, (200, 2), sampler="ddim", **kwargs))
+
+
+def test_sampling_starts_from_the_models_frame_noise():
+    """A model trained on PYoCo's mixed noise (config.noise_mix) is sampled from it: with a zero
+    velocity, Euler's single step returns its start noise, whose frames then correlate 0.9 at
+    mix 3 (and not at all for a model without the field); DDPM's fresh noise is mixed too."""
+
+    class Zero(torch.nn.Module):
+        def __init__(self, mix):
+            super().__init__()
+            self.config = type("Config", (), {"noise_mix": mix})()
+
+        def forward(self, x, t, cond=None):
+            return torch.zeros_like(x)
+
+    shape = (400, 4, 1, 4, 4)
+    for mix, correlation in ((0.0, 0.0), (3.0, 0.9)):
+        start = sample(Zero(mix), shape, sampler="euler", steps=1, generator=torch.Generator().manual_seed(0), progress=False)
+        assert (start[:, 0] * start[:, 2]).mean().item() == pytest.approx(correlation, abs=0.05)
+    plain = sample(Zero(0.0), shape, sampler="euler", steps=1, generator=torch.Generator().manual_seed(0), progress=False)
+    assert torch.equal(plain, torch.randn(shape, generator=torch.Generator().manual_seed(0)))  # mix 0: the plain draw
+    given = torch.randn(shape)
+    assert torch.equal(sample(Zero(3.0), shape, sampler="euler", steps=1, noise=given, progress=False), given)
+    # DDPM from x = 0 with a zero eps-prediction: x0_hat = 0, so the first step's x is its fresh noise
+    steps = []
+    sample(Zero(3.0), (400, 4, 1, 2, 2), objective="eps", schedule=linear_schedule(), sampler="ddpm", steps=3,
+           noise=torch.zeros(400, 4, 1, 2, 2), generator=torch.Generator().manual_seed(0), progress=False,
+           callback=lambda step, x, x0: steps.append(x.clone()))
+    fresh = steps[0]
+    assert (fresh[:, 0] * fresh[:, 3]).mean().item() / fresh.var().item() == pytest.approx(0.9, abs=0.05)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from vdmcourse.diffusion.guidance import NULL_LABEL, check_labels, guided_output
-from vdmcourse.diffusion.objectives import model_target, resolve_schedule, sample_timesteps
+from vdmcourse.diffusion.objectives import frame_noise, model_target, noise_mix_of, resolve_schedule, sample_timesteps
 from vdmcourse.diffusion.samplers import sample
 from vdmcourse.nn.embeddings import drop_labels
 
@@ -190,8 +190,7 @@ def masked_training_loss(
     batch = x0.shape[0]
     t = sample_timesteps(batch, distribution=t_distribution, mean=t_mean, generator=generator, device=x0.device).to(x0.dtype)
     times = frame_times(t, mask, context_t)  # (B, T): context frames at their own (small) time
-    draw_device = generator.device if generator is not None else x0.device
-    eps = torch.randn(x0.shape, generator=generator, device=draw_device, dtype=x0.dtype).to(x0.device)
+    eps = frame_noise(x0.shape, mix=noise_mix_of(model), generator=generator, device=x0.device, dtype=x0.dtype)
     if cond is not None:
         check_labels(cond, batch)
         if p_uncond > 0:
@@ -240,10 +239,10 @@ def sample_with_context(
     schedule = resolve_schedule(schedule, objective)
     device = context.device
     draw_device = generator.device if generator is not None else device
-    noise = torch.randn(context.shape, generator=generator, device=draw_device).to(device)
+    noise = frame_noise(context.shape, mix=noise_mix_of(model), generator=generator, device=draw_device).to(device)
     given = context
     if context_t > 0:
-        context_noise = torch.randn(context.shape, generator=generator, device=draw_device).to(device)
+        context_noise = frame_noise(context.shape, mix=noise_mix_of(model), generator=generator, device=draw_device).to(device)
         given = schedule.q_sample(context, torch.full(context.shape[:1], context_t, device=device), context_noise)
     expand = mask.reshape(mask.shape + (1,) * (context.ndim - 2))  # (B, T, 1, 1, 1)
 
@@ -311,7 +310,7 @@ def sample_forcing(
     grid = forcing_times(steps, shape[1], schedule, delay=delay)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     draw_device = generator.device if generator is not None else device
-    x = torch.randn(shape, generator=generator, device=draw_device).to(device)
+    x = frame_noise(shape, mix=noise_mix_of(model), generator=generator, device=draw_device).to(device)
     if cond is not None:
         cond = check_labels(cond, shape[0]).to(device)
     for now, after in zip(grid[:-1], grid[1:]):

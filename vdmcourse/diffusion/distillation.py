@@ -39,7 +39,7 @@ from torch import nn
 
 from vdmcourse.course import to_model_range
 from vdmcourse.diffusion.guidance import check_labels, null_label_of
-from vdmcourse.diffusion.objectives import resolve_schedule, sample_timesteps
+from vdmcourse.diffusion.objectives import frame_noise, noise_mix_of, resolve_schedule, sample_timesteps
 from vdmcourse.nn.embeddings import drop_labels, sinusoidal_embedding
 from vdmcourse.nn.unet3d import UNet3D, UNet3DConfig, extended_config
 
@@ -205,7 +205,7 @@ def guidance_distillation_loss(
     size, device = x0.shape[0], x0.device
     draw_device = generator.device if generator is not None else device
     t = sample_timesteps(size, distribution=t_distribution, mean=t_mean, generator=generator, device=device).to(x0.dtype)  # (B,)
-    eps = torch.randn(x0.shape, generator=generator, device=draw_device, dtype=x0.dtype).to(device)
+    eps = frame_noise(x0.shape, mix=noise_mix_of(student), generator=generator, device=draw_device, dtype=x0.dtype).to(device)
     cond = check_labels(batch["labels"], size).to(device)
     if p_uncond > 0:
         cond = drop_labels(cond, p_uncond, null_label=null_label_of(student), generator=generator)

@@ -25,6 +25,8 @@ only; ``eps``, ``x0`` and ``v`` work on any schedule.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -46,6 +48,8 @@ __all__ = [
     "model_target",
     "predict_x0_eps",
     "convert",
+    "frame_noise",
+    "noise_mix_of",
     "sample_timesteps",
     "training_loss",
 ]
@@ -156,6 +160,49 @@ def convert(
     return model_target(x0, eps, t, objective=target, schedule=schedule)
 
 
+def frame_noise(
+    shape: tuple[int, ...],
+    *,
+    mix: float = 0.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Standard Gaussian noise of ``shape`` ``(B, T, ...)`` whose frames share a part: the
+    mixed noise prior of PYoCo (Ge et al. 2023, "Preserve Your Own Correlation: A Noise Prior
+    for Video Diffusion Models"), ``eps[:, t] = (own[:, t] + mix * shared) / sqrt(1 + mix**2)``
+    with ``shared`` ``(B, 1, ...)`` and every ``own[:, t]`` independent ``N(0, I)``.
+
+    Every element is still ``N(0, 1)``, so the flow path ends where it always does; two frames
+    of one clip correlate ``mix**2 / (1 + mix**2)`` (0.5 at ``mix=1``, 0.8 at 2). ``mix=0``:
+    independent frames, the very draw ``torch.randn(shape, generator=generator)`` gives. A model
+    trained on such noise must be sampled from it (:func:`noise_mix_of` says which it was).
+    Drawn on the generator's device, returned on ``device``.
+    """
+    if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not (math.isfinite(mix) and mix >= 0):
+        raise ValueError(f"frame_noise: mix must be a finite number >= 0 (0: independent frames); got mix={mix!r}")
+    shape = tuple(shape)
+    if mix and len(shape) < 3:
+        raise ValueError(f"frame_noise: mix={mix} shares noise across frames and needs shape (B, T, ...); got {shape}")
+    draw_device = generator.device if generator is not None else device
+    noise = torch.randn(shape, generator=generator, device=draw_device, dtype=dtype)
+    if mix:
+        shared = torch.randn((shape[0], 1, *shape[2:]), generator=generator, device=draw_device, dtype=dtype)
+        noise = (noise + mix * shared) / math.sqrt(1 + mix * mix)
+    return noise.to(device) if device is not None else noise
+
+
+def noise_mix_of(model) -> float:
+    """The :func:`frame_noise` mix ``model`` is trained and sampled with: its
+    ``config.noise_mix`` (also through a ``torch.compile`` or DistributedDataParallel wrapper),
+    else 0 (independent frames, what every model without the field was trained on)."""
+    for owner in (model, getattr(model, "_orig_mod", None), getattr(model, "module", None)):
+        mix = getattr(getattr(owner, "config", None), "noise_mix", None)
+        if mix is not None:
+            return mix
+    return 0.0
+
+
 def sample_timesteps(
     n: int,
     *,
@@ -218,6 +265,8 @@ def training_loss(
     forcing, Chen et al. 2024). ``t_distribution``, ``t_mean``, ``t_std``: how the
     times are drawn, see :func:`sample_timesteps`.
     ``generator`` fixes the times, the noise and the label dropout (drawn in that order).
+    The noise is :func:`frame_noise` with the model's :func:`noise_mix_of` (independent
+    frames unless the model says otherwise).
     """
     schedule = resolve_schedule(schedule, objective)
     if not isinstance(p_uncond, (int, float)) or not 0.0 <= p_uncond <= 1.0:
@@ -236,8 +285,7 @@ def training_loss(
         )
         t = t.reshape(batch, frames)  # (B, T)
     t = t.to(x0.dtype)
-    draw_device = generator.device if generator is not None else x0.device
-    eps = torch.randn(x0.shape, generator=generator, device=draw_device, dtype=x0.dtype).to(x0.device)
+    eps = frame_noise(x0.shape, mix=noise_mix_of(model), generator=generator, device=x0.device, dtype=x0.dtype)
     if cond is not None:
         cond = check_labels(cond, batch)
         if p_uncond > 0:

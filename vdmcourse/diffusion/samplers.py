@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from vdmcourse import fast_paths
 from vdmcourse.diffusion.guidance import check_labels, check_scale, guided_output
-from vdmcourse.diffusion.objectives import predict_x0_eps, resolve_schedule
+from vdmcourse.diffusion.objectives import frame_noise, noise_mix_of, predict_x0_eps, resolve_schedule
 from vdmcourse.diffusion.schedules import FlowSchedule, Schedule
 
 __all__ = ["SAMPLERS", "ALL_SAMPLERS", "sample", "model_evaluations"]
@@ -112,7 +112,9 @@ def sample(
         eta: DDIM's noise level in ``[0, 1]`` (``"ddim"`` only).
         clip_x0: clamp ``x0_hat`` to ``[-1, 1]`` at every step (DDPM's ``clip_denoised``);
             helps eps-prediction near ``t = 1``, where ``x0_hat`` divides by a tiny alpha.
-        noise: the starting point ``x_1`` of shape ``shape``; drawn from ``generator`` if None.
+        noise: the starting point ``x_1`` of shape ``shape``; drawn from ``generator`` if None,
+            as :func:`~vdmcourse.diffusion.objectives.frame_noise` with the model's
+            :func:`~vdmcourse.diffusion.objectives.noise_mix_of` (so is DDPM/DDIM's fresh noise).
         generator: a ``torch.Generator`` for the start noise and DDPM/DDIM noise: the
             same seed gives the same samples.
         callback: called after every step as ``callback(step, x, x0_hat)`` with the new
@@ -152,9 +154,9 @@ def sample(
     device = torch.device(device)
     bf16 = fast_paths.resolve_precision(precision, device) == "bf16"
     net = fast_paths.compiled(model) if compile and isinstance(model, torch.nn.Module) else model
+    mix = noise_mix_of(model)
     if noise is None:
-        draw_device = generator.device if generator is not None else device
-        noise = torch.randn(shape, generator=generator, device=draw_device)
+        noise = frame_noise(shape, mix=mix, generator=generator, device=generator.device if generator is not None else device)
     elif tuple(noise.shape) != shape:
         raise ValueError(f"noise must have shape {shape}; got {tuple(noise.shape)}")
     if cond is not None:
@@ -174,8 +176,8 @@ def sample(
         return x0, eps
 
     def gaussian(like: torch.Tensor) -> torch.Tensor:
-        draw_device = generator.device if generator is not None else device
-        return torch.randn(like.shape, generator=generator, device=draw_device, dtype=like.dtype).to(device)
+        return frame_noise(like.shape, mix=mix, generator=generator, dtype=like.dtype,
+                           device=generator.device if generator is not None else device).to(device)
 
     was_training = isinstance(model, torch.nn.Module) and model.training
     if was_training:

@@ -140,6 +140,12 @@ class VideoDiTConfig:
             guidance see a velocity either way. A clean clip is smooth and mostly background; a
             velocity carries the noise of every pixel, which a token's linear head has to
             reproduce. With ``"x"`` the untrained model outputs ``x_t / max(t, ...)``, not zero.
+        noise_mix: the noise the model is trained and sampled with shares this much of itself
+            across frames: PYoCo's mixed noise prior (Ge et al. 2023),
+            :func:`vdmcourse.diffusion.objectives.frame_noise`. 0 (the default): independent
+            frames. ``training_loss`` and ``sample`` read it from the model
+            (:func:`~vdmcourse.diffusion.objectives.noise_mix_of`), so the checkpoint carries the
+            noise its model expects. The network itself does not use it.
     """
 
     channels: int = 1
@@ -163,6 +169,7 @@ class VideoDiTConfig:
     final_conv: bool = False
     size_conditioning: bool = False
     prediction: str = "v"
+    noise_mix: float = 0.0
 
     def __post_init__(self):
         _positive_ints(self, ("channels", "dim", "depth", "heads", "frames", "image_size"))
@@ -197,6 +204,10 @@ class VideoDiTConfig:
                 raise ValueError(f"VideoDiTConfig: {name} must be True or False; got {getattr(self, name)!r}")
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"VideoDiTConfig: prediction must be one of {PREDICTIONS}; got {self.prediction!r}")
+        if isinstance(self.noise_mix, bool) or not isinstance(self.noise_mix, (int, float)) or not (
+            math.isfinite(self.noise_mix) and self.noise_mix >= 0
+        ):
+            raise ValueError(f"VideoDiTConfig: noise_mix must be a finite number >= 0 (0: independent frames); got {self.noise_mix!r}")
         if self.long_skips and self.depth < 2:
             raise ValueError(f"VideoDiTConfig: long_skips join block i to block depth - 1 - i and need depth >= 2; got depth={self.depth}")
 
