@@ -17,6 +17,8 @@ time, and sample quality at fixed training budgets against the U-Net.
     python benchmarks/bench_dit.py identity --clips 60       # what identity persistence counts, on dit-cpu and video-cpu
     python benchmarks/bench_dit.py frames NAME --base dit-cpu --seconds 300 --set prediction=x
                                                              # a preset's model on single frames: does it draw the digit?
+    python benchmarks/bench_dit.py guidance --models dit-joint-x-cpu --scales 1 2 3 5 7 --start-mix 0 1 2
+                                                             # sampling settings: guidance scale and frame-shared start noise
 
 ``flops`` counts one training step's FLOPs with ``torch.utils.flop_counter.FlopCounterMode``
 (forward + backward; the optimiser's elementwise work is not counted), times the step, and
@@ -39,6 +41,9 @@ Fréchet distance needs more clips than the evaluator's 64 feature dimensions (1
 ``vdmcourse.multisize.background_level`` measures what a model paints behind the digit, before
 and after the longest clips it trained on.
 ``identity`` splits identity persistence into what it counts and what it leaves out.
+``guidance`` redraws checkpoints at other guidance scales, and from start noise whose frames share
+a part (``vdmcourse.diffusion.frame_noise``) that the model may never have trained on: what the
+sampler alone can buy, with the motion's speed beside identity so that a frozen digit shows.
 
 Everything goes to ``benchmarks/results/dit.md`` (and ``.json``) with the machine and the
 load average: on a shared machine the wall-clock figures are pessimistic.
@@ -68,7 +73,7 @@ from vdmcourse.metrics import clip_metrics, frame_classes, frechet_distance, ide
 from vdmcourse.metrics.temporal import shape_change  # noqa: E402
 from vdmcourse.multisize import background_level, bucketed_batch, evaluator_window, generate_sized_clips  # noqa: E402
 from vdmcourse.data import MovingMNISTConfig, generate_clips  # noqa: E402
-from vdmcourse.diffusion import null_label_of, sample  # noqa: E402
+from vdmcourse.diffusion import frame_noise, noise_mix_of, null_label_of, sample  # noqa: E402
 import vdmcourse.nn.dit as dit_module  # noqa: E402
 from vdmcourse.nn.attention import naive_attention  # noqa: E402
 from vdmcourse.nn.dit import bucket_batch_sizes  # noqa: E402
@@ -382,7 +387,8 @@ def pilot(args) -> dict:
     row = {"name": args.name, "base": args.base, "changes": list(args.set), "seconds": args.seconds,
            "clock": "CPU seconds of the process" if args.cpu else "wall seconds", **result,
            **_scores(video, evaluator, preset.data.digit_size),
-           "asked_digit": _asked_digit(video, evaluator, torch.arange(10).repeat(PER_DIGIT)), "tokens_per_clip": trainer.model.tokens_per_clip(*preset.sample_shape[:1], *preset.sample_shape[2:]),
+           "asked_digit": _asked_digit(video, evaluator, torch.arange(10).repeat(PER_DIGIT)),
+           "speed_px": _speed(video, preset.data.digit_size), "tokens_per_clip": trainer.model.tokens_per_clip(*preset.sample_shape[:1], *preset.sample_shape[2:]),
            "load_average": load_average(), "strip": str(strip.relative_to(RESULTS.parent.parent))}
     print({k: v for k, v in row.items() if k != "loss_curve"}, flush=True)
     if args.save:  # the EMA model, for `multisize --models NAME=PATH`
@@ -630,6 +636,33 @@ def identity(args) -> dict:
             "chance_identity": (1 + (frames - 1) / 10) / frames}
 
 
+def guidance(args) -> dict:
+    """Each checkpoint of ``--models`` at each guidance scale of ``--scales``, from its own start
+    noise and from each ``--start-mix`` (``frame_noise``'s mix; "model" is its own): ``--clips``
+    clips (digits 0-9 in turn, seed 0, the checkpoint's sampler and steps), scored as the pilots
+    plus the fitted speed (real clips in ``real_speed_px``)."""
+    evaluator = _evaluator()
+    rows = []
+    for entry in args.models:
+        name, _, path = entry.partition("=")
+        checkpoint = load_checkpoint(path or CHECKPOINT_DIR / f"{name}.safetensors")
+        model, info = build_model(checkpoint).eval(), checkpoint.metadata
+        shape, digit_size, asked = (args.clips, *info["sample_shape"]), info["data"]["digit_size"], torch.arange(args.clips) % 10
+        for mix in args.start_mix:
+            for scale in args.scales:
+                generator = seed_everything(0)
+                noise = None if mix == "model" else frame_noise(shape, mix=float(mix), generator=generator)
+                video = to_unit_range(sample(model, shape, sampler=info["sampler"], steps=info["sample_steps"], cond=asked,
+                                             guidance_scale=scale, noise=noise, generator=generator, progress=False))
+                rows.append({"model": name, "trained_mix": noise_mix_of(model), "start_mix": mix if mix == "model" else float(mix),
+                             "guidance": scale, **_scores(video, evaluator, digit_size), "asked_digit": _asked_digit(video, evaluator, asked),
+                             "speed_px": _speed(video, digit_size)})
+                print(rows[-1], flush=True)
+    real = generate_clips(args.clips, MovingMNISTConfig.cpu(split="test"), generator=torch.Generator().manual_seed(0)).video
+    return {"rows": rows, "clips": args.clips, "real_speed_px": _speed(real, MovingMNISTConfig.cpu().digit_size),
+            "real_identity": identity_persistence(real, evaluator, 1).nanmean().item(), "load_average": load_average()}
+
+
 def write_report(results: dict) -> None:
     path = RESULTS / "dit.json"
     stored = json.loads(path.read_text()) if path.is_file() else {}
@@ -712,15 +745,17 @@ def write_report(results: dict) -> None:
                   "Short runs of the dit-cpu preset with the changes shown (`bench_dit.py pilot`), one torch thread each "
                   "(s/step and train min on the clock named by the pilot: wall, or CPU with `--cpu`), "
                   f"scored on the EMA weights exactly as the budget table ({CLIPS} draws, seed 0, the preset's sampler); 'asked digit': "
-                  "the share of frames the evaluator reads as the digit the clip was drawn for (chance 0.10; n/a: not measured).", "",
-                  "| pilot | changes | tokens/clip | params | s/step | steps | train min | load avg | loss (last 50) | identity | asked digit | shape change | physics (px) | flicker | strip |",
-                  "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+                  "the share of frames the evaluator reads as the digit the clip was drawn for (chance 0.10; n/a: not measured); speed: "
+                  "px a frame of the motion law fitted to each clip (real clips about 2; n/a: pilots before it was measured).", "",
+                  "| pilot | changes | tokens/clip | params | s/step | steps | train min | load avg | loss (last 50) | identity | asked digit | shape change | physics (px) | speed px/frame | flicker | strip |",
+                  "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in pilots:
             lines.append(f"| {r['name']}{' (CPU clock)' if r.get('clock', '').startswith('CPU') else ''} | {', '.join([*r['changes'], *([] if r.get('base', 'dit-cpu') == 'dit-cpu' else ['preset ' + r['base']])]) or '(none)'} | {r['tokens_per_clip']} | {r['params']:,} | "
                          f"{r['s_per_step']:.3f} | {r['steps']} | {r['train_s'] / 60:.1f} | {r['load_average']} | {r['loss_last_50']:.4f} | "
                          f"{'n/a' if r['identity_persistence'] is None else format(r['identity_persistence'], '.2f')} | "
                          f"{format(r['asked_digit'], '.2f') if 'asked_digit' in r else 'n/a'} | "
-                         f"{r['shape_change']:.2f} | {r['physics_px']:.2f} | {r['flicker']:.4f} | [{Path(r['strip']).name}]({Path(r['strip']).name}) |")
+                         f"{r['shape_change']:.2f} | {r['physics_px']:.2f} | {format(r['speed_px'], '.2f') if 'speed_px' in r else 'n/a'} | "
+                         f"{r['flicker']:.4f} | [{Path(r['strip']).name}]({Path(r['strip']).name}) |")
         lines.append("")
     probes = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("dit_frames_*.json"))]
     if probes:
@@ -736,6 +771,20 @@ def write_report(results: dict) -> None:
             lines.append(f"| {r['name']} | {r['base']} ({r['model']}) | {', '.join(r['changes']) or '(none)'} | {r['steps']} | "
                          f"{r['train_s']:.0f} | {r['load_average']} | {r['loss_last_50']:.4f} | {r['asked_digit']:.2f} | "
                          f"[{Path(r['strip']).name}]({Path(r['strip']).name}) |")
+        lines.append("")
+    for key in sorted(k for k in stored if k == "guidance" or k.startswith("guidance_")):
+        gd = stored[key]
+        lines += [f"## Sampling settings: guidance and shared start noise ({key})", "",
+                  f"`bench_dit.py guidance`: {gd['clips']} clips per row (digits 0-9 in turn, seed 0, each checkpoint's sampler and "
+                  "steps) at the guidance scale shown, from start noise whose frames share a part (`frame_noise`'s mix; 'model': the "
+                  "noise the model trained on, its `noise_mix`). Speed: px a frame of the motion law fitted to each clip (the physics "
+                  f"score's bounce fit); real clips move {gd['real_speed_px']:.2f} px a frame and keep their identity "
+                  f"{gd['real_identity']:.2f}. A slower digit makes physics easier: read the two together. Load average {gd['load_average']}.", "",
+                  "| model | trained mix | start mix | guidance | identity | asked digit | physics (px) | speed px/frame | shape change | flicker |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in gd["rows"]:
+            lines.append(f"| {r['model']} | {r['trained_mix']:g} | {r['start_mix']} | {r['guidance']:g} | {r['identity_persistence']:.2f} | "
+                         f"{r['asked_digit']:.2f} | {r['physics_px']:.2f} | {r['speed_px']:.2f} | {r['shape_change']:.2f} | {r['flicker']:.4f} |")
         lines.append("")
     if "sampling" in stored:
         sm = stored["sampling"]
@@ -852,6 +901,12 @@ def main(argv=None) -> int:
     identity_parser = sub.add_parser("identity", help="what identity persistence counts, on shipped models' samples")
     identity_parser.add_argument("--clips", type=int, default=60)
     identity_parser.add_argument("--models", nargs="+", default=["dit-cpu", "video-cpu"])
+    guidance_parser = sub.add_parser("guidance", help="checkpoints at other guidance scales and shared start noise")
+    guidance_parser.add_argument("--models", nargs="+", default=["dit-joint-x-cpu"], help="shipped names or NAME=PATH")
+    guidance_parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0, 7.0])
+    guidance_parser.add_argument("--start-mix", nargs="+", default=["model"], help="frame_noise mixes, or 'model' (its own noise)")
+    guidance_parser.add_argument("--clips", type=int, default=100)
+    guidance_parser.add_argument("--key", default="guidance", help="the table: guidance or guidance_NAME")
     sub.add_parser("note", help="set the closing note of the report").add_argument("text")
     args = parser.parse_args(argv)
     if args.command == "note":
@@ -862,8 +917,8 @@ def main(argv=None) -> int:
         write_report({})
         return 0
     run = {"flops": flops, "layouts": layouts, "packing": packing, "scaling": scaling, "sampling": sampling, "budgets": budgets,
-           "multisize": multisize, "identity": identity}[args.command]
-    key = f"budgets_{args.label}" if args.command == "budgets" and args.label else args.key if args.command == "multisize" else args.command
+           "multisize": multisize, "identity": identity, "guidance": guidance}[args.command]
+    key = f"budgets_{args.label}" if args.command == "budgets" and args.label else args.key if args.command in ("multisize", "guidance") else args.command
     write_report({key: run(args)})
     return 0
 

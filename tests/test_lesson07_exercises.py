@@ -1,5 +1,7 @@
 """Lesson 07 self-checks: the references pass; each planted bug fails, naming its mistake."""
 
+import math
+
 import torch
 from einops import rearrange
 from torch import nn
@@ -14,7 +16,7 @@ def stub(*args):
 
 
 def test_stubs_are_not_attempted():
-    for check in (l07.check_patchify, l07.check_modulate, l07.check_dit_block, l07.check_packing_mask):
+    for check in (l07.check_patchify, l07.check_modulate, l07.check_dit_block, l07.check_packing_mask, l07.check_frame_noise):
         assert check(stub).status == NOT_ATTEMPTED
 
 
@@ -193,3 +195,42 @@ def test_a_flipped_mask_is_named():
 def test_a_float_or_diagonal_mask_fails():
     expect_mistake(l07.check_packing_mask, lambda lengths: l07.reference_packing_mask(lengths).float(), None)
     expect_mistake(l07.check_packing_mask, lambda lengths: torch.eye(sum(lengths), dtype=torch.bool), None)
+
+
+# Noise the frames share ------------------------------------------------------------------
+
+
+def mixed(shared_shape, norm=lambda mix: math.sqrt(1 + mix * mix)):
+    """A frame_noise answer whose shared part has ``shared_shape(shape)`` and whose sum is divided by ``norm(mix)``."""
+    return lambda shape, mix, g: (torch.randn(shape, generator=g) + mix * torch.randn(shared_shape(shape), generator=g)) / norm(mix)
+
+
+def per_clip(shape):  # the right shape of the shared part
+    return (shape[0], 1, *shape[2:])
+
+
+def test_frame_noise_reference_and_a_shared_first_version_pass():
+    def shared_first(shape, mix, g):
+        shared = torch.randn(per_clip(shape), generator=g)
+        return (mix * shared + torch.randn(shape, generator=g)) / math.sqrt(1 + mix**2)
+
+    expect_pass(l07.check_frame_noise, lambda shape, mix, g: l07.reference_frame_noise(shape, mix=mix, generator=g))
+    expect_pass(l07.check_frame_noise, shared_first)
+
+
+def test_frame_noise_without_renormalising_is_named():
+    expect_mistake(l07.check_frame_noise, mixed(per_clip, norm=lambda mix: 1.0), l07.NOISE_NOT_UNIT)
+    expect_mistake(l07.check_frame_noise, mixed(per_clip, norm=lambda mix: 1 + mix), l07.NOISE_NOT_UNIT)
+
+
+def test_frame_noise_drawn_per_frame_is_named():
+    expect_mistake(l07.check_frame_noise, mixed(lambda shape: shape), l07.NOT_SHARED)
+
+
+def test_frame_noise_shared_by_the_whole_batch_is_named():
+    expect_mistake(l07.check_frame_noise, mixed(lambda shape: (1, 1, *shape[2:])), l07.SHARED_ACROSS_CLIPS)
+
+
+def test_frame_noise_with_the_wrong_share_fails():
+    expect_mistake(l07.check_frame_noise, lambda shape, mix, g: l07.reference_frame_noise(shape, mix=mix / 2, generator=g), None)
+    expect_mistake(l07.check_frame_noise, lambda shape, mix, g: torch.randn(shape[:2], generator=g), None)

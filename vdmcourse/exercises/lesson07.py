@@ -7,12 +7,15 @@
   block on tokens ``(B, L, D)``, as :class:`vdmcourse.nn.dit.DiTBlock`.
 * :func:`check_packing_mask` -- ``packing_mask(lengths)``: the block-diagonal attention
   mask of clips packed into one sequence.
+* :func:`check_frame_noise` -- ``frame_noise(shape, mix, generator)``: Gaussian noise whose
+  frames share a part (PYoCo's mixed noise prior), as :func:`vdmcourse.diffusion.frame_noise`.
 
 Each names the real mistakes: patches scrambled by the wrong rearrange order, the
 modulation without its ``1 +``, a gate that is not applied or not zero-initialised,
 ``nn.MultiheadAttention`` fed ``(B, L, D)`` without ``batch_first`` (attention over
 the batch), modulation without the norm, and a packing mask that lets clips see
-each other (or uses the opposite True/False convention).
+each other (or uses the opposite True/False convention); for the shared noise, a mix
+that is not renormalised, a shared part drawn per frame, and one shared for the whole batch.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vdmcourse.diffusion import frame_noise as reference_frame_noise
 from vdmcourse.exercises.harness import Wrong, expect_close, expect_shape, self_check
 from vdmcourse.nn.dit import DiTBlock, TokenLayout
 from vdmcourse.nn.dit import patchify as reference_patchify
@@ -33,14 +37,19 @@ __all__ = [
     "NO_NORM",
     "CLIPS_SEE_EACH_OTHER",
     "MASK_INVERTED",
+    "NOISE_NOT_UNIT",
+    "NOT_SHARED",
+    "SHARED_ACROSS_CLIPS",
     "reference_patchify",
     "reference_modulate",
     "reference_packing_mask",
     "reference_make_block",
+    "reference_frame_noise",
     "check_patchify",
     "check_modulate",
     "check_dit_block",
     "check_packing_mask",
+    "check_frame_noise",
 ]
 
 PATCHES_SCRAMBLED = "patchify with the wrong rearrange order (patches scrambled)"
@@ -51,6 +60,9 @@ BATCH_FIRST = "nn.MultiheadAttention without batch_first: attention over the bat
 NO_NORM = "modulation without the LayerNorm before it"
 CLIPS_SEE_EACH_OTHER = "a packing mask that lets clips see each other"
 MASK_INVERTED = "mask convention flipped (True must mean 'may attend')"
+NOISE_NOT_UNIT = "own + mix * shared not divided by sqrt(1 + mix**2): the noise is not N(0, 1)"
+NOT_SHARED = "the shared part drawn afresh for every frame, so the frames share nothing"
+SHARED_ACROSS_CLIPS = "one shared part for the whole batch instead of one per clip"
 
 
 def _generator(seed: int = 0) -> torch.Generator:
@@ -263,3 +275,39 @@ def check_packing_mask(packing_mask):
         raise Wrong(f"Token {query} may not attend to token {key} of its own clip.",
                     hint="Within one clip every token sees every other (and itself).")
     return "Block-diagonal: every clip attends only to itself."
+
+
+# Noise the frames share.
+
+
+@self_check(
+    "noise the frames share", reference="vdmcourse.diffusion.frame_noise",
+    more="The likely slips: the sum not divided by sqrt(1 + mix**2), or a shared part of the wrong shape. "
+         "Draw own = torch.randn(shape, generator=generator) and shared = torch.randn((B, 1, *shape[2:]), "
+         "generator=generator): one shared draw per clip, broadcast over its T frames. Return "
+         "(own + mix * shared) / math.sqrt(1 + mix ** 2).",
+)
+def check_frame_noise(frame_noise):
+    """``frame_noise(shape, mix, generator)``: shape ``(B, T, C, H, W)`` -> noise of that shape,
+    every element N(0, 1), two frames of a clip correlated ``mix**2 / (1 + mix**2)``, clips independent."""
+    shape = (3000, 3, 1, 4, 4)
+    for mix in (0.0, 2.0):
+        out = frame_noise(shape, mix, _generator(int(mix)))
+        expect_shape(out, shape, f"frame_noise({shape}, mix={mix}, generator)")
+        out = out.detach().double()
+        std = out.std().item()
+        frames = (out[:, 0] * out[:, 2]).mean().item() / out.var().item()
+        clips = (out[:-1] * out[1:]).mean().item() / out.var().item()
+        expected = mix**2 / (1 + mix**2)
+        if mix and abs(clips) > 0.05:
+            raise Wrong(f"Neighbouring clips of the batch correlate {clips:.2f}: their noise should be independent.",
+                        mistake=SHARED_ACROSS_CLIPS, hint="Draw the shared part with shape (B, 1, C, H, W), not (1, 1, C, H, W).")
+        if abs(std - 1) > 0.03:
+            raise Wrong(f"At mix={mix} your noise has standard deviation {std:.2f}; the flow path ends at N(0, 1) noise.",
+                        mistake=NOISE_NOT_UNIT if mix else None,
+                        hint="own and mix * shared add their variances, 1 + mix**2: divide by its square root.")
+        if abs(frames - expected) > 0.05:
+            raise Wrong(f"At mix={mix} frames 0 and 2 of a clip correlate {frames:.2f}; expected {expected:.2f} = mix**2 / (1 + mix**2).",
+                        mistake=NOT_SHARED if mix and abs(frames) < 0.05 else None,
+                        hint="One shared draw per clip, the same for all its frames: shape (B, 1, ...), broadcast over T.")
+    return "Unit variance, frames of a clip correlated mix**2 / (1 + mix**2), clips independent."
