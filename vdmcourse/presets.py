@@ -635,6 +635,23 @@ _PRESETS.append(
     )
 )
 
+# Trials (not shipped): dit-joint-x-cpu's snippets made 4 frames long (two token frames: 128
+# tokens, 20 clips a batch), so that the short batches also teach carrying a shape from one token
+# frame to the next -- where every DiT's strips redraw it; and 2-, 4- and 10-frame batches in
+# thirds. Piloted for 900 CPU-s each (benchmarks/results/dit.md, "Four-frame snippets").
+_PRESETS.extend(
+    dataclasses.replace(
+        next(preset for preset in _PRESETS if preset.name == "dit-joint-x-cpu"),
+        name=name,
+        description=f"dit-joint-x-cpu with {what} (CPU; a trial recipe)",
+        batch_source=functools.partial(bucketed_batch, data=MovingMNISTConfig.cpu(), sizes=sizes, patch=_DIT_CPU.model_config.patch),
+    )
+    for name, what, sizes in (
+        ("dit-joint4-x-cpu", "4-frame snippets in place of 2-frame ones", ((4, 32, 32), (10, 32, 32))),
+        ("dit-joint24-x-cpu", "2- and 4-frame snippets and 10-frame clips, a third each", ((2, 32, 32), (4, 32, 32), (10, 32, 32))),
+    )
+)
+
 # One DiT for many sizes (lesson 07, benchmarks/results/dit.md "Many sizes"): dit-cpu's model
 # with sin-cos + RoPE positions (the walls of each canvas at known rows and columns), trained on
 # Open-Sora's bucketed batches -- 24 and 32 px squares and a 24x48 (2:1) canvas, 6 to 12 frames,
