@@ -608,18 +608,23 @@ def test_the_shipped_dit_cpu_loads_samples_and_evaluates_through_the_cli(tmp_pat
     assert "dit-cpu" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["dit-cpu", "dit-x-cpu", "dit-joint-x-cpu"])
+@pytest.mark.parametrize("name", ["dit-cpu", "dit-x-cpu", "dit-joint-x-cpu", "dit-joint-x2-cpu"])
 def test_the_shipped_dit_is_what_its_preset_trains(name):
     # The manifest's command (`train --preset NAME`) must rebuild the shipped model: a
     # preset changed without retraining (or a checkpoint from another recipe) fails here.
+    # The sampler settings the checkpoint records (what `sample` and `evaluate` use) are the preset's.
+    from vdmcourse.course import CHECKPOINT_DIR
     from vdmcourse.presets import get_preset
-    from vdmcourse.pretrained import load_pretrained
+    from vdmcourse.pretrained import load_checkpoint, load_pretrained
 
     preset = get_preset(name)
     assert load_pretrained(name, device="cpu").config == preset.model_config
+    metadata = load_checkpoint(CHECKPOINT_DIR / f"{name}.safetensors").metadata
+    assert (metadata["sampler"], metadata["sample_steps"], metadata["guidance_scale"]) == (
+        preset.sampler, preset.sample_steps, preset.guidance_scale)
 
 
-@pytest.mark.parametrize("name", ["dit-x-cpu", "dit-joint-x-cpu"])
+@pytest.mark.parametrize("name", ["dit-x-cpu", "dit-joint-x-cpu", "dit-joint-x2-cpu"])
 def test_the_shipped_clean_clip_dits_denoise_a_real_clip(name, tmp_path):
     from vdmcourse.cli import main
     from vdmcourse.data import MovingMNISTConfig, generate_clips

@@ -635,10 +635,28 @@ _PRESETS.append(
     )
 )
 
+# dit-joint-x-cpu at twice the learning rate, sampled at guidance 5 (benchmarks/results/dit.md,
+# "Guidance and shared noise" and "Learning rate and guidance"): `bench_dit.py guidance` on 100
+# clips put dit-joint-x-cpu's identity at 0.41 / 0.60 for guidance 2 / 5, and a 900 CPU-s pilot
+# at lr 2e-3 (`pilot lr2e3_jointx900 --base dit-joint-x-cpu --seconds 900 --cpu --set lr=0.002`)
+# at 0.44 / 0.65, with half the flicker. The shipped checkpoint is --cpu-minutes 15 from scratch.
+_PRESETS.append(
+    dataclasses.replace(
+        next(preset for preset in _PRESETS if preset.name == "dit-joint-x-cpu"),
+        name="dit-joint-x2-cpu",
+        description="dit-joint-x-cpu trained at learning rate 2e-3 and sampled at guidance 5 (CPU)",
+        train=dataclasses.replace(next(preset for preset in _PRESETS if preset.name == "dit-joint-x-cpu").train, lr=2e-3),
+        guidance_scale=5.0,
+    )
+)
+
 # Trials (not shipped): dit-joint-x-cpu's snippets made 4 frames long (two token frames: 128
 # tokens, 20 clips a batch), so that the short batches also teach carrying a shape from one token
 # frame to the next -- where every DiT's strips redraw it; and 2-, 4- and 10-frame batches in
-# thirds. Piloted for 900 CPU-s each (benchmarks/results/dit.md, "Four-frame snippets").
+# thirds. 900 CPU-s pilots (`bench_dit.py pilot joint4_x900 --base dit-joint4-x-cpu --seconds 900
+# --cpu`), scored on 100 clips at guidance 2 / 5: identity 0.42 / 0.59 and 0.41 / 0.63 against
+# dit-joint-x-cpu's 0.41 / 0.60: no gain (benchmarks/results/dit.md, "Learning rate, time shift
+# and snippet length").
 _PRESETS.extend(
     dataclasses.replace(
         next(preset for preset in _PRESETS if preset.name == "dit-joint-x-cpu"),
