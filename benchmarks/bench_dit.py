@@ -455,9 +455,10 @@ def budgets(args) -> dict:
     trained_s = max(entry["train_s"] for entry in index.values())
     step_s = trained_s / max(entry["step"] for entry in index.values())
     for previous, minutes in zip((0, *BUDGETS_MIN), BUDGETS_MIN):
-        # with CPU minutes a budget is an upper bound: the smallest budget above a run's total stands for the whole run
+        # with CPU minutes a budget is an upper bound: the smallest budget above a run's total stands for the whole run,
+        # unless the run passed the budget below it by less than a step (a --cpu-minutes run stops just past its budget)
         cpu_minutes = cpu_step or getattr(args, "cpu_clock", False)
-        if (trained_s <= previous * 60) if cpu_minutes else (trained_s < minutes * 60 - step_s):
+        if (trained_s <= previous * 60 + step_s) if cpu_minutes else (trained_s < minutes * 60 - step_s):
             continue
         _, name = max((entry["train_s"], name) for name, entry in index.items() if entry["train_s"] <= minutes * 60 + (0 if cpu_minutes else step_s))
         entry = index[name]

@@ -639,7 +639,8 @@ _PRESETS.append(
 # "Guidance and shared noise" and "Learning rate and guidance"): `bench_dit.py guidance` on 100
 # clips put dit-joint-x-cpu's identity at 0.41 / 0.60 for guidance 2 / 5, and a 900 CPU-s pilot
 # at lr 2e-3 (`pilot lr2e3_jointx900 --base dit-joint-x-cpu --seconds 900 --cpu --set lr=0.002`)
-# at 0.44 / 0.65, with half the flicker. The shipped checkpoint is --cpu-minutes 15 from scratch.
+# at 0.44 / 0.65, with half the flicker. The shipped checkpoint is --cpu-minutes 15 from scratch on
+# one core of a shared machine: 7069 steps, the preset's step budget.
 _PRESETS.append(
     dataclasses.replace(
         next(preset for preset in _PRESETS if preset.name == "dit-joint-x-cpu"),
@@ -647,6 +648,7 @@ _PRESETS.append(
         description="dit-joint-x-cpu trained at learning rate 2e-3 and sampled at guidance 5 (CPU)",
         train=dataclasses.replace(next(preset for preset in _PRESETS if preset.name == "dit-joint-x-cpu").train, lr=2e-3),
         guidance_scale=5.0,
+        steps=7069,
     )
 )
 
