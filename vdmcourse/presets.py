@@ -635,18 +635,19 @@ _PRESETS.append(
     )
 )
 
-# dit-joint-x-cpu at twice the learning rate, sampled at guidance 5 (benchmarks/results/dit.md,
-# "Guidance and shared noise" and "Learning rate and guidance"): `bench_dit.py guidance` on 100
+# dit-joint-x-cpu at twice the learning rate, sampled at guidance 5 (benchmarks/results/dit.md, "What
+# we see": "Guidance and shared noise", "Learning rate, time shift and snippet length"): `bench_dit.py guidance` on 100
 # clips put dit-joint-x-cpu's identity at 0.41 / 0.60 for guidance 2 / 5, and a 900 CPU-s pilot
 # at lr 2e-3 (`pilot lr2e3_jointx900 --base dit-joint-x-cpu --seconds 900 --cpu --set lr=0.002`)
 # at 0.44 / 0.65, with half the flicker. The shipped checkpoint is --cpu-minutes 15 from scratch on
 # one core of a shared machine: 7069 steps, the preset's step budget.
+_DIT_JOINT_X = next(preset for preset in _PRESETS if preset.name == "dit-joint-x-cpu")
 _PRESETS.append(
     dataclasses.replace(
-        next(preset for preset in _PRESETS if preset.name == "dit-joint-x-cpu"),
+        _DIT_JOINT_X,
         name="dit-joint-x2-cpu",
         description="dit-joint-x-cpu trained at learning rate 2e-3 and sampled at guidance 5 (CPU)",
-        train=dataclasses.replace(next(preset for preset in _PRESETS if preset.name == "dit-joint-x-cpu").train, lr=2e-3),
+        train=dataclasses.replace(_DIT_JOINT_X.train, lr=2e-3),
         guidance_scale=5.0,
         steps=7069,
     )
@@ -661,7 +662,7 @@ _PRESETS.append(
 # and snippet length").
 _PRESETS.extend(
     dataclasses.replace(
-        next(preset for preset in _PRESETS if preset.name == "dit-joint-x-cpu"),
+        _DIT_JOINT_X,
         name=name,
         description=f"dit-joint-x-cpu with {what} (CPU; a trial recipe)",
         batch_source=functools.partial(bucketed_batch, data=MovingMNISTConfig.cpu(), sizes=sizes, patch=_DIT_CPU.model_config.patch),
