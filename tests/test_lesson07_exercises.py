@@ -225,6 +225,7 @@ def test_frame_noise_without_renormalising_is_named():
 
 def test_frame_noise_drawn_per_frame_is_named():
     expect_mistake(l07.check_frame_noise, mixed(lambda shape: shape), l07.NOT_SHARED)
+    expect_mistake(l07.check_frame_noise, lambda shape, mix, g: torch.randn(shape, generator=g), l07.NOT_SHARED)  # mix ignored
 
 
 def test_frame_noise_shared_by_the_whole_batch_is_named():
@@ -234,3 +235,4 @@ def test_frame_noise_shared_by_the_whole_batch_is_named():
 def test_frame_noise_with_the_wrong_share_fails():
     expect_mistake(l07.check_frame_noise, lambda shape, mix, g: l07.reference_frame_noise(shape, mix=mix / 2, generator=g), None)
     expect_mistake(l07.check_frame_noise, lambda shape, mix, g: torch.randn(shape[:2], generator=g), None)
+    expect_mistake(l07.check_frame_noise, lambda shape, mix, g: torch.zeros(shape), None)

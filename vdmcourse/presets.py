@@ -610,15 +610,14 @@ _PRESETS.append(
 # evaluate --num 200: Frechet 17.1, identity 0.41, digit count 0.91 -- the best DiT at 15
 # CPU-minutes, and still rising at 30 (identity 0.54 on the budget table's 30 draws).
 _DIT_JOINT = next(preset for preset in _PRESETS if preset.name == "dit-joint-cpu")
-_PRESETS.append(
-    dataclasses.replace(
-        _DIT_JOINT,
-        name="dit-joint-x-cpu",
-        description="dit-joint-cpu predicting the clean clip (JiT): 2-frame snippets beside 10-frame clips (CPU)",
-        model_config=dataclasses.replace(_DIT_JOINT.model_config, prediction="x"),
-        steps=6291,
-    )
+_DIT_JOINT_X = dataclasses.replace(
+    _DIT_JOINT,
+    name="dit-joint-x-cpu",
+    description="dit-joint-cpu predicting the clean clip (JiT): 2-frame snippets beside 10-frame clips (CPU)",
+    model_config=dataclasses.replace(_DIT_JOINT.model_config, prediction="x"),
+    steps=6291,
 )
+_PRESETS.append(_DIT_JOINT_X)
 
 # Trial (not shipped): dit-joint-x-cpu with three steps in four on snippets instead of one in
 # two, to see whether still more shapes per CPU-second keep the digit better. A 900 CPU-s pilot
@@ -627,7 +626,7 @@ _PRESETS.append(
 # 15 minutes (30 draws each): no measurable gain (benchmarks/results/dit.md, "Snippet share").
 _PRESETS.append(
     dataclasses.replace(
-        next(preset for preset in _PRESETS if preset.name == "dit-joint-x-cpu"),
+        _DIT_JOINT_X,
         name="dit-joint3-x-cpu",
         description="dit-joint-x-cpu with three steps in four on 2-frame snippets (CPU; a trial recipe)",
         batch_source=functools.partial(bucketed_batch, data=MovingMNISTConfig.cpu(), sizes=((2, 32, 32),) * 3 + ((10, 32, 32),),
@@ -635,13 +634,12 @@ _PRESETS.append(
     )
 )
 
-# dit-joint-x-cpu at twice the learning rate, sampled at guidance 5 (benchmarks/results/dit.md, "What
-# we see": "Guidance and shared noise", "Learning rate, time shift and snippet length"): `bench_dit.py guidance` on 100
-# clips put dit-joint-x-cpu's identity at 0.41 / 0.60 for guidance 2 / 5, and a 900 CPU-s pilot
+# dit-joint-x-cpu at twice the learning rate, sampled at guidance 5 (benchmarks/results/dit.md,
+# "What we see": "Guidance and shared noise", "Learning rate, time shift and snippet length"):
+# `bench_dit.py guidance` on 100 clips put dit-joint-x-cpu's identity at 0.41 / 0.60 for guidance 2 / 5, and a 900 CPU-s pilot
 # at lr 2e-3 (`pilot lr2e3_jointx900 --base dit-joint-x-cpu --seconds 900 --cpu --set lr=0.002`)
 # at 0.44 / 0.65, with half the flicker. The shipped checkpoint is --cpu-minutes 15 from scratch on
 # one core of a shared machine: 7069 steps, the preset's step budget.
-_DIT_JOINT_X = next(preset for preset in _PRESETS if preset.name == "dit-joint-x-cpu")
 _PRESETS.append(
     dataclasses.replace(
         _DIT_JOINT_X,

@@ -238,11 +238,11 @@ def sample_with_context(
         raise ValueError(f"sample_with_context: context_t must lie in [0, 1); got {context_t!r}")
     schedule = resolve_schedule(schedule, objective)
     device = context.device
-    draw_device = generator.device if generator is not None else device
-    noise = frame_noise(context.shape, mix=noise_mix_of(model), generator=generator, device=draw_device).to(device)
+    draw_device, mix = generator.device if generator is not None else device, noise_mix_of(model)
+    noise = frame_noise(context.shape, mix=mix, generator=generator, device=draw_device).to(device)
     given = context
     if context_t > 0:
-        context_noise = frame_noise(context.shape, mix=noise_mix_of(model), generator=generator, device=draw_device).to(device)
+        context_noise = frame_noise(context.shape, mix=mix, generator=generator, device=draw_device).to(device)
         given = schedule.q_sample(context, torch.full(context.shape[:1], context_t, device=device), context_noise)
     expand = mask.reshape(mask.shape + (1,) * (context.ndim - 2))  # (B, T, 1, 1, 1)
 
