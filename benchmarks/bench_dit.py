@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import re
@@ -73,7 +74,7 @@ from vdmcourse.metrics import clip_metrics, frame_classes, frechet_distance, ide
 from vdmcourse.metrics.temporal import shape_change  # noqa: E402
 from vdmcourse.multisize import background_level, bucketed_batch, evaluator_window, generate_sized_clips  # noqa: E402
 from vdmcourse.data import MovingMNISTConfig, generate_clips  # noqa: E402
-from vdmcourse.diffusion import frame_noise, noise_mix_of, null_label_of, sample  # noqa: E402
+from vdmcourse.diffusion import check_guidance_interval, frame_noise, noise_mix_of, null_label_of, sample  # noqa: E402
 import vdmcourse.nn.dit as dit_module  # noqa: E402
 from vdmcourse.nn.attention import naive_attention  # noqa: E402
 from vdmcourse.nn.dit import bucket_batch_sizes  # noqa: E402
@@ -637,8 +638,17 @@ def identity(args) -> dict:
             "chance_identity": (1 + (frames - 1) / 10) / frames}
 
 
+def _interval(text: str) -> tuple[float, float]:
+    """ "LOW-HIGH" -> (low, high), checked as the sampler checks it."""
+    try:
+        return check_guidance_interval(tuple(float(v) for v in text.split("-")))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
+
+
 def guidance(args) -> dict:
-    """Each checkpoint of ``--models`` at each guidance scale of ``--scales``, from its own start
+    """Each checkpoint of ``--models`` at each guidance scale of ``--scales`` and guidance interval
+    of ``--intervals`` ("LOW-HIGH": the times guided), from its own start
     noise and from each ``--start-mix`` (``frame_noise``'s mix; "model" is its own): ``--clips``
     clips (digits 0-9 in turn, seed 0, the checkpoint's sampler and steps), scored as the pilots
     plus the fitted speed (real clips in ``real_speed_px``)."""
@@ -649,16 +659,16 @@ def guidance(args) -> dict:
         checkpoint = load_checkpoint(path or CHECKPOINT_DIR / f"{name}.safetensors")
         model, info = build_model(checkpoint).eval(), checkpoint.metadata
         shape, digit_size, asked = (args.clips, *info["sample_shape"]), info["data"]["digit_size"], torch.arange(args.clips) % 10
-        for mix in args.start_mix:
-            for scale in args.scales:
-                generator = seed_everything(0)
-                noise = None if mix == "model" else frame_noise(shape, mix=float(mix), generator=generator)
-                video = to_unit_range(sample(model, shape, sampler=info["sampler"], steps=info["sample_steps"], cond=asked,
-                                             guidance_scale=scale, noise=noise, generator=generator, progress=False))
-                rows.append({"model": name, "trained_mix": noise_mix_of(model), "start_mix": mix if mix == "model" else float(mix),
-                             "guidance": scale, **_scores(video, evaluator, digit_size), "asked_digit": _asked_digit(video, evaluator, asked),
-                             "speed_px": _speed(video, digit_size)})
-                print(rows[-1], flush=True)
+        for mix, scale, interval in itertools.product(args.start_mix, args.scales, args.intervals):
+            generator = seed_everything(0)
+            noise = None if mix == "model" else frame_noise(shape, mix=float(mix), generator=generator)
+            video = to_unit_range(sample(model, shape, sampler=info["sampler"], steps=info["sample_steps"], cond=asked,
+                                         guidance_scale=scale, guidance_interval=interval, noise=noise, generator=generator,
+                                         progress=False))
+            rows.append({"model": name, "trained_mix": noise_mix_of(model), "start_mix": mix if mix == "model" else float(mix),
+                         "guidance": scale, "guidance_interval": list(interval), **_scores(video, evaluator, digit_size),
+                         "asked_digit": _asked_digit(video, evaluator, asked), "speed_px": _speed(video, digit_size)})
+            print(rows[-1], flush=True)
     real = generate_clips(args.clips, MovingMNISTConfig.cpu(split="test"), generator=torch.Generator().manual_seed(0)).video
     return {"rows": rows, "clips": args.clips, "real_speed_px": _speed(real, MovingMNISTConfig.cpu().digit_size),
             "real_identity": identity_persistence(real, evaluator, 1).nanmean().item(), "load_average": load_average()}
@@ -781,10 +791,11 @@ def write_report(results: dict) -> None:
                   "noise the model trained on, its `noise_mix`). Speed: px a frame of the motion law fitted to each clip (the physics "
                   f"score's bounce fit); real clips move {gd['real_speed_px']:.2f} px a frame and keep their identity "
                   f"{gd['real_identity']:.2f}. A slower digit makes physics easier: read the two together. Load average {gd['load_average']}.", "",
-                  "| model | trained mix | start mix | guidance | identity | asked digit | physics (px) | speed px/frame | shape change | flicker |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| model | trained mix | start mix | guidance | guided t | identity | asked digit | physics (px) | speed px/frame | shape change | flicker |",
+                  "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
         for r in gd["rows"]:
-            lines.append(f"| {r['model']} | {r['trained_mix']:g} | {r['start_mix']} | {r['guidance']:g} | {r['identity_persistence']:.2f} | "
+            low, high = r.get("guidance_interval", (0.0, 1.0))  # rows made before intervals existed guided every call
+            lines.append(f"| {r['model']} | {r['trained_mix']:g} | {r['start_mix']} | {r['guidance']:g} | {low:g}-{high:g} | {r['identity_persistence']:.2f} | "
                          f"{r['asked_digit']:.2f} | {r['physics_px']:.2f} | {r['speed_px']:.2f} | {r['shape_change']:.2f} | {r['flicker']:.4f} |")
         lines.append("")
     if "sampling" in stored:
@@ -906,6 +917,8 @@ def main(argv=None) -> int:
     guidance_parser.add_argument("--models", nargs="+", default=["dit-joint-x-cpu"], help="shipped names or NAME=PATH")
     guidance_parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0, 7.0])
     guidance_parser.add_argument("--start-mix", nargs="+", default=["model"], help="frame_noise mixes, or 'model' (its own noise)")
+    guidance_parser.add_argument("--intervals", type=_interval, nargs="+", default=[(0.0, 1.0)], metavar="LOW-HIGH",
+                                 help="guidance intervals: the times whose model calls are guided (default 0-1: all)")
     guidance_parser.add_argument("--clips", type=int, default=100)
     guidance_parser.add_argument("--key", default="guidance", help="the table: guidance or guidance_NAME")
     sub.add_parser("note", help="set the closing note of the report").add_argument("text")

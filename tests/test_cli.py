@@ -6,7 +6,9 @@ import sys
 
 import imageio.v3 as iio
 import pytest
+import torch
 
+from vdmcourse import cli
 from vdmcourse.cli import main
 
 
@@ -61,6 +63,7 @@ def test_sample_writes_a_gif_and_a_png(run_dir, tmp_path):
     png = tmp_path / "strip.png"
     assert main([*args, "--out", str(png)]) == 0
     assert png.stat().st_size > 0
+    assert main([*args, "--guidance-interval", "0.5", "1", "--out", str(tmp_path / "interval.gif"), "--num", "1"]) == 0
     # The few-step multistep solver is offered too, beside the lessons' four samplers.
     assert main([*args, "--sampler", "dpm++2m", "--out", str(tmp_path / "dpm.gif"), "--num", "1"]) == 0
 
@@ -78,6 +81,23 @@ def test_mistakes_end_with_a_one_line_message(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_bad_guidance_interval_is_refused_by_its_option_name(run_dir, capsys):
+    argv = ["sample", "--checkpoint", str(run_dir / "model.safetensors"), "--out", "x.gif", "--guidance-interval", "0.8", "0.2"]
+    assert main(argv) == 2
+    assert "--guidance-interval must be LOW HIGH with 0 <= LOW <= HIGH <= 1; got [0.8, 0.2]" in capsys.readouterr().err
+
+
+def test_sampling_uses_the_recorded_guidance_interval_unless_told_otherwise(monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "sample", lambda model, shape, **kwargs: seen.append(kwargs["guidance_interval"]) or torch.zeros(shape))
+    info = {"objective": "flow", "sampler": "euler", "sample_steps": 2, "guidance_scale": 3.0}
+    labels = torch.tensor([1])
+    cli._draw(None, info, (1, 2, 1, 4, 4), labels, 0)
+    cli._draw(None, {**info, "guidance_interval": [0.3, 1.0]}, (1, 2, 1, 4, 4), labels, 0)
+    cli._draw(None, {**info, "guidance_interval": [0.3, 1.0]}, (1, 2, 1, 4, 4), labels, 0, guidance_interval=[0.0, 1.0])
+    assert seen == [(0.0, 1.0), (0.3, 1.0), [0.0, 1.0]]
 
 
 def test_a_bad_label_is_refused(run_dir, capsys):

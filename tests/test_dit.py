@@ -608,6 +608,26 @@ def test_the_shipped_dit_cpu_loads_samples_and_evaluates_through_the_cli(tmp_pat
     assert "dit-cpu" in capsys.readouterr().out
 
 
+def test_evaluate_samples_at_the_guidance_it_is_told(monkeypatch, capsys):
+    from vdmcourse import cli
+
+    seen = []
+
+    def fake_sample(model, shape, **kwargs):
+        seen.append((kwargs["guidance_scale"], kwargs["guidance_interval"]))
+        return torch.rand(shape, generator=seeded(0)) * 2 - 1
+
+    monkeypatch.setattr(cli, "sample", fake_sample)
+    assert cli.main(["evaluate", "--checkpoint", "dit-cpu", "--num", "65"]) == 0
+    assert cli.main(["evaluate", "--checkpoint", "dit-cpu", "--num", "65", "--guidance", "8", "--guidance-interval", "0.2", "1"]) == 0
+    assert seen == [(2.0, (0.0, 1.0)), (8.0, [0.2, 1.0])]  # the checkpoint's recorded settings, then the ones asked for
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--checkpoint", "dit-cpu", "--num", "65", "--guidance-interval", "1", "0"]) == 2
+    assert "--guidance-interval must be LOW HIGH" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--clips", "x.npy", "--guidance", "3"]) == 2
+    assert "--clips are scored as they are" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", ["dit-cpu", "dit-x-cpu", "dit-joint-x-cpu", "dit-joint-x2-cpu"])
 def test_the_shipped_dit_is_what_its_preset_trains(name):
     # The manifest's command (`train --preset NAME`) must rebuild the shipped model: a
@@ -622,6 +642,7 @@ def test_the_shipped_dit_is_what_its_preset_trains(name):
     metadata = load_checkpoint(CHECKPOINT_DIR / f"{name}.safetensors").metadata
     assert (metadata["sampler"], metadata["sample_steps"], metadata["guidance_scale"]) == (
         preset.sampler, preset.sample_steps, preset.guidance_scale)
+    assert tuple(metadata.get("guidance_interval", (0.0, 1.0))) == preset.guidance_interval
 
 
 @pytest.mark.parametrize("name", ["dit-x-cpu", "dit-joint-x-cpu", "dit-joint-x2-cpu"])

@@ -92,3 +92,42 @@ def test_guiding_any_parameterisation_gives_the_same_prediction():
     as_eps = [convert(out, x_t, t, source="flow", target="eps") for out in (cond, uncond)]
     torch.testing.assert_close(classifier_free_guidance(*as_eps, 3.0),
                                convert(classifier_free_guidance(cond, uncond, 3.0), x_t, t, source="flow", target="eps"))
+
+
+class BatchRecorder(LabelModel):
+    """LabelModel that records (t, batch size) of each call: a guided call is one forward of 2B."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x, t, cond=None):
+        self.seen.append((round(float(t[0]), 6), x.shape[0]))
+        return super().forward(x, t, cond)
+
+
+def _draw_with(model, **kwargs):
+    return sample(model, (2, 2, 3, 4, 4), cond=torch.tensor([7, 2]), sampler="euler", steps=4, progress=False,
+                  generator=torch.Generator().manual_seed(0), **kwargs)
+
+
+def test_a_guidance_interval_guides_only_the_calls_inside_it():
+    model = BatchRecorder()
+    _draw_with(model, guidance_scale=3.0, guidance_interval=(0.5, 1.0))
+    assert model.seen == [(1.0, 4), (0.75, 4), (0.5, 4), (0.25, 2)]  # t = 0.25 is outside: one plain call of B
+
+
+def test_the_full_interval_is_plain_guidance_and_an_empty_one_is_no_guidance():
+    guided = _draw_with(LabelModel(), guidance_scale=3.0)
+    assert torch.equal(_draw_with(LabelModel(), guidance_scale=3.0, guidance_interval=(0.0, 1.0)), guided)
+    unguided = _draw_with(LabelModel(), guidance_scale=1.0)
+    assert torch.equal(_draw_with(LabelModel(), guidance_scale=3.0, guidance_interval=(0.0, 0.1)), unguided)
+    # guided at t = 1 and 0.75 only: neither the guided nor the unguided sample
+    partial = _draw_with(LabelModel(), guidance_scale=3.0, guidance_interval=(0.6, 1.0))
+    assert not torch.allclose(partial, guided) and not torch.allclose(partial, unguided)
+
+
+@pytest.mark.parametrize("interval", [(0.7, 0.3), (-0.1, 1.0), (0.0, 1.5), (0.5,), "0 1", (True, 1.0), ("0", "1")])
+def test_a_bad_guidance_interval_is_refused_by_name(interval):
+    with pytest.raises(ValueError, match=r"guidance_interval must be \(low, high\) with 0 <= low <= high <= 1"):
+        _draw_with(LabelModel(), guidance_scale=3.0, guidance_interval=interval)

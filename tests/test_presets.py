@@ -106,6 +106,14 @@ def test_unknown_names_and_objectives_are_refused():
         Preset(**fields, t_distribution="beta")
     with pytest.raises(ValueError, match="t_mean shifts logit-normal times only"):
         Preset(**fields, t_mean=1.0)
+    with pytest.raises(ValueError, match="Preset 'x': guidance_interval must be"):
+        Preset(**fields, guidance_interval=(0.9, 0.1))
+
+
+def test_a_guidance_interval_is_recorded_only_when_it_is_not_every_call():
+    tiny = get_preset("image-tiny")
+    assert "guidance_interval" not in tiny.metadata()  # checkpoints made before the interval existed read the same
+    assert dataclasses.replace(tiny, guidance_interval=(0.3, 1.0)).metadata()["guidance_interval"] == [0.3, 1.0]
 
 
 class TimeRecorder(torch.nn.Module):

@@ -27,7 +27,7 @@ from safetensors.torch import load_file as load_safetensors_file
 
 from vdmcourse import distributed
 from vdmcourse.course import CHECKPOINT_DIR, pick_device, seed_everything, to_unit_range
-from vdmcourse.diffusion import ALL_SAMPLERS, sample
+from vdmcourse.diffusion import ALL_SAMPLERS, check_guidance_interval, sample
 from vdmcourse.fast_paths import PRECISIONS
 from vdmcourse.metrics import Evaluator, evaluate_videos, format_report
 from vdmcourse.presets import PRESETS, get_preset, load_latent_vae
@@ -215,6 +215,7 @@ def _preview_writer(preset, out: Path):
             steps=preset.sample_steps,
             cond=labels,
             guidance_scale=preset.guidance_scale if preset.conditional else 1.0,
+            guidance_interval=preset.guidance_interval,
             generator=torch.Generator(device=device).manual_seed(0),
             progress=False,
         )
@@ -243,12 +244,28 @@ def _sample_parser(subparsers) -> None:
     parser.add_argument("--frames", type=int, metavar="T", help="frames per clip (an image model draws each frame independently)")
     parser.add_argument("--steps", type=int, metavar="N", help="sampler steps (default: the checkpoint's)")
     parser.add_argument("--sampler", choices=ALL_SAMPLERS, help="default: the checkpoint's (dpm++2m: second order at one call per step, for 8-10 steps)")
-    parser.add_argument("--guidance", type=float, metavar="SCALE", help="classifier-free guidance scale (1: none; default: the checkpoint's)")
+    _add_guidance_options(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32 (default), bf16 (autocast) or auto (bf16 where faster)")
     parser.add_argument("--channels-last", action="store_true", help="run the 2-D convolutions channels-last (often faster)")
     parser.set_defaults(run=sample_command)
+
+
+def _add_guidance_options(parser) -> None:
+    parser.add_argument("--guidance", type=float, metavar="SCALE", help="classifier-free guidance scale (1: none; default: the checkpoint's)")
+    parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="guide only the model calls at times LOW <= t <= HIGH (1: noise; default: the checkpoint's, else 0 1)")
+
+
+def _check_guidance_options(args) -> None:
+    if args.guidance is not None and not math.isfinite(args.guidance):
+        raise ValueError(f"--guidance must be a finite number (1: no guidance); got {args.guidance}")
+    if args.guidance_interval is not None:
+        try:
+            check_guidance_interval(args.guidance_interval)
+        except ValueError:
+            raise ValueError(f"--guidance-interval must be LOW HIGH with 0 <= LOW <= HIGH <= 1; got {args.guidance_interval}") from None
 
 
 def _checkpoint_path(name_or_path: str) -> Path:
@@ -277,9 +294,10 @@ def _load_generative(name_or_path, device, purpose: str):
     return model, info
 
 
-def _draw(model, info, shape, labels, seed, *, sampler=None, steps=None, guidance=None, precision="fp32", channels_last=False) -> torch.Tensor:
+def _draw(model, info, shape, labels, seed, *, sampler=None, steps=None, guidance=None, guidance_interval=None,
+          precision="fp32", channels_last=False) -> torch.Tensor:
     """Sample clips ``shape`` = (N, T, C, H, W) in [0, 1], with the checkpoint's recorded
-    sampler, steps and guidance unless given (guidance only for a conditional draw).
+    sampler, steps, guidance and guidance interval unless given (guidance only for a conditional draw).
     A latent model samples latents and decodes them through its VAE."""
     if guidance is None:
         guidance = info["guidance_scale"] if labels is not None else 1.0
@@ -295,6 +313,7 @@ def _draw(model, info, shape, labels, seed, *, sampler=None, steps=None, guidanc
         steps=steps if steps is not None else info["sample_steps"],
         cond=labels,
         guidance_scale=guidance,
+        guidance_interval=guidance_interval or tuple(info.get("guidance_interval", (0.0, 1.0))),
         generator=seed_everything(seed),
         precision=precision,
         channels_last=channels_last,
@@ -314,8 +333,7 @@ def sample_command(args) -> int:
         raise ValueError(f"--frames must be at least 1; got {args.frames}")
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be at least 1 (sampler steps); got {args.steps}")
-    if args.guidance is not None and not math.isfinite(args.guidance):
-        raise ValueError(f"--guidance must be a finite number (1: no guidance); got {args.guidance}")
+    _check_guidance_options(args)
     _check_out_file(args.out)
     pick_device(args.device)
     model, info = _load_generative(args.checkpoint, args.device, "sample")
@@ -331,7 +349,7 @@ def sample_command(args) -> int:
         labels = torch.full((args.num,), args.label) if args.label is not None else torch.arange(args.num) % 10
     clips = _draw(
         model, info, (args.num, frames, channels, height, width), labels, args.seed,
-        sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+        sampler=args.sampler, steps=args.steps, guidance=args.guidance, guidance_interval=args.guidance_interval,
         precision=args.precision, channels_last=args.channels_last,
     )  # (N, T, C, H, W) in [0, 1]
     if args.out.suffix == ".gif":
@@ -363,6 +381,7 @@ def _evaluate_parser(subparsers) -> None:
     parser.add_argument("--num", type=int, default=200, metavar="N", help="clips to sample from --checkpoint (default 200; at least 65 for the Fréchet distance)")
     parser.add_argument("--digits", type=int, default=1, metavar="K", help="digits per clip (default 1, the CPU preset)")
     parser.add_argument("--evaluator", default="evaluator-cpu", metavar="NAME", help="the evaluation network: a shipped name or a .safetensors path (default: evaluator-cpu)")
+    _add_guidance_options(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed for sampling and the real clips (default 0)")
     parser.add_argument("--device", help="cpu, cuda or mps for sampling (default: the best available)")
     parser.set_defaults(run=evaluate)
@@ -402,7 +421,12 @@ def evaluate(args) -> int:
     needed = evaluator.config.feature_dim + 1
     if args.digits < 1:
         raise ValueError(f"--digits must be at least 1; got {args.digits}")
+    _check_guidance_options(args)
+    if args.clips is not None and (args.guidance is not None or args.guidance_interval is not None):
+        raise ValueError("--guidance and --guidance-interval set how --checkpoint samples; --clips are scored as they are")
     if args.clips is None and load_checkpoint(_checkpoint_path(args.checkpoint)).model_class.endswith(".TextVideoUNet"):
+        if args.guidance is not None or args.guidance_interval is not None:
+            raise ValueError("--guidance and --guidance-interval: a text model is scored at its pipeline's own settings")
         return _evaluate_text(args, evaluator)
     if args.clips is not None:
         video, title = _read_clips(args.clips), args.clips.name
@@ -425,7 +449,8 @@ def evaluate(args) -> int:
         conditional = getattr(model.config, "num_classes", None) is not None
         labels = torch.arange(args.num) % 10 if conditional else None
         # an image model draws each frame on its own
-        video = _draw(model, info, (args.num, frames, channels, height, width), labels, args.seed)
+        video = _draw(model, info, (args.num, frames, channels, height, width), labels, args.seed,
+                      guidance=args.guidance, guidance_interval=args.guidance_interval)
         title = Path(args.checkpoint).stem
     results = evaluate_videos(video, evaluator, digits=args.digits, seed=args.seed)
     print(format_report(results, title=title))

@@ -26,7 +26,7 @@ from vdmcourse.conditioned_training import (
     STYLE_CLASSES, image_to_video_batch, image_to_video_loss, signal_batch, signal_loss, style_batch,
 )
 from vdmcourse.data import MovingMNISTConfig, generate_clips
-from vdmcourse.diffusion import OBJECTIVES, TIME_DISTRIBUTIONS, training_loss
+from vdmcourse.diffusion import OBJECTIVES, TIME_DISTRIBUTIONS, check_guidance_interval, training_loss
 from vdmcourse.diffusion.context import ContextConfig, masked_training_loss, random_context_masks, random_context_times
 from vdmcourse.diffusion.distillation import GuidedUNet3D, GuidedUNet3DConfig, guidance_distillation_loss
 from vdmcourse.metrics.alignment import MiniCLIP, MiniCLIPConfig, miniclip_batch, miniclip_loss
@@ -63,6 +63,8 @@ class Preset:
         batch_size, steps, quick_steps: clips per step; steps of a full and a quick run.
         train: the :class:`~vdmcourse.train.TrainConfig` (lr, warm-up, EMA, ...).
         sampler, sample_steps, guidance_scale: how previews and ``sample`` draw by default.
+        guidance_interval: ``(low, high)``: the times whose model calls are guided (see
+            :func:`vdmcourse.diffusion.sample`); recorded in the checkpoint when not ``(0, 1)``.
         init_from: None, or a shipped checkpoint's name (or a ``.safetensors`` path) whose
             model the new one starts from, through
             ``model_class.from_image_model(that_model, model_config)`` (a video U-Net
@@ -99,6 +101,7 @@ class Preset:
     sampler: str = "euler"
     sample_steps: int = 30
     guidance_scale: float = 2.0
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
     init_from: str | None = None
     loss: Callable[[nn.Module, Any, torch.Generator], torch.Tensor] | None = None
     batch_source: Callable[..., Any] | None = None
@@ -110,6 +113,10 @@ class Preset:
     def __post_init__(self):
         if self.loss is None and self.objective not in OBJECTIVES:
             raise ValueError(f"Preset {self.name!r}: objective must be one of {OBJECTIVES}; got {self.objective!r}")
+        try:
+            check_guidance_interval(self.guidance_interval)
+        except ValueError as error:
+            raise ValueError(f"Preset {self.name!r}: {error}") from None
         if self.t_distribution not in TIME_DISTRIBUTIONS:
             raise ValueError(f"Preset {self.name!r}: t_distribution must be one of {TIME_DISTRIBUTIONS}; got {self.t_distribution!r}")
         if self.t_distribution == "uniform" and self.t_mean != 0.0:
@@ -231,6 +238,7 @@ class Preset:
             "sampler": self.sampler,
             "sample_steps": self.sample_steps,
             "guidance_scale": self.guidance_scale,
+            **({"guidance_interval": list(self.guidance_interval)} if tuple(self.guidance_interval) != (0.0, 1.0) else {}),
             "data": dataclasses.asdict(self.data),
             "batch_size": self.batch_size,
             **({"context": dataclasses.asdict(self.context)} if self.context is not None else {}),

@@ -40,7 +40,7 @@ from vdmcourse.diffusion.guidance import check_labels, check_scale, guided_outpu
 from vdmcourse.diffusion.objectives import frame_noise, noise_mix_of, predict_x0_eps, resolve_schedule
 from vdmcourse.diffusion.schedules import FlowSchedule, Schedule
 
-__all__ = ["SAMPLERS", "ALL_SAMPLERS", "sample", "model_evaluations"]
+__all__ = ["SAMPLERS", "ALL_SAMPLERS", "sample", "model_evaluations", "check_guidance_interval"]
 
 SAMPLERS = ("ddpm", "ddim", "euler", "heun")
 ALL_SAMPLERS = SAMPLERS + ("dpm++2m",)  # with the multistep solver for few steps
@@ -50,6 +50,15 @@ def model_evaluations(sampler: str, steps: int) -> int:
     """How many (guided) model calls ``sample`` makes: ``steps``, or ``2 * steps - 1`` for Heun."""
     _check_sampler(sampler, steps)
     return 2 * steps - 1 if sampler == "heun" else steps
+
+
+def check_guidance_interval(interval) -> tuple[float, float]:
+    """``interval`` as ``(low, high)`` floats with ``0 <= low <= high <= 1``, or a ValueError naming it."""
+    values = tuple(interval) if isinstance(interval, (tuple, list)) else ()
+    if not (len(values) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            and 0.0 <= values[0] <= values[1] <= 1.0):
+        raise ValueError(f"guidance_interval must be (low, high) with 0 <= low <= high <= 1 (the times guided); got {interval!r}")
+    return float(values[0]), float(values[1])
 
 
 def _check_sampler(sampler, steps) -> None:
@@ -82,6 +91,7 @@ def sample(
     schedule=None,
     cond: torch.Tensor | None = None,
     guidance_scale: float = 1.0,
+    guidance_interval: tuple[float, float] = (0.0, 1.0),
     null_label: int | None = None,
     eta: float = 0.0,
     clip_x0: bool = False,
@@ -107,6 +117,9 @@ def sample(
             must be the one the model was trained with.
         cond: labels ``(B,)`` or ``(B, K)``, or ``None``.
         guidance_scale: classifier-free guidance scale (1 = the conditional model).
+        guidance_interval: ``(low, high)``: guide only the model calls at times ``low <= t <= high``;
+            the others are the conditional model alone, one plain call (Kynkaenniemi et al.
+            2024 guide a middle interval; the default ``(0, 1)`` guides every call).
         null_label: the unconditional label for guidance; default: the model's
             (:func:`~vdmcourse.diffusion.guidance.null_label_of`).
         eta: DDIM's noise level in ``[0, 1]`` (``"ddim"`` only).
@@ -144,6 +157,7 @@ def sample(
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1]; got {eta}")
     check_scale(guidance_scale)
+    low, high = check_guidance_interval(guidance_interval)
     if isinstance(t_start, bool) or not isinstance(t_start, (int, float)) or not 0.0 < t_start <= 1.0:
         raise ValueError(f"t_start must lie in (0, 1] (1: start from pure noise); got {t_start!r}")
     shape = tuple(shape)
@@ -165,7 +179,8 @@ def sample(
     def denoise(x: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
         t_batch = torch.full((shape[0],), t, device=device, dtype=x.dtype)  # (B,)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-            output = guided_output(net, x, t_batch, cond, guidance_scale, null_label=null_label).to(x.dtype)
+            scale = guidance_scale if low <= t <= high else 1.0
+            output = guided_output(net, x, t_batch, cond, scale, null_label=null_label).to(x.dtype)
         if output.shape != x.shape:
             raise ValueError(f"the model returned shape {tuple(output.shape)}; expected x's shape {tuple(x.shape)}")
         x0, eps = predict_x0_eps(output, x, t_batch, objective=objective, schedule=schedule)
