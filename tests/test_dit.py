@@ -628,7 +628,7 @@ def test_evaluate_samples_at_the_guidance_it_is_told(monkeypatch, capsys):
     assert "--clips are scored as they are" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["dit-cpu", "dit-x-cpu", "dit-joint-x-cpu", "dit-joint-x2-cpu"])
+@pytest.mark.parametrize("name", ["dit-cpu", "dit-x-cpu", "dit-joint-x-cpu", "dit-joint-x2-cpu", "dit-joint-x3-cpu"])
 def test_the_shipped_dit_is_what_its_preset_trains(name):
     # The manifest's command (`train --preset NAME`) must rebuild the shipped model: a
     # preset changed without retraining (or a checkpoint from another recipe) fails here.
@@ -645,7 +645,7 @@ def test_the_shipped_dit_is_what_its_preset_trains(name):
     assert tuple(metadata.get("guidance_interval", (0.0, 1.0))) == preset.guidance_interval
 
 
-@pytest.mark.parametrize("name", ["dit-x-cpu", "dit-joint-x-cpu", "dit-joint-x2-cpu"])
+@pytest.mark.parametrize("name", ["dit-x-cpu", "dit-joint-x-cpu", "dit-joint-x2-cpu", "dit-joint-x3-cpu"])
 def test_the_shipped_clean_clip_dits_denoise_a_real_clip(name, tmp_path):
     from vdmcourse.cli import main
     from vdmcourse.data import MovingMNISTConfig, generate_clips

@@ -648,14 +648,33 @@ _PRESETS.append(
 # at lr 2e-3 (`pilot lr2e3_jointx900 --base dit-joint-x-cpu --seconds 900 --cpu --set lr=0.002`)
 # at 0.44 / 0.65, with half the flicker. The shipped checkpoint is --cpu-minutes 15 from scratch on
 # one core of a shared machine: 7069 steps, the preset's step budget.
+_DIT_JOINT_X2 = dataclasses.replace(
+    _DIT_JOINT_X,
+    name="dit-joint-x2-cpu",
+    description="dit-joint-x-cpu trained at learning rate 2e-3 and sampled at guidance 5 (CPU)",
+    train=dataclasses.replace(_DIT_JOINT_X.train, lr=2e-3),
+    guidance_scale=5.0,
+    steps=7069,
+)
+_PRESETS.append(_DIT_JOINT_X2)
+
+# dit-joint-x2-cpu with absolute positions beside RoPE (position="sincos+rope": the 3-D sin-cos
+# table added to the tokens, as dit-gpu), sampled at guidance 8 on t >= 0.2 only (the guidance
+# interval; benchmarks/results/dit.md, "Absolute positions and the guidance interval"). A 900
+# CPU-s pilot (`bench_dit.py pilot sincos --base dit-joint-x2-cpu --seconds 900 --cpu --set
+# position=sincos+rope`), scored on 100 clips: identity 0.75 at guidance 5 against
+# dit-joint-x2-cpu's 0.66, and 0.82 at guidance 8 on t >= 0.2 against its 0.74. The shipped
+# checkpoint is --cpu-minutes 15 from scratch on one core of a shared machine: 7001 steps, the
+# preset's step budget.
 _PRESETS.append(
     dataclasses.replace(
-        _DIT_JOINT_X,
-        name="dit-joint-x2-cpu",
-        description="dit-joint-x-cpu trained at learning rate 2e-3 and sampled at guidance 5 (CPU)",
-        train=dataclasses.replace(_DIT_JOINT_X.train, lr=2e-3),
-        guidance_scale=5.0,
-        steps=7069,
+        _DIT_JOINT_X2,
+        name="dit-joint-x3-cpu",
+        description="dit-joint-x2-cpu with sin-cos + RoPE positions, sampled at guidance 8 on t >= 0.2 (CPU)",
+        model_config=dataclasses.replace(_DIT_JOINT_X2.model_config, position="sincos+rope"),
+        guidance_scale=8.0,
+        guidance_interval=(0.2, 1.0),
+        steps=7001,
     )
 )
 
