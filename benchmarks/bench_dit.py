@@ -74,7 +74,7 @@ from vdmcourse.metrics import clip_metrics, frame_classes, frechet_distance, ide
 from vdmcourse.metrics.temporal import shape_change  # noqa: E402
 from vdmcourse.multisize import background_level, bucketed_batch, evaluator_window, generate_sized_clips  # noqa: E402
 from vdmcourse.data import MovingMNISTConfig, generate_clips  # noqa: E402
-from vdmcourse.diffusion import check_guidance_interval, frame_noise, noise_mix_of, null_label_of, sample  # noqa: E402
+from vdmcourse.diffusion import GUIDE_EVERY_CALL, check_guidance_interval, frame_noise, noise_mix_of, null_label_of, sample  # noqa: E402
 import vdmcourse.nn.dit as dit_module  # noqa: E402
 from vdmcourse.nn.attention import naive_attention  # noqa: E402
 from vdmcourse.nn.dit import bucket_batch_sizes  # noqa: E402
@@ -419,7 +419,8 @@ def frames(args) -> dict:
     info = preset.metadata()
     asked = torch.arange(FRAME_DRAWS) % 10
     video = to_unit_range(sample(trainer.ema.eval(), (FRAME_DRAWS, 1, 1, 32, 32), sampler=info["sampler"], steps=info["sample_steps"],
-                                 cond=asked, guidance_scale=info["guidance_scale"], generator=seed_everything(0), progress=False))
+                                 cond=asked, guidance_scale=info["guidance_scale"],
+                                 guidance_interval=info.get("guidance_interval", GUIDE_EVERY_CALL), generator=seed_everything(0), progress=False))
     strip = RESULTS / f"dit_frames_{args.name}.png"
     with atomic_path(strip) as tmp:
         frame_strip(video[:10].transpose(0, 1), titles=[args.name]).savefig(tmp, format="png", dpi=120)
@@ -481,7 +482,8 @@ def _draw_sized(model, info: dict, size, n: int, seed: int = 0, time_scale: floa
     frames, height, width = size
     net = model if time_scale == 1.0 else functools.partial(model, time_scale=time_scale)
     clips = sample(net, (n, frames, 1, height, width), sampler=info["sampler"], steps=info["sample_steps"],
-                   cond=torch.arange(n) % 10, guidance_scale=info["guidance_scale"], null_label=null_label_of(model),
+                   cond=torch.arange(n) % 10, guidance_scale=info["guidance_scale"],
+                   guidance_interval=info.get("guidance_interval", GUIDE_EVERY_CALL), null_label=null_label_of(model),
                    generator=seed_everything(seed), progress=False)
     return to_unit_range(clips)
 
@@ -794,7 +796,7 @@ def write_report(results: dict) -> None:
                   "| model | trained mix | start mix | guidance | guided t | identity | asked digit | physics (px) | speed px/frame | shape change | flicker |",
                   "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
         for r in gd["rows"]:
-            low, high = r.get("guidance_interval", (0.0, 1.0))  # rows made before intervals existed guided every call
+            low, high = r.get("guidance_interval", GUIDE_EVERY_CALL)  # rows made before intervals existed guided every call
             lines.append(f"| {r['model']} | {r['trained_mix']:g} | {r['start_mix']} | {r['guidance']:g} | {low:g}-{high:g} | {r['identity_persistence']:.2f} | "
                          f"{r['asked_digit']:.2f} | {r['physics_px']:.2f} | {r['speed_px']:.2f} | {r['shape_change']:.2f} | {r['flicker']:.4f} |")
         lines.append("")
@@ -917,7 +919,7 @@ def main(argv=None) -> int:
     guidance_parser.add_argument("--models", nargs="+", default=["dit-joint-x-cpu"], help="shipped names or NAME=PATH")
     guidance_parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0, 7.0])
     guidance_parser.add_argument("--start-mix", nargs="+", default=["model"], help="frame_noise mixes, or 'model' (its own noise)")
-    guidance_parser.add_argument("--intervals", type=_interval, nargs="+", default=[(0.0, 1.0)], metavar="LOW-HIGH",
+    guidance_parser.add_argument("--intervals", type=_interval, nargs="+", default=[GUIDE_EVERY_CALL], metavar="LOW-HIGH",
                                  help="guidance intervals: the times whose model calls are guided (default 0-1: all)")
     guidance_parser.add_argument("--clips", type=int, default=100)
     guidance_parser.add_argument("--key", default="guidance", help="the table: guidance or guidance_NAME")

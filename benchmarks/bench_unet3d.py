@@ -42,7 +42,7 @@ import torch
 
 from vdmcourse.course import CHECKPOINT_DIR, seed_everything, to_unit_range
 from vdmcourse.data import MovingMNISTConfig, generate_clips
-from vdmcourse.diffusion import sample, training_loss
+from vdmcourse.diffusion import GUIDE_EVERY_CALL, sample, training_loss
 from vdmcourse.nn.unet2d import UNet2D, UNet2DConfig
 from vdmcourse.nn.unet3d import UNet3D
 from vdmcourse.presets import get_preset
@@ -284,6 +284,7 @@ def _draw(model, info: dict) -> torch.Tensor:
         steps=info["sample_steps"],
         cond=torch.arange(10).repeat(PER_DIGIT),
         guidance_scale=info["guidance_scale"],
+        guidance_interval=info.get("guidance_interval", GUIDE_EVERY_CALL),
         generator=seed_everything(0),
         progress=False,
     )

@@ -27,7 +27,7 @@ from safetensors.torch import load_file as load_safetensors_file
 
 from vdmcourse import distributed
 from vdmcourse.course import CHECKPOINT_DIR, pick_device, seed_everything, to_unit_range
-from vdmcourse.diffusion import ALL_SAMPLERS, check_guidance_interval, sample
+from vdmcourse.diffusion import ALL_SAMPLERS, GUIDE_EVERY_CALL, check_guidance_interval, sample
 from vdmcourse.fast_paths import PRECISIONS
 from vdmcourse.metrics import Evaluator, evaluate_videos, format_report
 from vdmcourse.presets import PRESETS, get_preset, load_latent_vae
@@ -313,7 +313,7 @@ def _draw(model, info, shape, labels, seed, *, sampler=None, steps=None, guidanc
         steps=steps if steps is not None else info["sample_steps"],
         cond=labels,
         guidance_scale=guidance,
-        guidance_interval=guidance_interval or tuple(info.get("guidance_interval", (0.0, 1.0))),
+        guidance_interval=guidance_interval or tuple(info.get("guidance_interval", GUIDE_EVERY_CALL)),
         generator=seed_everything(seed),
         precision=precision,
         channels_last=channels_last,

@@ -26,7 +26,7 @@ from vdmcourse.conditioned_training import (
     STYLE_CLASSES, image_to_video_batch, image_to_video_loss, signal_batch, signal_loss, style_batch,
 )
 from vdmcourse.data import MovingMNISTConfig, generate_clips
-from vdmcourse.diffusion import OBJECTIVES, TIME_DISTRIBUTIONS, check_guidance_interval, training_loss
+from vdmcourse.diffusion import GUIDE_EVERY_CALL, OBJECTIVES, TIME_DISTRIBUTIONS, check_guidance_interval, training_loss
 from vdmcourse.diffusion.context import ContextConfig, masked_training_loss, random_context_masks, random_context_times
 from vdmcourse.diffusion.distillation import GuidedUNet3D, GuidedUNet3DConfig, guidance_distillation_loss
 from vdmcourse.metrics.alignment import MiniCLIP, MiniCLIPConfig, miniclip_batch, miniclip_loss
@@ -101,7 +101,7 @@ class Preset:
     sampler: str = "euler"
     sample_steps: int = 30
     guidance_scale: float = 2.0
-    guidance_interval: tuple[float, float] = (0.0, 1.0)
+    guidance_interval: tuple[float, float] = GUIDE_EVERY_CALL
     init_from: str | None = None
     loss: Callable[[nn.Module, Any, torch.Generator], torch.Tensor] | None = None
     batch_source: Callable[..., Any] | None = None
@@ -238,7 +238,7 @@ class Preset:
             "sampler": self.sampler,
             "sample_steps": self.sample_steps,
             "guidance_scale": self.guidance_scale,
-            **({"guidance_interval": list(self.guidance_interval)} if tuple(self.guidance_interval) != (0.0, 1.0) else {}),
+            **({"guidance_interval": list(self.guidance_interval)} if tuple(self.guidance_interval) != GUIDE_EVERY_CALL else {}),
             "data": dataclasses.asdict(self.data),
             "batch_size": self.batch_size,
             **({"context": dataclasses.asdict(self.context)} if self.context is not None else {}),

@@ -32,7 +32,7 @@ from vdmcourse.diffusion.objectives import (
     sample_timesteps,
     training_loss,
 )
-from vdmcourse.diffusion.samplers import ALL_SAMPLERS, SAMPLERS, check_guidance_interval, model_evaluations, sample
+from vdmcourse.diffusion.samplers import ALL_SAMPLERS, GUIDE_EVERY_CALL, SAMPLERS, check_guidance_interval, model_evaluations, sample
 from vdmcourse.diffusion.schedules import (
     FlowSchedule,
     Schedule,

@@ -40,9 +40,10 @@ from vdmcourse.diffusion.guidance import check_labels, check_scale, guided_outpu
 from vdmcourse.diffusion.objectives import frame_noise, noise_mix_of, predict_x0_eps, resolve_schedule
 from vdmcourse.diffusion.schedules import FlowSchedule, Schedule
 
-__all__ = ["SAMPLERS", "ALL_SAMPLERS", "sample", "model_evaluations", "check_guidance_interval"]
+__all__ = ["SAMPLERS", "ALL_SAMPLERS", "GUIDE_EVERY_CALL", "sample", "model_evaluations", "check_guidance_interval"]
 
 SAMPLERS = ("ddpm", "ddim", "euler", "heun")
+GUIDE_EVERY_CALL = (0.0, 1.0)  # the guidance interval that guides every model call (a checkpoint without one)
 ALL_SAMPLERS = SAMPLERS + ("dpm++2m",)  # with the multistep solver for few steps
 
 
@@ -91,7 +92,7 @@ def sample(
     schedule=None,
     cond: torch.Tensor | None = None,
     guidance_scale: float = 1.0,
-    guidance_interval: tuple[float, float] = (0.0, 1.0),
+    guidance_interval: tuple[float, float] = GUIDE_EVERY_CALL,
     null_label: int | None = None,
     eta: float = 0.0,
     clip_x0: bool = False,
