@@ -663,9 +663,10 @@ _PRESETS.append(_DIT_JOINT_X2)
 # interval; benchmarks/results/dit.md, "Absolute positions and the guidance interval"). A 900
 # CPU-s pilot (`bench_dit.py pilot sincos --base dit-joint-x2-cpu --seconds 900 --cpu --set
 # position=sincos+rope`), scored on 100 clips: identity 0.75 at guidance 5 against
-# dit-joint-x2-cpu's 0.66, and 0.82 at guidance 8 on t >= 0.2 against its 0.74. The shipped
-# checkpoint is --cpu-minutes 15 from scratch on one core of a shared machine: 7001 steps, the
-# preset's step budget.
+# dit-joint-x2-cpu's 0.66, and 0.82 at guidance 8 on t >= 0.2 against its 0.74; with seed 1 both
+# recipes scored alike (0.70 / 0.78 against 0.72 / 0.77): the identity gain is within the spread
+# between runs, the faster digit held in both. The shipped checkpoint is --cpu-minutes 15 from
+# scratch on one core of a shared machine: 7001 steps, the preset's step budget.
 _PRESETS.append(
     dataclasses.replace(
         _DIT_JOINT_X2,
