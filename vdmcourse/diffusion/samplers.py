@@ -43,8 +43,8 @@ from vdmcourse.diffusion.schedules import FlowSchedule, Schedule
 __all__ = ["SAMPLERS", "ALL_SAMPLERS", "GUIDE_EVERY_CALL", "sample", "model_evaluations", "check_guidance_interval"]
 
 SAMPLERS = ("ddpm", "ddim", "euler", "heun")
-GUIDE_EVERY_CALL = (0.0, 1.0)  # the guidance interval that guides every model call (a checkpoint without one)
 ALL_SAMPLERS = SAMPLERS + ("dpm++2m",)  # with the multistep solver for few steps
+GUIDE_EVERY_CALL = (0.0, 1.0)  # the guidance interval that guides every model call (a checkpoint without one)
 
 
 def model_evaluations(sampler: str, steps: int) -> int:
