@@ -58,6 +58,8 @@ __all__ = [
     "training_loss",
     "SAMPLERS",
     "ALL_SAMPLERS",
+    "GUIDE_EVERY_CALL",
+    "check_guidance_interval",
     "model_evaluations",
     "sample",
     "FlowSchedule",
