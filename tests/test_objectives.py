@@ -271,3 +271,31 @@ def test_training_loss_draws_the_models_frame_noise():
         training_loss(model, x0, generator=torch.Generator().manual_seed(0))
         eps = model.x / model.t[:, None, None, None, None]
         assert (eps[:, 0] * eps[:, 3]).mean().item() == pytest.approx(correlation, abs=0.05)
+
+
+def test_motion_weight_weighs_errors_that_change_from_frame_to_frame():
+    x0 = batch(7)[0].float()
+    frame_sign = torch.tensor([1.0, -1.0, 1.0]).view(1, 3, 1, 1, 1)  # batch() clips have 3 frames
+    right = oracle(x0, "flow", FlowSchedule())
+
+    def loss(error, weight):
+        model = Recorder(lambda x, t: right(x, t) + error)
+        return training_loss(model, x0, motion_weight=weight, generator=torch.Generator().manual_seed(0)).item()
+
+    # An error the same in every frame has no frame-to-frame part: the weight changes nothing.
+    for weight in (0.0, 1.0, 3.0):
+        assert loss(torch.full_like(x0, 0.1), weight) == pytest.approx(0.01, rel=1e-4)
+    # An error flipping sign every frame (jitter): its differences are 0.2, squared 0.04.
+    for weight in (0.0, 1.0, 3.0):
+        assert loss(0.1 * frame_sign.expand_as(x0), weight) == pytest.approx(0.01 + 0.04 * weight, rel=1e-4)
+    assert loss(torch.zeros_like(x0), 2.0) < 1e-8  # the oracle still scores zero
+
+
+def test_motion_weight_refuses_bad_values_and_clips_without_frames():
+    model = Recorder()
+    for bad in (-1.0, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ValueError, match="motion_weight must be a finite number >= 0"):
+            training_loss(model, torch.zeros(2, 3, 1, 4, 4), motion_weight=bad)
+    for shape in ((2, 1, 1, 4, 4), (2, 16)):
+        with pytest.raises(ValueError, match=r"motion_weight needs clips of shape \(B, T, C, H, W\) with T >= 2"):
+            training_loss(model, torch.zeros(shape), motion_weight=0.5)

@@ -108,6 +108,10 @@ def test_unknown_names_and_objectives_are_refused():
         Preset(**fields, t_mean=1.0)
     with pytest.raises(ValueError, match="Preset 'x': guidance_interval must be"):
         Preset(**fields, guidance_interval=(0.9, 0.1))
+    with pytest.raises(ValueError, match="Preset 'x': motion_weight must be a finite number >= 0; got -1"):
+        Preset(**fields, motion_weight=-1)
+    with pytest.raises(ValueError, match="Preset 'x': motion_weight weighs the plain diffusion loss"):
+        Preset(**fields, objective=None, loss=lambda model, batch, generator: batch, motion_weight=0.5)
 
 
 def test_a_guidance_interval_is_recorded_only_when_it_is_not_every_call():
@@ -134,3 +138,18 @@ def test_the_preset_decides_how_training_times_are_drawn():
     shifted.loss_fn()(model, batch, torch.Generator().manual_seed(1))
     assert torch.logit(model.t.double()).mean().item() == pytest.approx(1.0, abs=0.06)
     assert shifted.metadata()["t_distribution"] == "logit_normal" and shifted.metadata()["t_mean"] == 1.0
+
+
+def test_the_preset_passes_its_motion_weight_to_the_loss_and_records_it():
+    clips = dataclasses.replace(get_preset("dit-cpu"), batch_size=4)
+    batch = clips.batches()(torch.Generator().manual_seed(0))
+    model = TimeRecorder()  # predicts zeros: the loss is the target's square, plus the weight times its differences'
+
+    def loss(weight):
+        return dataclasses.replace(clips, motion_weight=weight).loss_fn()(model, batch, torch.Generator().manual_seed(1)).item()
+
+    plain, half, whole = loss(0.0), loss(0.5), loss(1.0)
+    # Flow target eps - x0, the frames' noise independent: the differences' square is about twice the noise's.
+    assert whole - plain == pytest.approx(2 * (half - plain), rel=1e-5) and 1.5 < whole - plain < 2.5
+    assert "motion_weight" not in clips.metadata()  # checkpoints made before the weight existed read the same
+    assert dataclasses.replace(clips, motion_weight=0.5).metadata()["motion_weight"] == 0.5

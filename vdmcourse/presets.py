@@ -26,7 +26,14 @@ from vdmcourse.conditioned_training import (
     STYLE_CLASSES, image_to_video_batch, image_to_video_loss, signal_batch, signal_loss, style_batch,
 )
 from vdmcourse.data import MovingMNISTConfig, generate_clips
-from vdmcourse.diffusion import GUIDE_EVERY_CALL, OBJECTIVES, TIME_DISTRIBUTIONS, check_guidance_interval, training_loss
+from vdmcourse.diffusion import (
+    GUIDE_EVERY_CALL,
+    OBJECTIVES,
+    TIME_DISTRIBUTIONS,
+    check_guidance_interval,
+    check_motion_weight,
+    training_loss,
+)
 from vdmcourse.diffusion.context import ContextConfig, masked_training_loss, random_context_masks, random_context_times
 from vdmcourse.diffusion.distillation import GuidedUNet3D, GuidedUNet3DConfig, guidance_distillation_loss
 from vdmcourse.metrics.alignment import MiniCLIP, MiniCLIPConfig, miniclip_batch, miniclip_loss
@@ -60,6 +67,8 @@ class Preset:
         t_distribution, t_mean: how training times are drawn (``"uniform"``, or
             ``"logit_normal"`` with logit mean ``t_mean``; see
             :func:`vdmcourse.diffusion.sample_timesteps`).
+        motion_weight: the weight of the frame-difference term of the diffusion loss (see
+            :func:`vdmcourse.diffusion.training_loss`); 0 leaves it out.
         batch_size, steps, quick_steps: clips per step; steps of a full and a quick run.
         train: the :class:`~vdmcourse.train.TrainConfig` (lr, warm-up, EMA, ...).
         sampler, sample_steps, guidance_scale: how previews and ``sample`` draw by default.
@@ -94,6 +103,7 @@ class Preset:
     p_uncond: float = 0.1
     t_distribution: str = "uniform"
     t_mean: float = 0.0
+    motion_weight: float = 0.0
     batch_size: int = 32
     steps: int = 4000
     quick_steps: int = 20
@@ -113,14 +123,18 @@ class Preset:
     def __post_init__(self):
         if self.loss is None and self.objective not in OBJECTIVES:
             raise ValueError(f"Preset {self.name!r}: objective must be one of {OBJECTIVES}; got {self.objective!r}")
-        try:
-            check_guidance_interval(self.guidance_interval)
-        except ValueError as error:
-            raise ValueError(f"Preset {self.name!r}: {error}") from None
         if self.t_distribution not in TIME_DISTRIBUTIONS:
             raise ValueError(f"Preset {self.name!r}: t_distribution must be one of {TIME_DISTRIBUTIONS}; got {self.t_distribution!r}")
         if self.t_distribution == "uniform" and self.t_mean != 0.0:
             raise ValueError(f"Preset {self.name!r}: t_mean shifts logit-normal times only; got t_mean={self.t_mean} with uniform times")
+        try:
+            check_guidance_interval(self.guidance_interval)
+            check_motion_weight(self.motion_weight)
+        except ValueError as error:
+            raise ValueError(f"Preset {self.name!r}: {error}") from None
+        if self.motion_weight and (self.loss, self.context, self.teacher) != (None, None, None):
+            raise ValueError(f"Preset {self.name!r}: motion_weight weighs the plain diffusion loss; this preset trains its own loss, "
+                             "masked-frame context or a teacher's guidance")
         if self.loss is not None and self.objective is not None:
             raise ValueError(f"Preset {self.name!r}: a preset with its own loss trains no diffusion objective; set objective=None")
         if getattr(self.model_config, "prediction", "v") == "x" and self.objective != "flow":
@@ -209,6 +223,7 @@ class Preset:
                 generator=generator,
                 t_distribution=self.t_distribution,
                 t_mean=self.t_mean,
+                motion_weight=self.motion_weight,
             )
 
         return loss
@@ -234,6 +249,7 @@ class Preset:
             "objective": self.objective,
             "t_distribution": self.t_distribution,
             "t_mean": self.t_mean,
+            **({"motion_weight": self.motion_weight} if self.motion_weight else {}),
             "sample_shape": list(self.sample_shape),
             "sampler": self.sampler,
             "sample_steps": self.sample_steps,

@@ -51,6 +51,7 @@ __all__ = [
     "frame_noise",
     "noise_mix_of",
     "sample_timesteps",
+    "check_motion_weight",
     "training_loss",
 ]
 
@@ -235,6 +236,13 @@ def sample_timesteps(
     return t.to(device) if device is not None else t
 
 
+def check_motion_weight(weight) -> float:
+    """``weight`` as the frame-difference weight of :func:`training_loss`, or a ValueError."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
+        raise ValueError(f"motion_weight must be a finite number >= 0; got {weight!r}")
+    return float(weight)
+
+
 def training_loss(
     model,
     x0: torch.Tensor,
@@ -249,6 +257,7 @@ def training_loss(
     t_mean: float = 0.0,
     t_std: float = 1.0,
     null_label: int | None = None,
+    motion_weight: float = 0.0,
 ) -> torch.Tensor:
     """The denoising loss for one batch: noise ``x0`` to a random time, ask the model
     for ``objective``'s target, return the mean squared error (a scalar tensor).
@@ -267,8 +276,13 @@ def training_loss(
     ``generator`` fixes the times, the noise and the label dropout (drawn in that order).
     The noise is :func:`frame_noise` with the model's :func:`noise_mix_of` (independent
     frames unless the model says otherwise).
+
+    ``motion_weight`` > 0 adds that weight times the squared error of the frame-to-frame
+    differences (output[:, 1:] - output[:, :-1] against the target's): the same target,
+    with errors that change from frame to frame -- jitter -- weighed more.
     """
     schedule = resolve_schedule(schedule, objective)
+    check_motion_weight(motion_weight)
     if not isinstance(p_uncond, (int, float)) or not 0.0 <= p_uncond <= 1.0:
         raise ValueError(f"p_uncond must lie in [0, 1]; got {p_uncond}")
     if not isinstance(x0, torch.Tensor) or x0.ndim < 2:
@@ -297,4 +311,9 @@ def training_loss(
     if output.shape != x0.shape:
         raise ValueError(f"the model returned shape {tuple(output.shape)}; expected x's shape {tuple(x0.shape)}")
     target = model_target(x0, eps, t, objective=objective, schedule=schedule)
-    return F.mse_loss(output, target)
+    loss = F.mse_loss(output, target)
+    if motion_weight:
+        if x0.ndim != 5 or x0.shape[1] < 2:
+            raise ValueError(f"motion_weight needs clips of shape (B, T, C, H, W) with T >= 2; got {tuple(x0.shape)}")
+        loss = loss + motion_weight * F.mse_loss(output.diff(dim=1), target.diff(dim=1))
+    return loss
