@@ -19,6 +19,8 @@ time, and sample quality at fixed training budgets against the U-Net.
                                                              # a preset's model on single frames: does it draw the digit?
     python benchmarks/bench_dit.py guidance --models dit-joint-x-cpu --scales 1 2 3 5 7 --start-mix 0 1 2
                                                              # sampling settings: guidance scale and frame-shared start noise
+    python benchmarks/bench_dit.py motion --models dit-joint-x3-cpu dit-cpu
+                                                             # where the physics residual comes from: steps inside / across tokens
 
 ``flops`` counts one training step's FLOPs with ``torch.utils.flop_counter.FlopCounterMode``
 (forward + backward; the optimiser's elementwise work is not counted), times the step, and
@@ -318,10 +320,12 @@ def _draw_timed(model, shape, kwargs: dict, vae=None) -> torch.Tensor:
         return clips if vae is None else vae.decode_latents(clips)
 
 
-def _sampling_case(name, space, weights, model, shape, sampler, steps, guidance, vae=None):
-    """(row fields, the timed draw) of one model at its default sampler, steps and guidance."""
-    kwargs = {"sampler": sampler, "steps": steps, "cond": torch.arange(8), "guidance_scale": guidance, "progress": False}
-    fields = {"model": name, "space": space, "weights": weights, "sampler": sampler, "steps": steps, "guidance": guidance}
+def _sampling_case(name, space, weights, model, shape, sampler, steps, guidance, vae=None, interval=GUIDE_EVERY_CALL):
+    """(row fields, the timed draw) of one model at its default sampler, steps, guidance and guidance interval."""
+    kwargs = {"sampler": sampler, "steps": steps, "cond": torch.arange(8), "guidance_scale": guidance, "guidance_interval": interval,
+              "progress": False}
+    fields = {"model": name, "space": space, "weights": weights, "sampler": sampler, "steps": steps, "guidance": guidance,
+              "guidance_interval": list(interval)}
     return fields, functools.partial(_draw_timed, model, shape, kwargs, vae)
 
 
@@ -329,11 +333,12 @@ def sampling(args) -> dict:
     """8 clips at each model's default sampler, steps and guidance, with ``--threads`` torch threads:
     the shipped pixel DiTs and U-Net, and latent models with vae-cpu's decoding included."""
     cases = []  # each model loaded once, then timed at every thread count
-    for name in ("dit-cpu", "dit-x-cpu", "dit-joint-x-cpu", "video-cpu"):
+    for name in ("dit-cpu", "dit-x-cpu", "dit-joint-x-cpu", "dit-joint-x2-cpu", "dit-joint-x3-cpu", "dit-joint-x4-cpu", "video-cpu"):
         if (CHECKPOINT_DIR / f"{name}.safetensors").is_file():
             info = load_checkpoint(CHECKPOINT_DIR / f"{name}.safetensors").metadata
             cases.append(_sampling_case(name, "pixels", "shipped", load_pretrained(name, device="cpu"), (8, *info["sample_shape"]),
-                                        info["sampler"], info["sample_steps"], info["guidance_scale"]))
+                                        info["sampler"], info["sample_steps"], info["guidance_scale"],
+                                        interval=tuple(info.get("guidance_interval", GUIDE_EVERY_CALL))))
     for name, weights in SAMPLING_LATENT:
         preset = get_preset(name)
         model = load_pretrained(name, device="cpu") if weights == "shipped" else preset.build_model().eval()
@@ -676,6 +681,38 @@ def guidance(args) -> dict:
             "real_identity": identity_persistence(real, evaluator, 1).nanmean().item(), "load_average": load_average()}
 
 
+def _motion_row(source: str, video, tubelet: int | None, digit_size: int) -> dict:
+    """Where one-digit clips ``video`` lose their physics score: the ink centre's step (px) from
+    frame to frame, split as 2-frame tokens split a clip -- inside a pair (frame 0 -> 1, 2 -> 3, ...)
+    and across two pairs (1 -> 2, 3 -> 4, ...), whatever the model's own ``tubelet`` (recorded) --
+    the fitted law's speed, and the residual's spread over clips."""
+    scores = physics_scores(video, 1, digit_size)
+    centres = track_digits(video, 1).centres[:, :, 0]  # (N, T, 2)
+    steps = (centres[:, 1:] - centres[:, :-1]).norm(dim=-1)  # (N, T-1): step i goes from frame i to i + 1
+    residual = scores.residual_px[torch.isfinite(scores.residual_px)]
+    return {"source": source, "clips": len(video), "tubelet": tubelet, "step_inside_px": steps[:, 0::2].nanmean().item(),
+            "step_across_px": steps[:, 1::2].nanmean().item(), "speed_px": _speed(video, digit_size),
+            "physics_px": residual.mean().item(), "physics_median_px": residual.median().item(),
+            "physics_p90_px": residual.quantile(0.9).item(), "shape_change": shape_change(video).mean().item()}
+
+
+def motion(args) -> dict:
+    """Each checkpoint of ``--models`` (clips drawn at its recorded settings) and real clips, read
+    as the physics score reads them, the steps split by 2-frame pairs (see :func:`_motion_row`)."""
+    rows = []
+    for entry in args.models:
+        name, _, path = entry.partition("=")
+        checkpoint = load_checkpoint(path or CHECKPOINT_DIR / f"{name}.safetensors")
+        model, info = build_model(checkpoint).eval(), checkpoint.metadata
+        video = _draw_sized(model, info, (info["sample_shape"][0], *info["sample_shape"][2:]), args.clips)
+        tubelet = model.config.patch[0] if hasattr(model.config, "patch") else 1
+        rows.append(_motion_row(name, video, tubelet, info["data"]["digit_size"]))
+        print(rows[-1], flush=True)
+    real = generate_clips(args.clips, MovingMNISTConfig.cpu(split="test"), generator=torch.Generator().manual_seed(0)).video
+    rows.insert(0, _motion_row("real clips", real, None, MovingMNISTConfig.cpu().digit_size))
+    return {"rows": rows, "load_average": load_average()}
+
+
 def write_report(results: dict) -> None:
     path = RESULTS / "dit.json"
     stored = json.loads(path.read_text()) if path.is_file() else {}
@@ -800,15 +837,32 @@ def write_report(results: dict) -> None:
             lines.append(f"| {r['model']} | {r['trained_mix']:g} | {r['start_mix']} | {r['guidance']:g} | {low:g}-{high:g} | {r['identity_persistence']:.2f} | "
                          f"{r['asked_digit']:.2f} | {r['physics_px']:.2f} | {r['speed_px']:.2f} | {r['shape_change']:.2f} | {r['flicker']:.4f} |")
         lines.append("")
+    for key in sorted(k for k in stored if k == "motion" or k.startswith("motion_")):
+        mo = stored[key]
+        lines += [f"## Where the physics residual comes from ({key})", "",
+                  "`bench_dit.py motion`: each checkpoint's clips (digits 0-9 in turn, seed 0, its recorded sampler and guidance) "
+                  "read as the physics score reads them. Step: the distance (px) the ink centre moves from one frame to the next, "
+                  "averaged over the steps inside a pair of frames (0-1, 2-3, ...: one token for a 2-frame tubelet) and across two "
+                  "pairs (1-2, 3-4, ...), for every source alike (tubelet: the model's own, 1 for the U-Net and 1-frame patches). "
+                  "Speed: the fitted motion law's. "
+                  f"Residual: the physics score's per-clip RMS distance from that law. Load average {mo['load_average']}.", "",
+                  "| source | clips | tubelet | step inside a pair px | step across pairs px | fitted speed px | residual mean px | median | 90th pct | shape change |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in mo["rows"]:
+            lines.append(f"| {r['source']} | {r['clips']} | {r['tubelet'] or '-'} | {r['step_inside_px']:.2f} | {r['step_across_px']:.2f} | "
+                         f"{r['speed_px']:.2f} | {r['physics_px']:.2f} | {r['physics_median_px']:.2f} | {r['physics_p90_px']:.2f} | "
+                         f"{r['shape_change']:.2f} |")
+        lines.append("")
     if "sampling" in stored:
         sm = stored["sampling"]
-        lines += ["## Sampling time, 8 clips", "", f"Best of a few runs (after a warm-up) at each model's default sampler, steps and "
-                  f"guidance, 8 labels at once (load average {sm['load_average']}). Latent models: the clips' latents are sampled, "
+        lines += ["## Sampling time, 8 clips", "", f"Best of a few runs (after a warm-up) at each model's default sampler, steps, "
+                  f"guidance and guided t (a call outside the interval is one unguided call, half a guided one), 8 labels at once (load average {sm['load_average']}). Latent models: the clips' latents are sampled, "
                   "then decoded to pixels by the VAE, and the time counts both.", "",
-                  "| model | space | weights | sampler | steps | guidance | threads | seconds |", "|---|---|---|---|---:|---:|---:|---:|"]
+                  "| model | space | weights | sampler | steps | guidance | guided t | threads | seconds |", "|---|---|---|---|---:|---:|---|---:|---:|"]
         for r in sm["rows"]:
+            low, high = r.get("guidance_interval", GUIDE_EVERY_CALL)  # rows made before intervals existed guided every call
             lines.append(f"| {r['model']} | {r.get('space', 'pixels')} | {r.get('weights', 'shipped')} | {r['sampler']} | {r['steps']} | "
-                         f"{r['guidance']} | {r['threads']} | {r['seconds_8_clips']:.2f} |")
+                         f"{r['guidance']} | {low:g}-{high:g} | {r['threads']} | {r['seconds_8_clips']:.2f} |")
         lines.append("")
     for key in sorted(k for k in stored if k == "multisize" or k.startswith("multisize_")):
         ms = stored[key]
@@ -923,6 +977,10 @@ def main(argv=None) -> int:
                                  help="guidance intervals: the times whose model calls are guided (default 0-1: all)")
     guidance_parser.add_argument("--clips", type=int, default=100)
     guidance_parser.add_argument("--key", default="guidance", help="the table: guidance or guidance_NAME")
+    motion_parser = sub.add_parser("motion", help="where the physics residual comes from, token frame by token frame")
+    motion_parser.add_argument("--models", nargs="+", default=["dit-joint-x3-cpu", "dit-joint-x4-cpu"], help="shipped names or NAME=PATH")
+    motion_parser.add_argument("--clips", type=int, default=100)
+    motion_parser.add_argument("--key", default="motion", help="the table: motion or motion_NAME")
     sub.add_parser("note", help="set the closing note of the report").add_argument("text")
     args = parser.parse_args(argv)
     if args.command == "note":
@@ -933,8 +991,8 @@ def main(argv=None) -> int:
         write_report({})
         return 0
     run = {"flops": flops, "layouts": layouts, "packing": packing, "scaling": scaling, "sampling": sampling, "budgets": budgets,
-           "multisize": multisize, "identity": identity, "guidance": guidance}[args.command]
-    key = f"budgets_{args.label}" if args.command == "budgets" and args.label else args.key if args.command in ("multisize", "guidance") else args.command
+           "multisize": multisize, "identity": identity, "guidance": guidance, "motion": motion}[args.command]
+    key = f"budgets_{args.label}" if args.command == "budgets" and args.label else args.key if args.command in ("multisize", "guidance", "motion") else args.command
     write_report({key: run(args)})
     return 0
 

@@ -1,4 +1,5 @@
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from vdmcourse.nn.dit import (
     bucket_batch_sizes,
     patchify,
     rope_3d,
+    token_grid,
     unpatchify,
 )
 from vdmcourse.nn.embeddings import apply_rope
@@ -628,7 +630,7 @@ def test_evaluate_samples_at_the_guidance_it_is_told(monkeypatch, capsys):
     assert "--clips are scored as they are" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["dit-cpu", "dit-x-cpu", "dit-joint-x-cpu", "dit-joint-x2-cpu", "dit-joint-x3-cpu"])
+@pytest.mark.parametrize("name", ["dit-cpu", "dit-x-cpu", "dit-joint-x-cpu", "dit-joint-x2-cpu", "dit-joint-x3-cpu", "dit-joint-x4-cpu"])
 def test_the_shipped_dit_is_what_its_preset_trains(name):
     # The manifest's command (`train --preset NAME`) must rebuild the shipped model: a
     # preset changed without retraining (or a checkpoint from another recipe) fails here.
@@ -645,7 +647,7 @@ def test_the_shipped_dit_is_what_its_preset_trains(name):
     assert tuple(metadata.get("guidance_interval", (0.0, 1.0))) == preset.guidance_interval
 
 
-@pytest.mark.parametrize("name", ["dit-x-cpu", "dit-joint-x-cpu", "dit-joint-x2-cpu", "dit-joint-x3-cpu"])
+@pytest.mark.parametrize("name", ["dit-x-cpu", "dit-joint-x-cpu", "dit-joint-x2-cpu", "dit-joint-x3-cpu", "dit-joint-x4-cpu"])
 def test_the_shipped_clean_clip_dits_denoise_a_real_clip(name, tmp_path):
     from vdmcourse.cli import main
     from vdmcourse.data import MovingMNISTConfig, generate_clips
@@ -661,3 +663,19 @@ def test_the_shipped_clean_clip_dits_denoise_a_real_clip(name, tmp_path):
     # Trained, its clean clip is far closer to the real one than the noisy input is.
     assert (x0_hat - x0).pow(2).mean() < 0.1 * (x_t - x0).pow(2).mean()  # about 0.03 shipped; untrained 1.8
     assert main(["sample", "--checkpoint", name, "--out", str(tmp_path / "s.png"), "--num", "2", "--steps", "2"]) == 0
+
+
+def test_one_frame_tokens_on_the_same_batches_as_dit_joint_x3():
+    # dit-joint-x4-cpu changes the tokens only: one frame and an 8x8 square a token (160 a clip
+    # where x3's 2x4x4 tubelets make 320), a wider model, the very batches x3 trains on.
+    from vdmcourse.presets import get_preset
+
+    x3, x4 = get_preset("dit-joint-x3-cpu"), get_preset("dit-joint-x4-cpu")
+    assert (x4.model_config.patch, x4.model_config.dim) == ((1, 8, 8), 96)
+    assert dataclasses.replace(x4.model_config, patch=x3.model_config.patch, dim=x3.model_config.dim) == x3.model_config
+    assert math.prod(token_grid((10, 1, 32, 32), x4.model_config.patch)) == 160
+    draw3, draw4 = x3.batches(), x4.batches()
+    for seed in range(4):  # both sizes of the bucketed batches come up
+        a, b = draw3(seeded(seed)), draw4(seeded(seed))
+        assert torch.equal(a["video"], b["video"]) and torch.equal(a["labels"], b["labels"])
+    assert (x4.guidance_scale, x4.guidance_interval, x4.train) == (x3.guidance_scale, x3.guidance_interval, x3.train)

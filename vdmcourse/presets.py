@@ -695,6 +695,30 @@ _PRESETS.append(
     )
 )
 
+# dit-joint-x3-cpu's recipe on 1x8x8 patches at width 96: each token is one frame in time (so no
+# two frames are written by one vector -- the tubelet-2 DiTs move the digit less inside a token
+# and jump at every token boundary, benchmarks/results/dit.md "Where the physics residual comes
+# from") and an 8x8 square in space, 16 tokens a frame: 160 tokens a 10-frame clip where 2x4x4
+# patches make 320, so a wider model still steps faster. The batches are dit-joint-x3-cpu's
+# (bucketed under dit-cpu's patch: 8 clips of 10 frames or 40 of 2, the same counts under 1x8x8).
+# 900 CPU-s pilots of x3's recipe, scored on 100 clips (`bench_dit.py pilot NAME --base
+# dit-joint-x3-cpu --seconds 900 --cpu --set "patch=(1,8,8)" [dim=96]`; tables guidance_s10b/c):
+# identity 0.88 at width 64 (15152 steps) and 0.94 at width 96 (9595 steps) at guidance 8 on
+# t >= 0.2, against the x3 recipe's 0.82 and 0.78 (two seeds); physics 1.84 px against 2.02 / 2.14.
+# The shipped checkpoint is --cpu-minutes 15 from scratch on one core of a shared machine: 9162
+# steps, the preset's step budget.
+_PRESETS.append(
+    dataclasses.replace(
+        _DIT_JOINT_X2,
+        name="dit-joint-x4-cpu",
+        description="dit-joint-x3-cpu on 1x8x8 patches (one frame a token in time) at width 96, sampled at guidance 8 on t >= 0.2 (CPU)",
+        model_config=dataclasses.replace(_DIT_JOINT_X2.model_config, position="sincos+rope", patch=(1, 8, 8), dim=96),
+        guidance_scale=8.0,
+        guidance_interval=(0.2, 1.0),
+        steps=9162,
+    )
+)
+
 # Trials (not shipped): dit-joint-x-cpu's snippets made 4 frames long (two token frames: 128
 # tokens, 20 clips a batch), so that the short batches also teach carrying a shape from one token
 # frame to the next -- where every DiT's strips redraw it; and 2-, 4- and 10-frame batches in
