@@ -4,6 +4,7 @@ import torch
 from vdmcourse.diffusion import NULL_LABEL
 from vdmcourse.diffusion.objectives import (
     OBJECTIVES,
+    check_motion_weight,
     convert,
     frame_noise,
     model_target,
@@ -292,6 +293,7 @@ def test_motion_weight_weighs_errors_that_change_from_frame_to_frame():
 
 
 def test_motion_weight_refuses_bad_values_and_clips_without_frames():
+    assert check_motion_weight(2) == 2.0 and isinstance(check_motion_weight(2), float) and check_motion_weight(0.0) == 0.0
     model = Recorder()
     for bad in (-1.0, float("nan"), float("inf"), True, "1"):
         with pytest.raises(ValueError, match="motion_weight must be a finite number >= 0"):
