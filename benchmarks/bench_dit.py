@@ -1,7 +1,7 @@
 """The video DiT on a CPU: FLOP/s, layouts, variable sizes, a mini scaling study, sampling
 time, and sample quality at fixed training budgets against the U-Net.
 
-    python benchmarks/bench_dit.py flops                     # dit-cpu's step: FLOP/s vs this machine's matmul peak
+    python benchmarks/bench_dit.py flops [--preset NAME]     # a DiT preset's step (dit-cpu): FLOP/s vs this machine's matmul peak
     python benchmarks/bench_dit.py layouts --seconds 120     # full / alternate / STDiT at about equal parameters
     python benchmarks/bench_dit.py packing                   # packing vs padding vs buckets on a mixed batch
     python benchmarks/bench_dit.py scaling --seconds 120     # three widths, the same CPU budget each
@@ -10,6 +10,8 @@ time, and sample quality at fixed training budgets against the U-Net.
     python benchmarks/bench_dit.py budgets runs/dit-cpu      # strips + metrics at 5/10/15/30 min
     python benchmarks/bench_dit.py pilot NAME --seconds 210 --set layout=alternate position=sincos+rope
                                                              # a short run of dit-cpu with changes, scored as budgets
+    python benchmarks/bench_dit.py pilot NAME --base dit-joint-x4-cpu --cpu --seconds 900 --set "buckets=((10,32,32),)" --cooldown 0.2
+                                                             # other batch sizes (Open-Sora buckets), a learning-rate cooldown
     python benchmarks/bench_dit.py multisize --models dit-multisize-cpu dit-multisize-sizecond-cpu
                                                              # models at sizes they saw and never saw, 100 clips each
     python benchmarks/bench_dit.py multisize --key multisize_interp --sizes 20x32x32 --interpolate
@@ -149,7 +151,7 @@ def _kind(name: str) -> str:
 
 
 def flops(args) -> dict:
-    preset = get_preset("dit-cpu")
+    preset = get_preset(args.preset)
     model = preset.build_model()
     loss_fn, batch = preset.loss_fn(), _batch(preset)
     step_flops = _step_flops(model, loss_fn, batch)
@@ -165,7 +167,7 @@ def flops(args) -> dict:
     total = sum(shares.values())
     profile_total_s = profiler.key_averages().self_cpu_time_total / 1e6
     row = {
-        "model": f"dit-cpu ({sum(p.numel() for p in model.parameters()):,} params), batch {preset.batch_size}",
+        "model": f"{preset.name} ({sum(p.numel() for p in model.parameters()):,} params), batch {preset.batch_size}",
         "step_gflop": step_flops / 1e9,
         "step_s": step_s,
         "achieved_gflops": step_flops / step_s / 1e9,
@@ -180,19 +182,24 @@ def flops(args) -> dict:
     return row
 
 
-def _train_for(preset, seconds: float, seed: int = 0, cpu: bool = False) -> dict:
+def _train_for(preset, seconds: float, seed: int = 0, cpu: bool = False, cooldown: float = 0.0) -> dict:
     """Train ``preset``'s model from ``seed`` for ``seconds`` of the trainer's clock -- wall
     time, or with ``cpu`` this process's CPU time (``time.process_time``: on a shared machine
-    a budget that does not shrink when other jobs take the core)."""
+    a budget that does not shrink when other jobs take the core). ``cooldown``: over the last
+    this fraction of ``seconds`` the learning rate falls linearly to 0 (warmup-stable-decay,
+    Hägele et al. 2024); 0: the preset's constant rate after warm-up."""
     if cpu:
         with mock.patch.object(time, "perf_counter", time.process_time):
-            return _train_for(preset, seconds, seed)
+            return _train_for(preset, seconds, seed, cooldown=cooldown)
     seed_everything(seed)
     model = preset.build_model()
     batch = _batch(preset)
     step_flops = _step_flops(model, preset.loss_fn(), batch)
     memory = saved_for_backward_mb(model, batch["video"] * 2 - 1, torch.rand(len(batch["video"])), batch["labels"])
     trainer = Trainer(model, preset.loss_fn(), preset.batches(), preset.train, device="cpu", progress=False)
+    if cooldown:
+        constant = trainer.lr_at
+        trainer.lr_at = lambda step: constant(step) * min(1.0, max(0.0, 1 - trainer.elapsed / seconds) / cooldown)
     trainer.fit(10**9, time_limit=seconds)
     losses = trainer.history
     tail = losses[-min(50, len(losses)):]
@@ -356,26 +363,42 @@ def sampling(args) -> dict:
 
 def _override(preset, settings):
     """``preset`` with ``key=value`` changes: a field of the model config, of the TrainConfig,
-    or of the preset itself (values parsed as Python literals, else kept as strings)."""
+    or of the preset itself (values parsed as Python literals, else kept as strings); or
+    ``buckets=((T, H, W), ...)``: Open-Sora batches drawn from those sizes (:func:`_buckets`)."""
     import ast
 
-    model, train, top = {}, {}, {}
+    model, train, top, buckets = {}, {}, {}, None
     for item in settings:
         key, _, text = item.partition("=")
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = text
-        if key in {f.name for f in dataclasses.fields(preset.model_config)}:
+        if key == "buckets":
+            buckets = value
+        elif key in {f.name for f in dataclasses.fields(preset.model_config)}:
             model[key] = value
         elif key in {f.name for f in dataclasses.fields(preset.train)}:
             train[key] = value
         elif key in {f.name for f in dataclasses.fields(preset)}:
             top[key] = value
         else:
-            raise SystemExit(f"pilot: {key!r} is not a field of the model config, the TrainConfig or the preset")
-    return dataclasses.replace(preset, model_config=dataclasses.replace(preset.model_config, **model),
-                               train=dataclasses.replace(preset.train, **train), **top)
+            raise SystemExit(f"pilot: {key!r} is not buckets or a field of the model config, the TrainConfig or the preset")
+    preset = dataclasses.replace(preset, model_config=dataclasses.replace(preset.model_config, **model),
+                                 train=dataclasses.replace(preset.train, **train), **top)
+    return preset if buckets is None else dataclasses.replace(preset, batch_source=_buckets(preset, buckets))
+
+
+def _buckets(preset, sizes) -> functools.partial:
+    """``bucketed_batch`` over ``sizes`` on ``preset``'s data, tokens per batch counted under the
+    patch its bucketed batches already use (dit-cpu's 2x4x4 for the joint recipes) where that
+    patch divides every size, else under the model's own patch."""
+    sizes = tuple(tuple(size) for size in sizes)
+    source = preset.batch_source
+    patch = source.keywords["patch"] if isinstance(source, functools.partial) and source.func is bucketed_batch else None
+    if patch is None or any(size % part for frames_hw in sizes for size, part in zip(frames_hw, patch)):
+        patch = preset.model_config.patch
+    return functools.partial(bucketed_batch, data=preset.data, sizes=sizes, patch=patch)
 
 
 def pilot(args) -> dict:
@@ -383,14 +406,15 @@ def pilot(args) -> dict:
     a snapshot (EMA weights, the same 30 draws). Each pilot writes its own ``dit_pilot_NAME.json``."""
     preset = _override(get_preset(args.base), args.set)
     # The TrainConfig's seed also seeds the weights' initialisation, as `python -m vdmcourse train` does.
-    result = _train_for(preset, args.seconds, seed=preset.train.seed, cpu=args.cpu)
+    result = _train_for(preset, args.seconds, seed=preset.train.seed, cpu=args.cpu, cooldown=args.cooldown)
     trainer = result.pop("trainer")
     video = _draw(trainer.ema, preset.metadata())  # digits 0-9, PER_DIGIT times
     evaluator = _evaluator()
     strip = RESULTS / f"dit_pilot_{args.name}.png"
     with atomic_path(strip) as tmp:
         frame_strip(video[:5], titles=[str(i) for i in range(5)]).savefig(tmp, format="png", dpi=120)
-    row = {"name": args.name, "base": args.base, "changes": list(args.set), "seconds": args.seconds,
+    changes = list(args.set) + ([f"lr cooldown over the last {args.cooldown:.0%}"] if args.cooldown else [])
+    row = {"name": args.name, "base": args.base, "changes": changes, "seconds": args.seconds,
            "clock": "CPU seconds of the process" if args.cpu else "wall seconds", **result,
            **_scores(video, evaluator, preset.data.digit_size),
            "asked_digit": _asked_digit(video, evaluator, torch.arange(10).repeat(PER_DIGIT)),
@@ -645,6 +669,17 @@ def identity(args) -> dict:
             "chance_identity": (1 + (frames - 1) / 10) / frames}
 
 
+def _fraction(text: str) -> float:
+    """A number in [0, 1] (0: off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a fraction in [0, 1] of the run (0: no cooldown)")
+    return value
+
+
 def _interval(text: str) -> tuple[float, float]:
     """ "LOW-HIGH" -> (low, high), checked as the sampler checks it."""
     try:
@@ -724,9 +759,11 @@ def write_report(results: dict) -> None:
     lines = ["# The video DiT on a CPU", "",
              f"Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs: the load average is given with each table), "
              f"torch {m['torch']}. One torch thread unless stated.", ""]
-    if "flops" in stored:
-        f = stored["flops"]
-        lines += ["## Training-step FLOP/s against the matmul peak", "",
+    for key in ["flops", *sorted(k for k in stored if k.startswith("flops_"))]:
+        if key not in stored:
+            continue
+        f = stored[key]
+        lines += [f"## Training-step FLOP/s against the matmul peak{'' if key == 'flops' else ' (' + key[len('flops_'):] + ')'}", "",
                   f"{f['model']}; FLOPs from `FlopCounterMode` (forward + backward; attention counted on `naive_attention`, "
                   "whose matmuls the counter sees), the peak from a 1024² fp32 matmul in the same "
                   f"process, {f['threads']} thread(s), load average {f['load_average']}.", "",
@@ -929,7 +966,9 @@ def write_report(results: dict) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("flops").add_argument("--steps", type=int, default=5)
+    flops_parser = sub.add_parser("flops")
+    flops_parser.add_argument("--steps", type=int, default=5)
+    flops_parser.add_argument("--preset", default="dit-cpu", help="the DiT preset whose step is measured (table flops, or flops_NAME)")
     sub.add_parser("layouts").add_argument("--seconds", type=float, default=120.0)
     scaling_parser = sub.add_parser("scaling")
     scaling_parser.add_argument("--seconds", type=float, default=120.0)
@@ -957,6 +996,7 @@ def main(argv=None) -> int:
     pilot_parser.add_argument("--set", nargs="*", default=[], help="key=value changes to the model config, TrainConfig or preset")
     pilot_parser.add_argument("--cpu", action="store_true", help="--seconds of this process's CPU time, not wall time (shared machines)")
     pilot_parser.add_argument("--save", default="", help="also save the pilot's EMA model to this .safetensors path")
+    pilot_parser.add_argument("--cooldown", type=_fraction, default=0.0, help="the learning rate falls linearly to 0 over the last this fraction of --seconds")
     multisize_parser = sub.add_parser("multisize", help="models at sizes they saw and never saw")
     multisize_parser.add_argument("--models", nargs="+", default=["dit-multisize-cpu"],
                                   help="shipped checkpoint names, or NAME=PATH (e.g. a pilot's --save)")
@@ -993,6 +1033,8 @@ def main(argv=None) -> int:
     run = {"flops": flops, "layouts": layouts, "packing": packing, "scaling": scaling, "sampling": sampling, "budgets": budgets,
            "multisize": multisize, "identity": identity, "guidance": guidance, "motion": motion}[args.command]
     key = f"budgets_{args.label}" if args.command == "budgets" and args.label else args.key if args.command in ("multisize", "guidance", "motion") else args.command
+    if args.command == "flops" and args.preset != "dit-cpu":
+        key = f"flops_{args.preset}"
     write_report({key: run(args)})
     return 0
 
