@@ -470,6 +470,88 @@ def test_uvit_options_are_refused_when_malformed():
         VideoDiTConfig(depth=1, long_skips=True)
 
 
+# The motion stream: the clip cut a second time into long tubelets, in the same attention.
+
+MOTION = {"motion_patch": (4, 8, 8)}  # SMALL's 4 frames in one token, 8x8 squares: 4 motion tokens a 16x16 clip
+
+
+def test_a_motion_stream_starts_as_nothing_and_adds_its_tubelets_tokens():
+    model = dit(**MOTION)
+    out = model(clips(), times(), torch.tensor([1, 2]))
+    assert torch.equal(out, torch.zeros_like(out))
+    assert model.tokens_per_clip(4, 16, 16) == 4 * 4 * 4 + 4
+    assert model.tokens_per_clip(6, 16, 16) == 6 * 4 * 4 + 2 * 4  # padded in time to 8 frames: two motion tubelets
+    assert model.tokens_per_clip(3, 16, 16) == 3 * 4 * 4  # shorter than a motion tubelet: none
+
+
+def test_motion_tokens_sit_at_their_tubelets_centres_in_main_token_units():
+    # Main tokens 1x4x4 (centres at frames 0..3, rows 1.5, 5.5, ... in pixels); a 4x8x8 tubelet's centre is
+    # frame 1.5 and rows 3.5 / 11.5 in pixels: in main-token units frame 1.5, rows (3.5 - 1.5) / 4 = 0.5 and 2.5.
+    _, positions = dit(**MOTION)._motion_tokens(clips(), 1.0)
+    expected = torch.tensor([[1.5, 0.5, 0.5], [1.5, 0.5, 2.5], [1.5, 2.5, 0.5], [1.5, 2.5, 2.5]])
+    torch.testing.assert_close(positions, expected, rtol=0, atol=0)
+    _, scaled = dit(**MOTION)._motion_tokens(clips(), 0.5)
+    torch.testing.assert_close(scaled, expected * torch.tensor([0.5, 1.0, 1.0]), rtol=0, atol=0)
+
+
+def test_a_clip_shorter_than_a_motion_tubelet_runs_on_the_main_stream_alone():
+    model = wake_up(dit(**MOTION)).eval()
+    plain = dit()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("motion_")})
+    short = clips(frames=3)
+    torch.testing.assert_close(model(short, times(), torch.tensor([1, 2])), plain(short, times(), torch.tensor([1, 2])), rtol=0, atol=0)
+    # A full-length clip hears the motion tokens: the same weights give another output.
+    assert not torch.allclose(model(clips(), times()), plain(clips(), times()))
+
+
+def test_each_motion_token_writes_its_whole_tubelet_and_the_padding_is_cut():
+    model = wake_up(dit(**MOTION)).eval()
+    layout = TokenLayout.build([(4, 4, 4)], packed=False, causal=False, device="cpu")
+    cond = model.embed(times(), None)
+    tokens = torch.randn(2, 4, 48, generator=seeded(3))
+    changed = tokens.clone()
+    changed[:, 1] += torch.randn(48, generator=seeded(4))  # the token of rows 0-7, columns 8-15
+    video = model._motion_video(tokens, cond, layout, (3, 1, 16, 16))  # 3 frames kept of the tubelet's 4
+    assert video.shape == (2, 3, 1, 16, 16)
+    moved = (model._motion_video(changed, cond, layout, (3, 1, 16, 16)) - video).abs() > 0
+    assert moved[:, :, :, :8, 8:].all()  # every pixel of every frame of its square...
+    moved[:, :, :, :8, 8:] = False
+    assert not moved.any()  # ... and nothing else
+
+
+def test_the_motion_stream_learns_with_the_rest_at_any_length():
+    model = dit(**MOTION)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        optimizer.zero_grad()
+        (model(clips(), times(), torch.tensor([1, 2])) - clips(seed=5)).pow(2).mean().backward()
+        optimizer.step()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert missing == []
+    assert model(clips(frames=6), times()).shape == (2, 6, 1, 16, 16)
+
+
+@pytest.mark.parametrize("position", ["rope", "sincos+rope"])
+def test_a_motion_stream_model_round_trips_through_a_checkpoint(tmp_path, position):
+    model = wake_up(dit(position=position, **MOTION)).eval()
+    loaded = build_model(save_checkpoint(tmp_path / "dit.safetensors", model)).eval()
+    assert loaded.config == model.config and loaded.config.motion_patch == (4, 8, 8)
+    torch.testing.assert_close(loaded(clips(), times()), model(clips(), times()), rtol=0, atol=0)
+
+
+def test_a_motion_stream_is_refused_where_it_is_not_built():
+    with pytest.raises(ValueError, match=r"motion_patch must be None or a tuple \(mt, mh, mw\) of positive ints; got \[4, 8, 8\]"):
+        VideoDiTConfig(motion_patch=[4, 8, 8])
+    with pytest.raises(ValueError, match='needs layout="full" \\(got layout=\'stdit\'\\), RoPE in position \\(got position=\'sincos\'\\)'):
+        VideoDiTConfig(motion_patch=(4, 8, 8), layout="stdit", position="sincos")
+    with pytest.raises(ValueError, match="needs causal=False"):
+        VideoDiTConfig(motion_patch=(4, 8, 8), causal=True)
+    with pytest.raises(ValueError, match="packing is not built for a model with a motion stream"):
+        dit(**MOTION).forward_packed([clips()[0]], times(1))
+    with pytest.raises(ValueError, match="does not split into 4x8x8 tubelets: H=12 is not a multiple of 8"):
+        dit(**MOTION)(clips(height=12), times())
+
+
 # Clean-clip prediction (JiT).
 
 

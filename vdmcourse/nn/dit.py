@@ -50,9 +50,11 @@ Tokens travel as ``(B, L, D)`` with ``L = t * h * w`` in (t, h, w) order; a
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
@@ -146,6 +148,17 @@ class VideoDiTConfig:
             frames. ``training_loss`` and ``sample`` read it from the model
             (:func:`~vdmcourse.diffusion.objectives.noise_mix_of`), so the checkpoint carries the
             noise its model expects. The network itself does not use it.
+        motion_patch: None, or a second tubelet size ``(mt, mh, mw)`` that cuts the same clip
+            a second time into *motion tokens* -- long in time (``mt = frames``: one token
+            writes a whole clip's history of an ``mh x mw`` square), few, and coarse. They join
+            the main tokens in one attention (two token streams in one sequence, as SD3's MMDiT
+            joins text and image), each stream with its own embedding and output layer, and
+            the two outputs add. Main tokens short in time draw the digit's shape; a token as
+            long as the clip moves it (benchmarks/results/dit.md, "Shape or motion"). A clip
+            shorter than ``mt`` frames gets no motion tokens; a longer one is zero-padded in
+            time to a multiple of ``mt`` for them. Needs ``layout="full"``, RoPE in
+            ``position`` (the motion tokens' only position: rotations at their centres, in
+            main-token units) and ``causal=False``; :meth:`VideoDiT.forward` only (no packing).
     """
 
     channels: int = 1
@@ -170,6 +183,7 @@ class VideoDiTConfig:
     size_conditioning: bool = False
     prediction: str = "v"
     noise_mix: float = 0.0
+    motion_patch: tuple[int, int, int] | None = None
 
     def __post_init__(self):
         _positive_ints(self, ("channels", "dim", "depth", "heads", "frames", "image_size"))
@@ -208,6 +222,16 @@ class VideoDiTConfig:
             math.isfinite(self.noise_mix) and self.noise_mix >= 0
         ):
             raise ValueError(f"VideoDiTConfig: noise_mix must be a finite number >= 0 (0: independent frames); got {self.noise_mix!r}")
+        if self.motion_patch is not None:
+            if not (isinstance(self.motion_patch, tuple) and len(self.motion_patch) == 3 and all(_is_positive_int(p) for p in self.motion_patch)):
+                raise ValueError(f"VideoDiTConfig: motion_patch must be None or a tuple (mt, mh, mw) of positive ints; got {self.motion_patch!r}")
+            needs = [f"{what} (got {name}={getattr(self, name)!r})" for name, what, ok in (
+                ("layout", 'layout="full"', self.layout == "full"),
+                ("position", "RoPE in position", bool(self.position) and "rope" in self.position),
+                ("causal", "causal=False", not self.causal),
+            ) if not ok]
+            if needs:
+                raise ValueError("VideoDiTConfig: motion_patch needs " + ", ".join(needs))
         if self.long_skips and self.depth < 2:
             raise ValueError(f"VideoDiTConfig: long_skips join block i to block depth - 1 - i and need depth >= 2; got depth={self.depth}")
 
@@ -220,6 +244,11 @@ class VideoDiTConfig:
         """Numbers in one tubelet: ``pt * ph * pw * C`` (a token's input and output width)."""
         pt, ph, pw = self.patch
         return pt * ph * pw * self.channels
+
+    @property
+    def motion_patch_dim(self) -> int:
+        """Numbers in one motion tubelet, ``mt * mh * mw * C`` (0 without a motion stream)."""
+        return math.prod(self.motion_patch) * self.channels if self.motion_patch else 0
 
     def block_kinds(self) -> list[tuple[str, ...]]:
         """The attention branches of each block, in order, e.g. ``[("spatial", "temporal"), ...]``."""
@@ -585,6 +614,10 @@ class VideoDiT(nn.Module):
         # U-ViT (opt-in; built only when asked, so a plain DiT draws the weights it always drew).
         self.skip_fuse = nn.ModuleList(nn.Linear(2 * dim, dim) for _ in range(config.depth // 2)) if config.long_skips else None
         self.out_conv = nn.Conv2d(config.channels, config.channels, 3, padding=1) if config.final_conv else None
+        # The motion stream (opt-in, built last for the same reason).
+        motion = config.motion_patch_dim
+        self.motion_embed = nn.Linear(motion, dim) if motion else None
+        self.motion_final = FinalLayer(dim, dim, motion) if motion else None
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -621,6 +654,12 @@ class VideoDiT(nn.Module):
         if self.out_conv is not None:
             nn.init.zeros_(self.out_conv.weight)  # a zero residual: out = y + conv(y) = y at init
             nn.init.zeros_(self.out_conv.bias)
+        if self.motion_embed is not None:  # embedded as the main tokens; its output layer zero as theirs
+            nn.init.xavier_uniform_(self.motion_embed.weight)
+            nn.init.zeros_(self.motion_embed.bias)
+            for layer in (self.motion_final.adaLN_modulation[-1], self.motion_final.linear):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def embed(self, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         """One conditioning vector per clip: time + label embedding, ``(B, D)``."""
@@ -642,9 +681,40 @@ class VideoDiT(nn.Module):
         grid = self._grid(x.shape)
         tokens = rearrange(self.patch_embed(patchify(x, self.config.patch)), "b t h w d -> b (t h w) d")  # (B, L, D)
         layout = TokenLayout.build([grid], packed=False, causal=self.config.causal, device=x.device, time_scale=time_scale)
-        out = self.forward_tokens(tokens, self.embed(t, cond), layout, context, context_mask)  # (B, L, patch_dim)
-        out = rearrange(out, "b (t h w) p -> b t h w p", t=grid[0], h=grid[1], w=grid[2])
-        return self.to_velocity(x, t, self.smooth(unpatchify(out, self.config.patch, self.config.channels)))  # (B, T, C, H, W)
+        motion = self._motion_tokens(x, time_scale)
+        if motion is not None:  # the motion tokens after the main ones, with their own positions
+            tokens = torch.cat([tokens, motion[0]], dim=1)  # (B, L + M, D)
+            layout = dataclasses.replace(layout, positions=torch.cat([layout.positions, motion[1]]))
+        tokens, cond_emb = self.run_blocks(tokens, self.embed(t, cond), layout, context, context_mask)
+        main = math.prod(grid)
+        out = rearrange(self.final(tokens[:, :main], cond_emb, layout), "b (t h w) p -> b t h w p", t=grid[0], h=grid[1], w=grid[2])
+        video = unpatchify(out, self.config.patch, self.config.channels)  # (B, T, C, H, W)
+        if motion is not None:
+            video = video + self._motion_video(tokens[:, main:], cond_emb, layout, x.shape)
+        return self.to_velocity(x, t, self.smooth(video))  # (B, T, C, H, W)
+
+    def _motion_tokens(self, x: torch.Tensor, time_scale: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The motion stream's tokens ``(B, M, D)`` and positions ``(M, 3)`` (each tubelet's
+        centre in main-token units, so RoPE relates the two streams), or None (no stream, or
+        a clip shorter than ``mt`` frames)."""
+        motion = self.config.motion_patch
+        if motion is None or x.shape[1] < motion[0]:
+            return None
+        padded = F.pad(x, (0, 0, 0, 0, 0, 0, 0, -x.shape[1] % motion[0]))  # zero frames at the end, to a multiple of mt
+        tokens = rearrange(self.motion_embed(patchify(padded, motion)), "b t h w d -> b (t h w) d")
+        main = torch.tensor(self.config.patch, dtype=torch.float32, device=x.device)
+        long = torch.tensor(motion, dtype=torch.float32, device=x.device)
+        positions = _grid_positions(token_grid(padded.shape, motion), x.device) * long / main + (long - main) / (2 * main)
+        positions[:, 0] *= time_scale
+        return tokens, positions
+
+    def _motion_video(self, tokens: torch.Tensor, cond_emb: torch.Tensor, layout: TokenLayout, shape) -> torch.Tensor:
+        """The motion stream's output layer on its ``(B, M, D)`` tokens -> ``(B, T, C, H, W)``
+        (the padding frames cut off)."""
+        frames, _, height, width = shape[-4:]
+        mt, mh, mw = self.config.motion_patch
+        out = rearrange(self.motion_final(tokens, cond_emb, layout), "b (t h w) p -> b t h w p", h=height // mh, w=width // mw)
+        return unpatchify(out, self.config.motion_patch, self.config.channels)[:, :frames]
 
     def to_velocity(self, x: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """The network's output ``out`` as the flow velocity: itself (``prediction="v"``), or
@@ -664,16 +734,25 @@ class VideoDiT(nn.Module):
 
     def forward_tokens(self, tokens, cond_emb, layout: TokenLayout, context=None, context_mask=None) -> torch.Tensor:
         """The transformer on embedded tokens: ``(B, L, D)`` + per-clip conditioning
-        ``(clips, D)`` -> ``(B, L, pt*ph*pw*C)``. Adds the sin-cos table and the size
+        ``(clips, D)`` -> ``(B, L, pt*ph*pw*C)`` (:meth:`run_blocks`, then the final layer)."""
+        tokens, cond_emb = self.run_blocks(tokens, cond_emb, layout, context, context_mask)
+        return self.final(tokens, cond_emb, layout)
+
+    def run_blocks(self, tokens, cond_emb, layout: TokenLayout, context=None, context_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The blocks on embedded tokens ``(B, L, D)``: returns them ``(B, L, D)`` with the
+        conditioning ``(clips, D)`` the output layers take. Adds the sin-cos table (to the
+        clips' grid tokens; tokens beyond them, the motion stream's, take none) and the size
         embedding if configured."""
         expected = layout.length
         if tokens.shape[1] != expected:
             sizes = " + ".join(f"{t}*{h}*{w}" for t, h, w in layout.grids)
+            extra = expected - sum(math.prod(g) for g in layout.grids)
+            sizes += f" (+ {extra} motion tokens)" if extra else ""
             raise ValueError(f"VideoDiT: the clips' token grids add up to {sizes} = {expected} tokens; got {tokens.shape[1]}")
         if self.config.position and "sincos" in self.config.position:
             table = torch.cat([sincos_table_3d(*g, self.config.dim, time_scale=layout.time_scale, device=tokens.device).reshape(-1, self.config.dim)
                                for g in layout.grids])
-            tokens = tokens + table.to(tokens.dtype)  # (B, L, D)
+            tokens = tokens + F.pad(table, (0, 0, 0, expected - table.shape[0])).to(tokens.dtype)  # (B, L, D)
         if self.size_embed is not None:  # each clip's (frames, height, width) = its token grid times the patch
             sizes = torch.tensor([[g * p for g, p in zip(grid, self.config.patch)] for grid in layout.grids], device=tokens.device)
             cond_emb = cond_emb + self.size_embed(sizes)  # (clips, D)
@@ -684,7 +763,7 @@ class VideoDiT(nn.Module):
             tokens = block(tokens, cond_emb, layout, context, context_mask)
             if self.skip_fuse is not None and i < self.config.depth // 2:
                 skips.append(tokens)
-        return self.final(tokens, cond_emb, layout)
+        return tokens, cond_emb
 
     def forward_packed(self, clips, t, cond=None, *, time_scale: float = 1.0) -> list[torch.Tensor]:
         """Clips of different sizes in ONE token sequence (NaViT, "Patch n' Pack").
@@ -703,6 +782,9 @@ class VideoDiT(nn.Module):
                     f"VideoDiT.forward_packed: clip {i} must have shape (T, C, H, W) with C={self.config.channels}; "
                     f"got {getattr(clip, 'shape', type(clip).__name__)}"
                 )
+        if self.config.motion_patch is not None:
+            raise ValueError("VideoDiT.forward_packed: packing is not built for a model with a motion stream "
+                             f"(config.motion_patch={self.config.motion_patch}); call the model on one size at a time")
         self._check_conditioning(len(clips), t, cond, None)
         grids = [self._grid(clip.shape) for clip in clips]
         tokens = torch.cat([rearrange(patchify(c[None], self.config.patch), "1 t h w p -> (t h w) p") for c in clips])[None]
@@ -717,8 +799,14 @@ class VideoDiT(nn.Module):
         ]
 
     def tokens_per_clip(self, frames: int, height: int, width: int) -> int:
-        """Tokens of one ``frames x height x width`` clip (the sequence length attention sees)."""
-        return math.prod(token_grid((frames, self.config.channels, height, width), self.config.patch))
+        """Tokens of one ``frames x height x width`` clip (the sequence length attention sees,
+        the motion stream's tokens included)."""
+        shape = (frames, self.config.channels, height, width)
+        motion = self.config.motion_patch
+        extra = 0
+        if motion is not None and frames >= motion[0]:
+            extra = math.prod(token_grid((math.ceil(frames / motion[0]) * motion[0], *shape[1:]), motion))
+        return math.prod(token_grid(shape, self.config.patch)) + extra
 
     # Guard rails.
 
