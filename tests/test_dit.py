@@ -12,6 +12,7 @@ from vdmcourse.nn.dit import (
     TokenLayout,
     VideoDiT,
     VideoDiTConfig,
+    _per_token,
     bucket_batch_sizes,
     patchify,
     rope_3d,
@@ -505,18 +506,17 @@ def test_a_clip_shorter_than_a_motion_tubelet_runs_on_the_main_stream_alone():
 
 
 def test_each_motion_token_writes_its_whole_tubelet_and_the_padding_is_cut():
-    model = wake_up(dit(**MOTION)).eval()
-    layout = TokenLayout.build([(4, 4, 4)], packed=False, causal=False, device="cpu")
-    cond = model.embed(times(), None)
-    tokens = torch.randn(2, 4, 48, generator=seeded(3))
-    changed = tokens.clone()
-    changed[:, 1] += torch.randn(48, generator=seeded(4))  # the token of rows 0-7, columns 8-15
-    video = model._motion_video(tokens, cond, layout, (3, 1, 16, 16))  # 3 frames kept of the tubelet's 4
+    model = dit(**MOTION)
+    out = torch.randn(2, 4, 4 * 8 * 8, generator=seeded(3))  # the motion output layer's numbers for 4 tokens
+    changed = out.clone()
+    changed[:, 1] += 1.0  # the token of rows 0-7, columns 8-15
+    video = model._motion_video(out, (3, 1, 16, 16))  # 3 frames kept of the tubelet's 4
     assert video.shape == (2, 3, 1, 16, 16)
-    moved = (model._motion_video(changed, cond, layout, (3, 1, 16, 16)) - video).abs() > 0
+    moved = (model._motion_video(changed, (3, 1, 16, 16)) - video) != 0
     assert moved[:, :, :, :8, 8:].all()  # every pixel of every frame of its square...
     moved[:, :, :, :8, 8:] = False
     assert not moved.any()  # ... and nothing else
+    torch.testing.assert_close(model._motion_video(out, (4, 1, 16, 16))[:, :3], video, rtol=0, atol=0)
 
 
 def test_the_motion_stream_learns_with_the_rest_at_any_length():
@@ -550,6 +550,46 @@ def test_a_motion_stream_is_refused_where_it_is_not_built():
         dit(**MOTION).forward_packed([clips()[0]], times(1))
     with pytest.raises(ValueError, match="does not split into 4x8x8 tubelets: H=12 is not a multiple of 8"):
         dit(**MOTION)(clips(height=12), times())
+
+
+# One time per frame (diffusion forcing).
+
+
+@pytest.mark.parametrize("changes", [{}, {"patch": (2, 4, 4)}, MOTION, {"prediction": "x"}])
+def test_one_time_per_frame_equal_to_the_clips_time_is_the_clips_time(changes):
+    model = wake_up(dit(**changes)).eval()
+    per_frame = times()[:, None].expand(2, 4).contiguous()
+    torch.testing.assert_close(model(clips(), per_frame, torch.tensor([1, 2])), model(clips(), times(), torch.tensor([1, 2])),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_frames_time_reaches_that_frame_and_what_may_see_it(layout):
+    # Causal: frames before k see neither frame k's pixels nor its time, so they keep their output exactly.
+    model = wake_up(dit(layout=layout, causal=True)).eval()
+    before = torch.full((2, 4), 0.5)
+    after = before.clone()
+    after[:, 2] = 0.9
+    a, b = model(clips(), before), model(clips(), after)
+    torch.testing.assert_close(a[:, :2], b[:, :2], rtol=0, atol=0)
+    assert not torch.allclose(a[:, 2], b[:, 2])
+
+
+def test_per_frame_modulation_gives_each_token_its_frames_row_and_motion_tokens_the_mean():
+    layout = TokenLayout.build([(2, 1, 3)], packed=False, causal=False, device="cpu")
+    params = torch.arange(2 * 2 * 1, dtype=torch.float32).reshape(2, 2, 1)  # (B, t, P)
+    torch.testing.assert_close(_per_token(params, layout)[..., 0], torch.tensor([[0.0, 0, 0, 1, 1, 1], [2, 2, 2, 3, 3, 3]]))
+    layout = dataclasses.replace(layout, positions=torch.cat([layout.positions, torch.zeros(2, 3)]))  # two motion tokens
+    torch.testing.assert_close(_per_token(params, layout)[..., 0], torch.tensor([[0.0, 0, 0, 1, 1, 1, 0.5, 0.5], [2, 2, 2, 3, 3, 3, 2.5, 2.5]]))
+
+
+def test_per_frame_times_are_refused_when_malformed():
+    with pytest.raises(ValueError, match=r"one time per frame \(B, T\) = \(2, 4\); got \(2, 3\)"):
+        dit()(clips(), torch.rand(2, 3))
+    with pytest.raises(ValueError, match="per-frame times must be equal within each tubelet of pt=2 frames"):
+        dit(patch=(2, 4, 4))(clips(), torch.tensor([[0.1, 0.2, 0.3, 0.3], [0.5, 0.5, 0.5, 0.5]]))
+    with pytest.raises(ValueError, match=r"t of shape \(B,\) = \(1,\), one time per clip; got \(1, 4\)"):
+        dit().forward_packed([clips()[0]], torch.rand(1, 4))
 
 
 # Clean-clip prediction (JiT).

@@ -4,6 +4,7 @@ import torch
 from vdmcourse.diffusion import NULL_LABEL
 from vdmcourse.diffusion.objectives import (
     OBJECTIVES,
+    check_frame_t_share,
     check_motion_weight,
     convert,
     frame_noise,
@@ -171,6 +172,37 @@ def test_training_loss_per_frame_times_when_asked():
     training_loss(model, torch.zeros(3, 4, 1, 8, 8), one_t_per_clip=False, generator=torch.Generator().manual_seed(0))
     assert model.t.shape == (3, 4)
     assert model.t.std(dim=1).min() > 0
+
+
+def test_frame_t_share_gives_that_share_of_clips_a_time_per_frame():
+    x0 = torch.zeros(400, 4, 1, 8, 8)
+    plain, mixed, every = Recorder(), Recorder(), Recorder()
+    training_loss(plain, x0, generator=torch.Generator().manual_seed(0))
+    training_loss(mixed, x0, frame_t_share=0.25, generator=torch.Generator().manual_seed(0))
+    training_loss(every, x0, frame_t_share=1.0, generator=torch.Generator().manual_seed(0))
+    assert plain.t.shape == (400,) and mixed.t.shape == every.t.shape == (400, 4)
+    own = mixed.t.std(dim=1) > 0
+    assert own.float().mean().item() == pytest.approx(0.25, abs=0.06)
+    torch.testing.assert_close(mixed.t[~own, 0], plain.t[~own], rtol=0, atol=0)  # the others keep their clip's time
+    assert (every.t.std(dim=1) > 0).all()
+    # x0 = 0: x_t = t * eps, so every frame carries its own noise level
+    torch.testing.assert_close(every.x.std(dim=(2, 3, 4)), every.t, rtol=0.4, atol=0.02)
+    # share 0 draws exactly what training drew before it existed
+    again = Recorder()
+    training_loss(again, x0, frame_t_share=0.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again.t, plain.t) and torch.equal(again.x, plain.x)
+
+
+def test_frame_t_share_refuses_bad_values_and_clips_without_frames():
+    assert check_frame_t_share(1) == 1.0 and isinstance(check_frame_t_share(1), float)
+    model = Recorder()
+    for bad in (-0.1, 1.5, float("nan"), True, "0.5"):
+        with pytest.raises(ValueError, match=r"frame_t_share must be a number in \[0, 1\]"):
+            training_loss(model, torch.zeros(2, 3, 1, 4, 4), frame_t_share=bad)
+    with pytest.raises(ValueError, match=r"needs one_t_per_clip=True and clips \(B, T, C, H, W\); got one_t_per_clip=True, x0 of shape \(2, 16\)"):
+        training_loss(model, torch.zeros(2, 16), frame_t_share=0.5)
+    with pytest.raises(ValueError, match="got one_t_per_clip=False"):
+        training_loss(model, torch.zeros(2, 3, 1, 4, 4), frame_t_share=0.5, one_t_per_clip=False)
 
 
 def test_training_loss_is_seeded_and_differentiable():

@@ -110,8 +110,23 @@ def test_unknown_names_and_objectives_are_refused():
         Preset(**fields, guidance_interval=(0.9, 0.1))
     with pytest.raises(ValueError, match="Preset 'x': motion_weight must be a finite number >= 0; got -1"):
         Preset(**fields, motion_weight=-1)
-    with pytest.raises(ValueError, match="Preset 'x': motion_weight weighs the plain diffusion loss"):
+    with pytest.raises(ValueError, match="Preset 'x': motion_weight and frame_t_share shape the plain diffusion loss"):
         Preset(**fields, objective=None, loss=lambda model, batch, generator: batch, motion_weight=0.5)
+    with pytest.raises(ValueError, match="Preset 'x': frame_t_share must be a number in \\[0, 1\\]"):
+        Preset(**fields, frame_t_share=1.5)
+    with pytest.raises(ValueError, match="Preset 'x': motion_weight and frame_t_share shape the plain diffusion loss"):
+        Preset(**fields, objective=None, loss=lambda model, batch, generator: batch, frame_t_share=0.5)
+
+
+def test_frame_t_share_reaches_the_loss_and_is_recorded_only_when_set():
+    tiny = get_preset("dit-cpu")
+    assert "frame_t_share" not in tiny.metadata()
+    shared = dataclasses.replace(tiny, frame_t_share=1.0)
+    assert shared.metadata()["frame_t_share"] == 1.0
+    model = TimeRecorder()
+    batch = {"video": torch.rand(3, 4, 1, 8, 8), "labels": torch.zeros(3, 1, dtype=torch.long)}
+    shared.loss_fn()(model, batch, torch.Generator().manual_seed(0))
+    assert model.t.shape == (3, 4) and model.t.std(dim=1).min() > 0
 
 
 def test_a_guidance_interval_is_recorded_only_when_it_is_not_every_call():

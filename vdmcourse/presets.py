@@ -30,6 +30,7 @@ from vdmcourse.diffusion import (
     GUIDE_EVERY_CALL,
     OBJECTIVES,
     TIME_DISTRIBUTIONS,
+    check_frame_t_share,
     check_guidance_interval,
     check_motion_weight,
     training_loss,
@@ -69,6 +70,8 @@ class Preset:
             :func:`vdmcourse.diffusion.sample_timesteps`).
         motion_weight: the weight of the frame-difference term of the diffusion loss (see
             :func:`vdmcourse.diffusion.training_loss`); 0 leaves it out.
+        frame_t_share: the share of clips trained with a time per frame (diffusion forcing
+            beside one time per clip; :func:`vdmcourse.diffusion.training_loss`); 0 leaves it out.
         batch_size, steps, quick_steps: clips per step; steps of a full and a quick run.
         train: the :class:`~vdmcourse.train.TrainConfig` (lr, warm-up, EMA, ...).
         sampler, sample_steps, guidance_scale: how previews and ``sample`` draw by default.
@@ -104,6 +107,7 @@ class Preset:
     t_distribution: str = "uniform"
     t_mean: float = 0.0
     motion_weight: float = 0.0
+    frame_t_share: float = 0.0
     batch_size: int = 32
     steps: int = 4000
     quick_steps: int = 20
@@ -130,10 +134,11 @@ class Preset:
         try:
             check_guidance_interval(self.guidance_interval)
             check_motion_weight(self.motion_weight)
+            check_frame_t_share(self.frame_t_share)
         except ValueError as error:
             raise ValueError(f"Preset {self.name!r}: {error}") from None
-        if self.motion_weight and (self.loss, self.context, self.teacher) != (None, None, None):
-            raise ValueError(f"Preset {self.name!r}: motion_weight weighs the plain diffusion loss; this preset trains its own loss, "
+        if (self.motion_weight or self.frame_t_share) and (self.loss, self.context, self.teacher) != (None, None, None):
+            raise ValueError(f"Preset {self.name!r}: motion_weight and frame_t_share shape the plain diffusion loss; this preset trains its own loss, "
                              "masked-frame context or a teacher's guidance")
         if self.loss is not None and self.objective is not None:
             raise ValueError(f"Preset {self.name!r}: a preset with its own loss trains no diffusion objective; set objective=None")
@@ -224,6 +229,7 @@ class Preset:
                 t_distribution=self.t_distribution,
                 t_mean=self.t_mean,
                 motion_weight=self.motion_weight,
+                frame_t_share=self.frame_t_share,
             )
 
         return loss
@@ -250,6 +256,7 @@ class Preset:
             "t_distribution": self.t_distribution,
             "t_mean": self.t_mean,
             **({"motion_weight": self.motion_weight} if self.motion_weight else {}),
+            **({"frame_t_share": self.frame_t_share} if self.frame_t_share else {}),
             "sample_shape": list(self.sample_shape),
             "sampler": self.sampler,
             "sample_steps": self.sample_steps,

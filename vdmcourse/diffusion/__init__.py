@@ -23,6 +23,7 @@ from vdmcourse.diffusion.guidance import NULL_LABEL, classifier_free_guidance, g
 from vdmcourse.diffusion.objectives import (
     OBJECTIVES,
     TIME_DISTRIBUTIONS,
+    check_frame_t_share,
     check_motion_weight,
     convert,
     frame_noise,
@@ -49,6 +50,7 @@ __all__ = [
     "null_label_of",
     "OBJECTIVES",
     "TIME_DISTRIBUTIONS",
+    "check_frame_t_share",
     "check_motion_weight",
     "convert",
     "frame_noise",

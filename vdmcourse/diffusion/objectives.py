@@ -243,6 +243,13 @@ def check_motion_weight(weight) -> float:
     return float(weight)
 
 
+def check_frame_t_share(share) -> float:
+    """``share`` as :func:`training_loss`'s share of clips with a time per frame, or a ValueError."""
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise ValueError(f"frame_t_share must be a number in [0, 1] (the share of clips with a time per frame); got {share!r}")
+    return float(share)
+
+
 def training_loss(
     model,
     x0: torch.Tensor,
@@ -258,6 +265,7 @@ def training_loss(
     t_std: float = 1.0,
     null_label: int | None = None,
     motion_weight: float = 0.0,
+    frame_t_share: float = 0.0,
 ) -> torch.Tensor:
     """The denoising loss for one batch: noise ``x0`` to a random time, ask the model
     for ``objective``'s target, return the mean squared error (a scalar tensor).
@@ -272,7 +280,12 @@ def training_loss(
     its frames. ``False``: an independent ``t`` per frame, shape ``(B, T)``, passed to
     the model as is -- only for models built for per-frame noise levels (diffusion
     forcing, Chen et al. 2024). ``t_distribution``, ``t_mean``, ``t_std``: how the
-    times are drawn, see :func:`sample_timesteps`.
+    times are drawn, see :func:`sample_timesteps`. ``frame_t_share`` in ``[0, 1]``: that share
+    of the clips (each clip drawn with this probability) gets an independent time per frame,
+    the others one time for the clip -- diffusion forcing's training beside the usual, so a
+    model learns to place a noisy frame from its cleaner neighbours and still samples with
+    one time for the clip; the times are then ``(B, T)`` for every clip (a shared clip's
+    row constant). 0 (the default) draws exactly what it always drew.
     ``generator`` fixes the times, the noise and the label dropout (drawn in that order).
     The noise is :func:`frame_noise` with the model's :func:`noise_mix_of` (independent
     frames unless the model says otherwise).
@@ -288,8 +301,17 @@ def training_loss(
     if not isinstance(x0, torch.Tensor) or x0.ndim < 2:
         raise ValueError(f"x0 must be a tensor of shape (B, T, C, H, W); got {getattr(x0, 'shape', type(x0).__name__)}")
     batch = x0.shape[0]
+    frame_t_share = check_frame_t_share(frame_t_share)
+    if frame_t_share and (not one_t_per_clip or x0.ndim != 5):
+        raise ValueError(f"frame_t_share={frame_t_share} mixes per-clip and per-frame times: it needs one_t_per_clip=True and "
+                         f"clips (B, T, C, H, W); got one_t_per_clip={one_t_per_clip}, x0 of shape {tuple(x0.shape)}")
     if one_t_per_clip:
         t = sample_timesteps(batch, distribution=t_distribution, mean=t_mean, std=t_std, generator=generator, device=x0.device)  # (B,)
+        if frame_t_share:  # drawn after the per-clip times, so the share 0 keeps the old random stream
+            frames = x0.shape[1]
+            own = sample_timesteps(batch * frames, distribution=t_distribution, mean=t_mean, std=t_std, generator=generator, device=x0.device)
+            chosen = torch.rand(batch, generator=generator, device=generator.device if generator is not None else x0.device).to(x0.device) < frame_t_share
+            t = torch.where(chosen[:, None], own.reshape(batch, frames), t[:, None])  # (B, T)
     else:
         if x0.ndim != 5:
             raise ValueError(f"one_t_per_clip=False needs clips of shape (B, T, C, H, W); got {tuple(x0.shape)}")

@@ -543,7 +543,14 @@ class DiTBlock(nn.Module):
 
 def _per_token(params: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
     """Per-clip vectors ``(B, P)`` -> broadcastable to the tokens: ``(B, 1, P)``, or for a
-    packed sequence each token's own clip's row, ``(1, L, P)``."""
+    packed sequence each token's own clip's row, ``(1, L, P)``. Per token frame ``(B, t, P)``
+    (one clip size) -> each token its frame's row, ``(B, L, P)``; tokens beyond the grid
+    (the motion stream's, which span every frame) take the mean over frames."""
+    if params.ndim == 3:
+        t, h, w = layout.grids[0]
+        rows = params.repeat_interleave(h * w, dim=1)  # (B, t*h*w, P)
+        extra = layout.length - rows.shape[1]
+        return torch.cat([rows, params.mean(1, keepdim=True).expand(-1, extra, -1)], dim=1) if extra else rows
     return params[layout.segments][None] if layout.packed else params[:, None]
 
 
@@ -583,7 +590,9 @@ class VideoDiT(nn.Module):
 
     * ``x``: ``(B, T, C, H, W)`` -- noisy clips in ``[-1, 1]`` or noisy VAE latents;
       C = ``config.channels``; T, H, W multiples of ``config.patch`` (any such size runs).
-    * ``t``: float ``(B,)`` in ``[0, 1]`` (1 = pure noise).
+    * ``t``: float ``(B,)`` in ``[0, 1]`` (1 = pure noise), or one time per frame ``(B, T)``
+      (diffusion forcing, Chen et al. 2024: each token frame's blocks are modulated by its
+      own time; equal within each ``pt``-frame tubelet; the motion stream takes the mean).
     * ``cond``: None (the null label), or long labels ``(B,)`` / ``(B, K)`` in
       ``[0, num_classes]`` (``num_classes`` is the null label; K labels are summed).
     * ``context``: caption tokens ``(B, M, context_dim)`` for a model built with
@@ -662,15 +671,17 @@ class VideoDiT(nn.Module):
                 nn.init.zeros_(layer.bias)
 
     def embed(self, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        """One conditioning vector per clip: time + label embedding, ``(B, D)``."""
-        emb = self.time_embed(t)  # (B, D)
+        """The conditioning vectors: time + label embedding, one per clip ``(B, D)`` for ``t``
+        ``(B,)``, or one per token frame ``(B, t, D)`` for ``t`` ``(B, t)`` (already one time per token frame)."""
+        emb = self.time_embed(t.flatten()).reshape(*t.shape, -1)  # (B, D) or (B, t, D)
         if self.label_embed is None:
             if cond is not None:
                 raise ValueError("VideoDiT: this model is unconditional (config.num_classes=None) but cond was given")
             return emb
         if cond is None:
             cond = torch.full((t.shape[0],), self.label_embed.null_label, dtype=torch.long, device=t.device)
-        return emb + self.label_embed(cond)  # (B, D)
+        label = self.label_embed(cond)  # (B, D)
+        return emb + (label[:, None] if t.ndim == 2 else label)
 
     def forward(self, x, t, cond=None, context=None, context_mask=None, *, time_scale: float = 1.0) -> torch.Tensor:
         """See the class docstring. ``time_scale``: a factor on the token frames' positions
@@ -685,13 +696,22 @@ class VideoDiT(nn.Module):
         if motion is not None:  # the motion tokens after the main ones, with their own positions
             tokens = torch.cat([tokens, motion[0]], dim=1)  # (B, L + M, D)
             layout = dataclasses.replace(layout, positions=torch.cat([layout.positions, motion[1]]))
-        tokens, cond_emb = self.run_blocks(tokens, self.embed(t, cond), layout, context, context_mask)
-        main = math.prod(grid)
-        out = rearrange(self.final(tokens[:, :main], cond_emb, layout), "b (t h w) p -> b t h w p", t=grid[0], h=grid[1], w=grid[2])
+        tokens, cond_emb = self.run_blocks(tokens, self.embed(self._token_frame_times(t), cond), layout, context, context_mask)
+        main = math.prod(grid)  # each output layer reads every token, its own stream's are kept
+        out = rearrange(self.final(tokens, cond_emb, layout)[:, :main], "b (t h w) p -> b t h w p", t=grid[0], h=grid[1], w=grid[2])
         video = unpatchify(out, self.config.patch, self.config.channels)  # (B, T, C, H, W)
         if motion is not None:
-            video = video + self._motion_video(tokens[:, main:], cond_emb, layout, x.shape)
+            video = video + self._motion_video(self.motion_final(tokens, cond_emb, layout)[:, main:], x.shape)
         return self.to_velocity(x, t, self.smooth(video))  # (B, T, C, H, W)
+
+    def _token_frame_times(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` ``(B,)`` as is; per frame ``(B, T)`` -> one time per token frame ``(B, T / pt)``."""
+        if t.ndim == 1:
+            return t
+        tubelets = rearrange(t, "b (n pt) -> b n pt", pt=self.config.patch[0])
+        if not (tubelets == tubelets[..., :1]).all():
+            raise ValueError(f"VideoDiT: per-frame times must be equal within each tubelet of pt={self.config.patch[0]} frames; got {t.tolist()}")
+        return tubelets[..., 0]
 
     def _motion_tokens(self, x: torch.Tensor, time_scale: float) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The motion stream's tokens ``(B, M, D)`` and positions ``(M, 3)`` (each tubelet's
@@ -708,12 +728,12 @@ class VideoDiT(nn.Module):
         positions[:, 0] *= time_scale
         return tokens, positions
 
-    def _motion_video(self, tokens: torch.Tensor, cond_emb: torch.Tensor, layout: TokenLayout, shape) -> torch.Tensor:
-        """The motion stream's output layer on its ``(B, M, D)`` tokens -> ``(B, T, C, H, W)``
-        (the padding frames cut off)."""
+    def _motion_video(self, out: torch.Tensor, shape) -> torch.Tensor:
+        """The motion stream's outputs ``(B, M, mt*mh*mw*C)`` as a clip of ``shape``'s
+        ``(B, T, C, H, W)`` (the padding frames cut off)."""
         frames, _, height, width = shape[-4:]
         mt, mh, mw = self.config.motion_patch
-        out = rearrange(self.motion_final(tokens, cond_emb, layout), "b (t h w) p -> b t h w p", h=height // mh, w=width // mw)
+        out = rearrange(out, "b (t h w) p -> b t h w p", h=height // mh, w=width // mw)
         return unpatchify(out, self.config.motion_patch, self.config.channels)[:, :frames]
 
     def to_velocity(self, x: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -755,7 +775,8 @@ class VideoDiT(nn.Module):
             tokens = tokens + F.pad(table, (0, 0, 0, expected - table.shape[0])).to(tokens.dtype)  # (B, L, D)
         if self.size_embed is not None:  # each clip's (frames, height, width) = its token grid times the patch
             sizes = torch.tensor([[g * p for g, p in zip(grid, self.config.patch)] for grid in layout.grids], device=tokens.device)
-            cond_emb = cond_emb + self.size_embed(sizes)  # (clips, D)
+            size = self.size_embed(sizes)  # (clips, D)
+            cond_emb = cond_emb + (size[:, None] if cond_emb.ndim == 3 else size)
         skips, first_out = [], self.config.depth - self.config.depth // 2  # U-ViT: blocks >= first_out take a skip
         for i, block in enumerate(self.blocks):
             if self.skip_fuse is not None and i >= first_out:
@@ -826,12 +847,14 @@ class VideoDiT(nn.Module):
         if x.ndim != 5 or x.shape[2] != self.config.channels:
             hint = " -- a batch of images? Add the frame axis: x[:, None]" if x.ndim == 4 else ""
             raise ValueError(f"VideoDiT expects x of shape (B, T, C, H, W) with C={self.config.channels}; got {tuple(x.shape)}{hint}")
-        self._check_conditioning(x.shape[0], t, cond, context)
+        self._check_conditioning(x.shape[0], t, cond, context, frames=x.shape[1])
 
-    def _check_conditioning(self, batch, t, cond, context) -> None:
-        if not isinstance(t, torch.Tensor) or t.shape != (batch,):
+    def _check_conditioning(self, batch, t, cond, context, frames: int | None = None) -> None:
+        per_frame = frames is not None and isinstance(t, torch.Tensor) and t.shape == (batch, frames)
+        if not isinstance(t, torch.Tensor) or (t.shape != (batch,) and not per_frame):
             got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"VideoDiT expects t of shape (B,) = ({batch},), one time per clip; got {got}")
+            also = f" or one time per frame (B, T) = ({batch}, {frames})" if frames is not None else ""
+            raise ValueError(f"VideoDiT expects t of shape (B,) = ({batch},), one time per clip{also}; got {got}")
         if cond is not None and (not isinstance(cond, torch.Tensor) or cond.ndim not in (1, 2) or cond.shape[0] != batch):
             got = tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__
             raise ValueError(f"VideoDiT expects cond of shape (B,) or (B, K) with B={batch}, or None; got {got}")
