@@ -38,6 +38,12 @@ sizes (buckets and packing).
   (:meth:`VideoDiT.to_velocity`; Li & He 2025, JiT). A clean clip is smooth and mostly
   background, a velocity holds fresh noise in every pixel: for a small pixel-space DiT
   the clean clip is the easier thing to write (benchmarks/results/dit.md).
+* **Two more options for motion**, off by default (neither beat the plain model in 900
+  CPU-second pilots, benchmarks/results/dit.md): a *motion stream* (``motion_patch``)
+  cuts the clip a second time into long tubelets whose tokens join the main ones in the
+  same attention, with their own embedding and output layer; and a *time per frame*
+  (``t`` of shape ``(B, T)``, diffusion forcing) modulates each token frame by its own
+  noise level.
 * **Variable size**, both ways the field does it: a batch of one size (a *bucket*,
   Open-Sora; :func:`bucket_batch_sizes` keeps tokens per batch about constant), or
   clips of different sizes *packed* into one token sequence with a block-diagonal
@@ -49,8 +55,8 @@ Tokens travel as ``(B, L, D)`` with ``L = t * h * w`` in (t, h, w) order; a
 
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
