@@ -537,6 +537,21 @@ def test_a_motion_stream_model_round_trips_through_a_checkpoint(tmp_path, positi
     torch.testing.assert_close(loaded(clips(), times()), model(clips(), times()), rtol=0, atol=0)
 
 
+def test_with_motion_means_only_the_motion_stream_sets_each_squares_ink():
+    model = wake_up(dit(motion_means=True, **MOTION)).eval()
+    with torch.no_grad():
+        model.motion_final.linear.weight.zero_()
+        model.motion_final.linear.bias.zero_()  # the motion stream silent: what is left is the main stream's
+    main = patchify(model(clips(), times()), (1, 4, 4))  # (B, t, h, w, 16): one row per main token
+    torch.testing.assert_close(main.mean(-1), torch.zeros(main.shape[:-1]), rtol=0, atol=1e-6)
+    assert main.abs().amax() > 0.01
+    short = patchify(model(clips(frames=3), times()), (1, 4, 4))  # no motion tokens: the main stream whole
+    assert short.mean(-1).abs().amax() > 0.01
+    plain = dit(**MOTION)
+    plain.load_state_dict(model.state_dict())
+    assert not torch.allclose(plain(clips(), times()), model(clips(), times()))
+
+
 def test_a_motion_stream_is_refused_where_it_is_not_built():
     with pytest.raises(ValueError, match=r"motion_patch must be None or a tuple \(mt, mh, mw\) of positive ints; got \[4, 8, 8\]"):
         VideoDiTConfig(motion_patch=[4, 8, 8])
@@ -544,6 +559,10 @@ def test_a_motion_stream_is_refused_where_it_is_not_built():
         VideoDiTConfig(motion_patch=(4, 8, 8), layout="stdit", position="sincos")
     with pytest.raises(ValueError, match="needs causal=False"):
         VideoDiTConfig(motion_patch=(4, 8, 8), causal=True)
+    with pytest.raises(ValueError, match=r"motion_means=True leaves the squares' ink to the motion stream, and there is none"):
+        VideoDiTConfig(motion_means=True)
+    with pytest.raises(ValueError, match="motion_means must be True or False; got 1"):
+        VideoDiTConfig(motion_means=1, motion_patch=(4, 8, 8))
     with pytest.raises(ValueError, match="packing is not built for a model with a motion stream"):
         dit(**MOTION).forward_packed([clips()[0]], times(1))
     with pytest.raises(ValueError, match="does not split into 4x8x8 tubelets: H=12 is not a multiple of 8"):

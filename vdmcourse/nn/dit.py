@@ -165,6 +165,11 @@ class VideoDiTConfig:
             time to a multiple of ``mt`` for them. Needs ``layout="full"``, RoPE in
             ``position`` (the motion tokens' only position: rotations at their centres, in
             main-token units) and ``causal=False``; :meth:`VideoDiT.forward` only (no packing).
+        motion_means: with a motion stream, each main token's output has its mean taken out
+            whenever motion tokens are present, so only the motion tokens set how much ink each
+            square holds in each frame -- where the digit is -- and the main tokens add the
+            detail inside their squares. Clips shorter than ``mt`` (no motion tokens) keep the
+            main stream whole.
     """
 
     channels: int = 1
@@ -190,6 +195,7 @@ class VideoDiTConfig:
     prediction: str = "v"
     noise_mix: float = 0.0
     motion_patch: tuple[int, int, int] | None = None
+    motion_means: bool = False
 
     def __post_init__(self):
         _positive_ints(self, ("channels", "dim", "depth", "heads", "frames", "image_size"))
@@ -238,6 +244,10 @@ class VideoDiTConfig:
             ) if not ok]
             if needs:
                 raise ValueError("VideoDiTConfig: motion_patch needs " + ", ".join(needs))
+        if not isinstance(self.motion_means, bool):
+            raise ValueError(f"VideoDiTConfig: motion_means must be True or False; got {self.motion_means!r}")
+        if self.motion_means and self.motion_patch is None:
+            raise ValueError("VideoDiTConfig: motion_means=True leaves the squares' ink to the motion stream, and there is none (motion_patch=None)")
         if self.long_skips and self.depth < 2:
             raise ValueError(f"VideoDiTConfig: long_skips join block i to block depth - 1 - i and need depth >= 2; got depth={self.depth}")
 
@@ -704,7 +714,10 @@ class VideoDiT(nn.Module):
             layout = dataclasses.replace(layout, positions=torch.cat([layout.positions, motion[1]]))
         tokens, cond_emb = self.run_blocks(tokens, self.embed(self._token_frame_times(t), cond), layout, context, context_mask)
         main = math.prod(grid)  # each output layer reads every token, its own stream's are kept
-        out = rearrange(self.final(tokens, cond_emb, layout)[:, :main], "b (t h w) p -> b t h w p", t=grid[0], h=grid[1], w=grid[2])
+        out = self.final(tokens, cond_emb, layout)[:, :main]  # (B, L, patch_dim)
+        if motion is not None and self.config.motion_means:  # the motion stream alone says where the ink is
+            out = out - out.mean(-1, keepdim=True)
+        out = rearrange(out, "b (t h w) p -> b t h w p", t=grid[0], h=grid[1], w=grid[2])
         video = unpatchify(out, self.config.patch, self.config.channels)  # (B, T, C, H, W)
         if motion is not None:
             video = video + self._motion_video(self.motion_final(tokens, cond_emb, layout)[:, main:], x.shape)
