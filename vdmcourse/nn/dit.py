@@ -38,12 +38,13 @@ sizes (buckets and packing).
   (:meth:`VideoDiT.to_velocity`; Li & He 2025, JiT). A clean clip is smooth and mostly
   background, a velocity holds fresh noise in every pixel: for a small pixel-space DiT
   the clean clip is the easier thing to write (benchmarks/results/dit.md).
-* **Two more options for motion**, off by default (neither beat the plain model in 900
-  CPU-second pilots, benchmarks/results/dit.md): a *motion stream* (``motion_patch``)
-  cuts the clip a second time into long tubelets whose tokens join the main ones in the
-  same attention, with their own embedding and output layer; and a *time per frame*
-  (``t`` of shape ``(B, T)``, diffusion forcing) modulates each token frame by its own
-  noise level.
+* **More options for motion**, off by default (benchmarks/results/dit.md, 900 CPU-second
+  pilots): a *motion stream* (``motion_patch``) cuts the clip a second time into long
+  tubelets whose tokens join the main ones in the same attention, with their own
+  embedding and output layer; with ``motion_means`` the main tokens' outputs lose their
+  means, so the long tokens alone say where the ink is (a steadier digit, a worse-drawn
+  one); a *time per frame* (``t`` of shape ``(B, T)``, diffusion forcing) modulates each
+  token frame by its own noise level (no gain).
 * **Variable size**, both ways the field does it: a batch of one size (a *bucket*,
   Open-Sora; :func:`bucket_batch_sizes` keeps tokens per batch about constant), or
   clips of different sizes *packed* into one token sequence with a block-diagonal
