@@ -310,7 +310,7 @@ def training_loss(
         if frame_t_share:  # drawn after the per-clip times, so the share 0 keeps the old random stream
             frames = x0.shape[1]
             own = sample_timesteps(batch * frames, distribution=t_distribution, mean=t_mean, std=t_std, generator=generator, device=x0.device)
-            chosen = torch.rand(batch, generator=generator, device=generator.device if generator is not None else x0.device).to(x0.device) < frame_t_share
+            chosen = sample_timesteps(batch, generator=generator, device=x0.device) < frame_t_share  # uniform: a coin per clip
             t = torch.where(chosen[:, None], own.reshape(batch, frames), t[:, None])  # (B, T)
     else:
         if x0.ndim != 5:
